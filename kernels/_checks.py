@@ -1,0 +1,117 @@
+"""Input and config validation shared by the Triton launcher and the torch reference.
+
+Every check runs before anything is launched, and each error says what was expected and what came,
+so a bad call never reaches the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+CONFIG_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
+INPUT_DTYPES = (torch.float8_e4m3fn, torch.int8)
+OUTPUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def is_power_of_two(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x > 0 and x & (x - 1) == 0
+
+
+def default_config(block_n: int, block_k: int) -> dict[str, int]:
+    """SGLang's fallback config when no tuned file exists for a shape."""
+    return {
+        "BLOCK_SIZE_M": 64,
+        "BLOCK_SIZE_N": block_n,
+        "BLOCK_SIZE_K": block_k,
+        "GROUP_SIZE_M": 32,
+        "num_warps": 4,
+        "num_stages": 3,
+    }
+
+
+def check_block_size(block_size: object) -> tuple[int, int]:
+    if not isinstance(block_size, (list, tuple)) or len(block_size) != 2:
+        raise ValueError(f"block_size must be [block_n, block_k], but got {block_size!r}.")
+    for name, value in zip(("block_n", "block_k"), block_size):
+        if not is_power_of_two(value):
+            raise ValueError(f"{name} must be a power of two, but got {value!r}.")
+    return block_size[0], block_size[1]
+
+
+def check_inputs(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    As: torch.Tensor,
+    Bs: torch.Tensor,
+    block_size: object,
+    output_dtype: torch.dtype,
+    *,
+    need_kernel_device: bool = True,
+) -> tuple[int, int]:
+    """Validate operands against SPEC section 1 and return (block_n, block_k)."""
+    block_n, block_k = check_block_size(block_size)
+    for name, t in (("A", A), ("B", B), ("As", As), ("Bs", Bs)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 2:
+            got = f"{t.dim()}-D tensor" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a 2-D tensor, but got a {got}.")
+    if A.dtype not in INPUT_DTYPES:
+        raise ValueError(f"A must be float8_e4m3fn or int8, but got {A.dtype}.")
+    if B.dtype != A.dtype:
+        raise ValueError(f"B must have A's dtype {A.dtype}, but got {B.dtype}.")
+    if output_dtype not in OUTPUT_DTYPES:
+        raise ValueError(f"output_dtype must be bfloat16, float16 or float32, but got {output_dtype}.")
+    M, K = A.shape
+    N = B.shape[0]
+    if M == 0 or N == 0 or K == 0:
+        raise ValueError(f"M, N and K must be positive, but got M={M}, N={N}, K={K}.")
+    if B.shape[1] != K:
+        raise ValueError(f"B must be (N, K) with K={K} as in A, but got shape {tuple(B.shape)}.")
+    for name, t in (("A", A), ("B", B)):
+        if t.stride(1) != 1:
+            raise ValueError(f"{name} must have a contiguous last dim, but got strides {t.stride()}.")
+    expected_scales = (("As", As, (M, cdiv(K, block_k))), ("Bs", Bs, (cdiv(N, block_n), cdiv(K, block_k))))
+    for name, t, shape in expected_scales:
+        if t.dtype != torch.float32:
+            raise ValueError(f"{name} must be float32, but got {t.dtype}.")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, but got {tuple(t.shape)}.")
+    devices = {t.device for t in (A, B, As, Bs)}
+    if len(devices) != 1:
+        raise ValueError(f"A, B, As and Bs must be on one device, but got {sorted(map(str, devices))}.")
+    device = A.device
+    if need_kernel_device and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(f"the kernel runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1, but got {device}.")
+    return block_n, block_k
+
+
+def resolve_config(config: dict[str, int] | None, block_n: int, block_k: int) -> dict[str, int]:
+    """Return the config to launch: the default when None, else a validated copy."""
+    if config is None:
+        return default_config(block_n, block_k)
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a dict with keys {list(CONFIG_KEYS)}, but got {type(config).__name__}.")
+    missing = [k for k in CONFIG_KEYS if k not in config]
+    unknown = [k for k in config if k not in CONFIG_KEYS]
+    if missing or unknown:
+        raise ValueError(
+            f"config must have exactly the keys {list(CONFIG_KEYS)}, but misses {missing} and has unknown {unknown}."
+        )
+    for key in CONFIG_KEYS:
+        value = config[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config[{key!r}] must be a positive int, but got {value!r}.")
+    for key in ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_warps"):
+        if not is_power_of_two(config[key]):
+            raise ValueError(f"config[{key!r}] must be a power of two, but got {config[key]}.")
+    for key in ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K"):
+        if config[key] < 16:
+            raise ValueError(f"config[{key!r}] must be at least 16 (the smallest tl.dot tile), but got {config[key]}.")
+    if block_k % config["BLOCK_SIZE_K"] != 0:
+        raise ValueError(f"config['BLOCK_SIZE_K'] must divide block_k={block_k}, but got {config['BLOCK_SIZE_K']}.")
+    return {key: config[key] for key in CONFIG_KEYS}
