@@ -1,0 +1,56 @@
+"""tuner.gpu's process machinery with the GPU side injected: restarts, time-outs, compile failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_latency
+from tuner.gpu import GpuBenchmarker
+from tuner.measure import Problem
+from tuner.space import Config
+
+PROBLEM = Problem(N=512, K=256, M=16)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as b:
+        yield b
+
+
+def test_reports_device_of_the_timing_process(bench):
+    assert bench.device_name == "Fake_GPU" and bench.shared_memory_limit == 232448
+
+
+def test_ok_measurement_carries_latency_and_compile_time(bench):
+    config = Config(64, 128, 128, 1, 4, 3)
+    result = bench.measure(PROBLEM, config)
+    assert result.status == "ok" and result.us == pytest.approx(fake_latency(PROBLEM, config))
+    assert result.compile_s is not None and result.compile_s >= 0
+
+
+def test_compile_failure_is_recorded_without_timing(bench):
+    result = bench.measure(PROBLEM, Config(64, 256, 128, 1, 4, 2))
+    assert result.status == "compile_error" and "PTXAS" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("config", "status"),
+    [
+        (Config(256, 64, 128, 1, 8, 5), "crash"),  # the process exits
+        (Config(128, 64, 128, 1, 8, 4), "crash"),  # an unclassified CUDA error
+        (Config(128, 64, 128, 1, 8, 5), "timeout"),  # the process hangs
+    ],
+)
+def test_a_config_that_kills_or_hangs_costs_one_measurement(bench, config, status):
+    restarts = bench.restarts
+    assert bench.measure(PROBLEM, config).status == status
+    assert bench.restarts == restarts + 1
+    healthy = Config(32, 64, 128, 1, 4, 3)
+    assert bench.measure(PROBLEM, healthy).status == "ok"
+
+
+def test_prune_threshold_reaches_the_timing_process(bench):
+    config = Config(16, 32, 128, 1, 4, 5)
+    result = bench.measure(PROBLEM, config, prune_above_us=1.0)
+    assert result.status == "pruned" and result.us == pytest.approx(fake_latency(PROBLEM, config))

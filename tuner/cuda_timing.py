@@ -1,0 +1,118 @@
+"""The GPU-only part of timing: compile a config, check it once against the reference, time it.
+
+Runs inside worker processes (see tuner.gpu). Failures are classified exactly as Triton reports
+them; anything else means the CUDA context can no longer be trusted and the process must go.
+"""
+
+from __future__ import annotations
+
+import torch
+from triton.compiler.errors import CompilationError
+from triton.runtime.errors import OutOfResources, PTXASError
+
+from kernels import compile_w8a8_block_matmul, w8a8_block_matmul, w8a8_block_matmul_reference
+from kernels.timing import make_operand_sets, make_weight_sets, time_launches, weight_sets_needed
+from tuner.measure import Measurement, Problem
+from tuner.space import Config
+
+INPUT_DTYPES = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}
+OUTPUT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# Relative Frobenius error against the float32 reference above which a config computes wrongly.
+TOLERANCE = {"float32": 1e-4, "float16": 2e-3, "bfloat16": 1e-2}
+
+
+class ContextLost(Exception):
+    """The CUDA context failed (illegal access, launch failure): the process must be replaced."""
+
+
+def _classify(error: Exception) -> Measurement | None:
+    if isinstance(error, OutOfResources):
+        return Measurement("out_of_resources", reason=str(error).strip()[:300])
+    if isinstance(error, (CompilationError, PTXASError)):
+        return Measurement("compile_error", reason=f"{type(error).__name__}: {str(error).strip()[:300]}")
+    return None
+
+
+def compile_config(problem: Problem, config: Config) -> Measurement | None:
+    """Compile config for problem's specialization into Triton's disk cache; a failure, or None."""
+    try:
+        compile_w8a8_block_matmul(
+            problem.M,
+            problem.N,
+            problem.K,
+            [problem.block_n, problem.block_k],
+            INPUT_DTYPES[problem.input_type],
+            OUTPUT_DTYPES[problem.out_dtype],
+            config.as_sglang(),
+        )
+    except Exception as error:  # noqa: BLE001 - classified below, the rest re-raised
+        failure = _classify(error)
+        if failure is None:
+            raise
+        return failure
+    return None
+
+
+class CudaTimingSession:
+    """Holds one device's operands and reference outputs and times configs on them."""
+
+    def __init__(self, device_index: int = 0) -> None:
+        torch.cuda.set_device(device_index)
+        torch.backends.cuda.matmul.allow_tf32 = False  # the reference must be true float32
+        props = torch.cuda.get_device_properties(device_index)
+        self.device_name = torch.cuda.get_device_name(device_index).replace(" ", "_")
+        self.shared_memory_limit = props.shared_memory_per_block_optin
+        self._l2_bytes = props.L2_cache_size
+        self._weights_key: tuple | None = None
+        self._weights: list = []
+        self._operands: dict[Problem, list] = {}
+        self._references: dict[Problem, torch.Tensor] = {}
+
+    def _operands_for(self, problem: Problem) -> list:
+        p = problem
+        block_size = [p.block_n, p.block_k]
+        weights_key = (p.N, p.K, p.block_n, p.block_k, p.input_type)
+        if weights_key != self._weights_key:  # a new shape: drop the old one's buffers
+            self._operands.clear()
+            self._references.clear()
+            self._weights = []
+            torch.cuda.empty_cache()
+            n = weight_sets_needed(1, p.N, p.K, l2_bytes=self._l2_bytes)
+            self._weights = make_weight_sets(p.N, p.K, block_size, INPUT_DTYPES[p.input_type], n)
+            self._weights_key = weights_key
+        if p not in self._operands:
+            n = weight_sets_needed(p.M, p.N, p.K, l2_bytes=self._l2_bytes)
+            self._operands[p] = make_operand_sets(p.M, self._weights, block_size, n)
+            a, b, a_scales, b_scales = self._operands[p][0]
+            self._references[p] = w8a8_block_matmul_reference(a, b, a_scales, b_scales, block_size, torch.float32)
+        return self._operands[p]
+
+    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        """Check config once against the reference, then time it in CUDA graphs."""
+        sets = self._operands_for(problem)
+        block_size = [problem.block_n, problem.block_k]
+        out_dtype = OUTPUT_DTYPES[problem.out_dtype]
+        kernel_config = config.as_sglang()
+
+        def launch(i: int) -> torch.Tensor:
+            return w8a8_block_matmul(*sets[i], block_size, out_dtype, kernel_config)
+
+        try:
+            out = launch(0)
+            torch.cuda.synchronize()
+        except Exception as error:  # noqa: BLE001 - classified below, the rest is a lost context
+            failure = _classify(error)
+            if failure is None:
+                raise ContextLost(f"{type(error).__name__}: {error}") from error
+            return failure
+        reference = self._references[problem]
+        error = ((out.float() - reference).norm() / reference.norm()).item()
+        if not error < TOLERANCE[problem.out_dtype]:
+            return Measurement("wrong_result", reason=f"relative error {error:.3g} vs the float32 reference")
+        try:
+            timing = time_launches(launch, len(sets), prune_above_us=prune_above_us)
+        except Exception as error:  # noqa: BLE001 - a failure while timing leaves the context unknown
+            raise ContextLost(f"{type(error).__name__}: {error}") from error
+        if timing.median_us is None:
+            return Measurement("pruned", us=timing.estimate_us, reason=f"first estimate {timing.estimate_us:.1f} us")
+        return Measurement("ok", us=timing.median_us)

@@ -1,0 +1,198 @@
+"""GPU benchmarking with crash isolation: compile on every CPU core, time in one restartable process.
+
+Compiling a config takes ~1.75 s on the H100 host while timing it takes ~10 ms, so compilation runs
+ahead in a pool of spawn-started processes that fill Triton's disk cache. One timing process owns
+the GPU; if a config kills its CUDA context or hangs, the process is replaced and the config costs
+one failed measurement, not the run. The GPU code itself is injected (tuner.cuda_timing by default),
+so this orchestration is tested on the CPU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+from tuner.measure import Measurement, Problem
+from tuner.space import Config
+
+_SPAWN = mp.get_context("spawn")
+
+
+class TimingSession(Protocol):
+    device_name: str
+    shared_memory_limit: int | None
+
+    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement: ...
+
+
+def _cuda_session(device_index: int) -> TimingSession:
+    from tuner.cuda_timing import CudaTimingSession
+
+    return CudaTimingSession(device_index)
+
+
+def _cuda_compile(problem: Problem, config: Config) -> Measurement | None:
+    from tuner.cuda_timing import compile_config
+
+    return compile_config(problem, config)
+
+
+def _timing_process(conn: Connection, session_factory: Callable[[int], TimingSession], device_index: int) -> None:
+    """Serve measure requests until told to stop; exit after any error that is not a measurement."""
+    try:
+        session = session_factory(device_index)
+        conn.send((session.device_name, session.shared_memory_limit))
+        while (request := conn.recv()) is not None:
+            problem, config, prune_above_us = request
+            try:
+                conn.send(session.measure(problem, config, prune_above_us))
+            except Exception as error:  # noqa: BLE001 - the context is suspect: report, then die
+                conn.send(Measurement("crash", reason=f"{type(error).__name__}: {str(error)[:300]}"))
+                os._exit(1)
+    except (EOFError, KeyboardInterrupt):
+        pass
+
+
+def _timed_compile(compile_fn: Callable[[Problem, Config], Measurement | None], problem: Problem, config: Config):
+    started = time.perf_counter()
+    failure = compile_fn(problem, config)
+    return failure, time.perf_counter() - started
+
+
+def specialization(problem: Problem, config: Config) -> tuple:
+    """What makes Triton compile a config anew: its integer arguments' ==1 / %16 classes and dtypes."""
+    p = problem
+    ints = (p.M, p.N, p.K, p.block_n, p.block_k)
+    return (config, p.input_type, p.out_dtype, p.K % config.block_k == 0,
+            tuple((v == 1, v % 16 == 0) for v in ints))  # fmt: skip
+
+
+@dataclass
+class _Compiled:
+    future: Future
+    submitted: float
+
+
+class GpuBenchmarker:
+    """The Benchmarker for a real GPU (see tuner.measure)."""
+
+    def __init__(
+        self,
+        *,
+        device_index: int = 0,
+        compile_workers: int | None = None,
+        timeout_s: float = 60.0,
+        session_factory: Callable[[int], TimingSession] = _cuda_session,
+        compile_fn: Callable[[Problem, Config], Measurement | None] = _cuda_compile,
+    ) -> None:
+        self.device_index = device_index
+        self.timeout_s = timeout_s
+        self._session_factory = session_factory
+        self._compile_fn = compile_fn
+        self._n_compile = max(1, (os.cpu_count() or 2) - 1) if compile_workers is None else compile_workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._compiled: dict[tuple, _Compiled] = {}
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self.restarts = 0
+        self.device_name, self.shared_memory_limit = self._start()
+
+    # --- the timing process -------------------------------------------------------------------
+    def _start(self) -> tuple[str, int | None]:
+        parent, child = _SPAWN.Pipe()
+        self._process = _SPAWN.Process(
+            target=_timing_process, args=(child, self._session_factory, self.device_index), daemon=True
+        )
+        self._process.start()
+        child.close()
+        self._conn = parent
+        if not parent.poll(max(self.timeout_s, 120.0)):
+            raise RuntimeError("the GPU timing process did not start")
+        return parent.recv()
+
+    def _restart(self) -> None:
+        self.restarts += 1
+        self._stop_process()
+        self._start()
+
+    def _stop_process(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+        if self._process is not None:
+            self._process.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+
+    # --- the compile pool ---------------------------------------------------------------------
+    def _compile(self, problem: Problem, config: Config) -> _Compiled | None:
+        if self._n_compile == 0:
+            return None
+        key = specialization(problem, config)
+        if key not in self._compiled:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self._n_compile, mp_context=_SPAWN)
+            future = self._pool.submit(_timed_compile, self._compile_fn, problem, config)
+            self._compiled[key] = _Compiled(future, time.perf_counter())
+        return self._compiled[key]
+
+    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
+        for config in configs:
+            self._compile(problem, config)
+
+    def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
+        compiled = self._compile(problem, config)
+        compile_s = None
+        if compiled is not None:
+            try:
+                failure, compile_s = compiled.future.result(timeout=self.timeout_s)
+            except TimeoutError:
+                return Measurement("timeout", reason=f"compilation took over {self.timeout_s:.0f} s")
+            except BrokenProcessPool:
+                self._pool = None
+                self._compiled.clear()
+                return Measurement("crash", reason="the compile process died")
+            except Exception as error:  # noqa: BLE001 - an unclassified compiler failure
+                return Measurement("compile_error", reason=f"{type(error).__name__}: {str(error)[:300]}")
+            if failure is not None:
+                return Measurement(failure.status, reason=failure.reason, compile_s=compile_s)
+        result = self._time(problem, config, prune_above_us)
+        return Measurement(result.status, result.us, result.reason, compile_s)
+
+    def _time(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        assert self._conn is not None
+        try:
+            self._conn.send((problem, config, prune_above_us))
+            if self._conn.poll(self.timeout_s):
+                result = self._conn.recv()
+                if not self._process.is_alive() or result.status == "crash":
+                    self._restart()
+                return result
+            reason = f"no result within {self.timeout_s:.0f} s"
+            status = "timeout"
+        except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+            reason, status = "the timing process died", "crash"
+        self._restart()
+        return Measurement(status, reason=reason)
+
+    def close(self) -> None:
+        if self._conn is not None and self._process is not None and self._process.is_alive():
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+        self._stop_process()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> GpuBenchmarker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,98 @@
+"""The landscape CSV (SPEC section 4): one timed (shape, M, config) per row, written as it is measured."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuner.measure import Measurement, Problem
+from tuner.space import Config
+
+HEADER = (
+    "device,input_type,out_dtype,N,K,M,block_n,block_k,"
+    "BLOCK_SIZE_M,BLOCK_SIZE_N,BLOCK_SIZE_K,GROUP_SIZE_M,num_warps,num_stages,status,us"
+).split(",")
+STATUSES = ("ok", "out_of_resources", "compile_error", "wrong_result", "crash", "timeout")
+
+
+@dataclass(frozen=True)
+class Row:
+    device: str
+    problem: Problem
+    config: Config
+    status: str
+    us: float | None
+
+    def as_csv(self) -> list[str]:
+        p = self.problem
+        us = "" if self.us is None else f"{self.us:.3f}"
+        return [self.device, p.input_type, p.out_dtype, *map(str, (p.N, p.K, p.M, p.block_n, p.block_k)),
+                *map(str, self.config.as_sglang().values()), self.status, us]  # fmt: skip
+
+
+def _open_text(path: Path, mode: str) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", newline="")
+    return open(path, mode, newline="")
+
+
+def read_rows(path: str | Path) -> Iterator[Row]:
+    """Rows of a landscape file (plain or .gz); a wrong header or a bad row raises ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"landscape file {str(path)!r} does not exist.")
+    with _open_text(path, "r") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header != HEADER:
+            raise ValueError(f"{path} must start with the header {','.join(HEADER)}, but got {header}.")
+        for line_no, fields in enumerate(reader, start=2):
+            try:
+                yield _parse(fields)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{path}:{line_no}: {error}") from None
+
+
+def _parse(fields: list[str]) -> Row:
+    if len(fields) != len(HEADER):
+        raise ValueError(f"expected {len(HEADER)} fields, but got {len(fields)}")
+    device, input_type, out_dtype, *ints, status, us = fields
+    N, K, M, block_n, block_k, *config = map(int, ints)
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, but got {status!r}")
+    if (status == "ok") != (us != ""):
+        raise ValueError(f"us must be given exactly when status is ok, but got status {status!r} and us {us!r}")
+    problem = Problem(N, K, M, block_n, block_k, input_type, out_dtype)
+    return Row(device, problem, Config(*config), status, float(us) if us else None)
+
+
+class LandscapeWriter:
+    """Appends rows as they are measured and flushes each, so a crash loses at most one row."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        if not fresh:
+            next(read_rows(self.path), None)  # refuse to append to a file with another header
+        self._file = _open_text(self.path, "a")
+        self._writer = csv.writer(self._file, lineterminator="\n")
+        if fresh:
+            self._writer.writerow(HEADER)
+
+    def write(self, device: str, problem: Problem, config: Config, measurement: Measurement) -> None:
+        us = measurement.us if measurement.status == "ok" else None
+        self._writer.writerow(Row(device, problem, config, measurement.status, us).as_csv())
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> LandscapeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
