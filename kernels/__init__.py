@@ -9,10 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from kernels._checks import CONFIG_KEYS, default_config
-from kernels._reference import quantize_blockwise, quantize_per_token_group, w8a8_block_matmul_reference
+from kernels._reference import (
+    RELATIVE_TOLERANCE,
+    quantize_blockwise,
+    quantize_per_token_group,
+    w8a8_block_matmul_reference,
+)
 
 __all__ = [
     "CONFIG_KEYS",
+    "RELATIVE_TOLERANCE",
     "compile_w8a8_block_matmul",
     "default_config",
     "quantize_blockwise",
