@@ -83,6 +83,8 @@ class _Compiled:
 class GpuBenchmarker:
     """The Benchmarker for a real GPU (see tuner.measure)."""
 
+    kind = "gpu"
+
     def __init__(
         self,
         *,

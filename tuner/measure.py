@@ -72,6 +72,7 @@ class Benchmarker(Protocol):
     """Times configs of one device; GPU timing and landscape replay implement it."""
 
     device_name: str
+    kind: Literal["gpu", "replay"]
     shared_memory_limit: int | None
 
     def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:

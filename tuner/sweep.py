@@ -22,7 +22,7 @@ from tuner.landscape import LandscapeWriter, read_rows
 from tuner.measure import Benchmarker, Measurement, Problem
 from tuner.space import Config, search_space
 
-DEFAULT_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
+SWEEP_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
 
 
 def sweep(
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--N", type=int, nargs="+", required=True, help="weight rows, one per shape")
     parser.add_argument("--K", type=int, nargs="+", required=True, help="weight columns, paired with --N")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(SWEEP_BATCH_SIZES))
     parser.add_argument("--input-type", choices=("fp8", "int8"), default="fp8")
     parser.add_argument("--out-dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
     parser.add_argument("--block-n", type=int, default=128)

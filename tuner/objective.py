@@ -1,0 +1,97 @@
+"""One trial: turn the sampled parameters into a config, time it once, record what happened.
+
+A config already measured in the study is never timed again, failures are recorded with their
+reason (never reported to the sampler as a number), slow configs are pruned from their cheap first
+estimate, and a wrong result stops the run.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner.measure import FAILURES, Benchmarker, Measurement, Problem
+from tuner.roofline import roofline_attrs
+from tuner.search import NeighbourhoodSampler, config_of
+from tuner.space import default_config
+from tuner.study import best
+
+# Statuses that mean "this config was measured"; other FAIL trials (interrupted, repeats) were not.
+MEASURED = ("ok", "pruned", *FAILURES)
+
+
+class ConfigFailed(Exception):
+    """The config could not run; caught by the study loop, so the trial is FAIL and the run goes on."""
+
+
+class WrongResult(RuntimeError):
+    """A config computed a wrong result: a kernel or harness bug, so the run stops."""
+
+
+class Objective:
+    """The callable handed to study.optimize for one problem."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        bench: Benchmarker,
+        *,
+        budget: int,
+        prune_ratio: float = 1.5,
+        compile_ahead: int = 8,
+    ) -> None:
+        self.problem = problem
+        self.bench = bench
+        self.budget = budget
+        self.prune_ratio = prune_ratio
+        self.compile_ahead = compile_ahead
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        sampler = trial.study.sampler
+        for name, distribution in sampler.infer_relative_search_space(trial.study, trial).items():
+            trial.suggest_categorical(name, distribution.choices)
+        config = config_of(trial)
+        trials = trial.study.get_trials(deepcopy=False)
+        earlier = [t for t in trials if t.number < trial.number]
+        for t in earlier:
+            if config_of(t) == config and (t.state == TrialState.RUNNING or t.user_attrs.get("status") in MEASURED):
+                trial.set_user_attr("timed", False)
+                trial.set_user_attr("status", "repeat")
+                trial.set_user_attr("reason", f"same config as trial {t.number}")
+                raise ConfigFailed(f"repeat of trial {t.number}")
+        claimed = sum(1 for t in earlier if t.user_attrs.get("timed") or
+                      (t.state == TrialState.RUNNING and "timed" not in t.user_attrs))  # fmt: skip
+        if claimed >= self.budget:  # another worker spent the budget meanwhile
+            trial.set_user_attr("timed", False)
+            trial.set_user_attr("status", "over_budget")
+            trial.study.stop()
+            raise ConfigFailed("budget spent")
+
+        trial.set_user_attr("timed", True)
+        if isinstance(sampler, NeighbourhoodSampler):
+            self.bench.prepare(self.problem, sampler.candidates(trials, self.compile_ahead))
+        incumbent = best(trial.study)
+        # The default config is the baseline every report compares with: always measured in full.
+        is_default = config == default_config(self.problem.block_n, self.problem.block_k)
+        prune_above = None if incumbent is None or is_default else incumbent[1] * self.prune_ratio
+        result = self.bench.measure(self.problem, config, prune_above_us=prune_above)
+        self._record(trial, result)
+        if result.status == "ok":
+            return result.us
+        if result.status == "pruned":
+            trial.report(result.us, step=0)
+            raise optuna.TrialPruned(f"first estimate {result.us:.1f} us > {prune_above:.1f} us")
+        if result.status == "wrong_result":
+            raise WrongResult(f"{config} computes a wrong result on {self.problem}: {result.reason}")
+        raise ConfigFailed(f"{result.status}: {result.reason}")
+
+    def _record(self, trial: optuna.Trial, result: Measurement) -> None:
+        trial.set_user_attr("status", result.status)
+        if result.reason:
+            trial.set_user_attr("reason", result.reason)
+        if result.compile_s is not None:
+            trial.set_user_attr("compile_s", round(result.compile_s, 3))
+        if result.us is not None:
+            trial.set_user_attr("us", round(result.us, 3))
+            for key, value in roofline_attrs(self.problem, result.us, self.bench.device_name).items():
+                trial.set_user_attr(key, value)

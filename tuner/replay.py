@@ -1,0 +1,74 @@
+"""Replay: tune against a recorded landscape instead of a GPU (SPEC section 4).
+
+A trial's latency is read from the matching row; a config without an ok row is a failed config
+with the recorded reason. Needs no GPU and no Triton compiler, so the whole tuner can be tested and
+its search measured anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tuner.landscape import Row, read_rows
+from tuner.measure import Measurement, Problem
+from tuner.space import Config
+
+
+class ReplayBenchmarker:
+    """The Benchmarker over a landscape file (see tuner.measure)."""
+
+    kind = "replay"
+    shared_memory_limit = None
+
+    def __init__(self, rows: Iterable[Row]) -> None:
+        self._rows: dict[tuple[Problem, Config], Row] = {}
+        devices = set()
+        for row in rows:
+            self._rows[row.problem, row.config] = row
+            devices.add(row.device)
+        if len(devices) != 1:
+            raise ValueError(f"a landscape must hold one device, but holds {sorted(devices) or 'no rows'}.")
+        self.device_name = devices.pop()
+        self.problems = sorted({problem for problem, _ in self._rows}, key=lambda p: (p.N, p.K, p.M))
+        self.measurements = 0
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ReplayBenchmarker:
+        return cls(read_rows(path))
+
+    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
+        """Nothing to compile in replay."""
+
+    def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
+        self.measurements += 1
+        row = self._rows.get((problem, config))
+        if row is None:
+            return Measurement("crash", reason="no row for this config in the landscape")
+        if row.status != "ok":
+            return Measurement(row.status, reason="recorded in the landscape")
+        if prune_above_us is not None and row.us > prune_above_us:
+            return Measurement("pruned", us=row.us)
+        return Measurement("ok", us=row.us)
+
+    def optimum(self, problem: Problem) -> tuple[Config, float]:
+        """The landscape's best config and latency for a problem (for evaluation)."""
+        ok = [(row.us, config) for (p, config), row in self._rows.items() if p == problem and row.status == "ok"]
+        if not ok:
+            raise ValueError(f"the landscape has no ok row for {problem}.")
+        us, config = min(ok)
+        return config, us
+
+    def latency(self, problem: Problem, config: Config) -> float | None:
+        row = self._rows.get((problem, config))
+        return row.us if row is not None else None
+
+    def require(self, problem: Problem) -> None:
+        """Raise ValueError unless the landscape covers problem."""
+        if problem not in self.problems:
+            have = sorted({(p.N, p.K, p.M, p.input_type, p.out_dtype, p.block_n, p.block_k) for p in self.problems})
+            raise ValueError(
+                f"the landscape has no rows for N={problem.N} K={problem.K} M={problem.M} {problem.input_type} "
+                f"{problem.out_dtype} block [{problem.block_n}, {problem.block_k}]; it holds {have[:6]}"
+                + (" ..." if len(have) > 6 else "")
+            )

@@ -1,0 +1,141 @@
+"""The command line: python -m tuner.run --N 5120 --K 25600 --trials 200 (SPEC section 5).
+
+Parses and validates everything before any study or file is touched, then calls tuner.tuning.
+Exit status: 0 on success, 2 on a usage error (one line says why), 1 on any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from tuner.export import config_file_name, read_config_file
+from tuner.measure import Problem
+from tuner.shapes import DEFAULT_BATCH_SIZES, deepseek_v3_shapes
+from tuner.space import search_space
+
+REPLAY_EXAMPLE = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
+
+
+class UsageError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as for every other usage error
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m tuner.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--N", type=int, help="weight rows (output features); give with --K")
+    parser.add_argument("--K", type=int, help="weight columns (input features); give with --N")
+    parser.add_argument("--tp-size", type=int, default=8, help="without --N/--K: DeepSeek-V3's shapes at this TP")
+    parser.add_argument("--input-type", choices=("fp8", "int8"), default="fp8")
+    parser.add_argument("--out-dtype", choices=("bfloat16", "float16", "float32"), default="float16")
+    parser.add_argument("--block-n", type=int, default=128, help="quantization block along N")
+    parser.add_argument("--block-k", type=int, default=128, help="quantization block along K")
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument("--batch-size", type=int, help="tune one batch size M")
+    batch.add_argument("--batch-sizes", type=int, nargs="+", help="tune these M (default: SGLang's 18)")
+    parser.add_argument("--trials", type=int, default=32, help="distinct configs timed per (N, K, M) study")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under studies/)")
+    parser.add_argument("--save-path", default="configs", help="folder for the SGLang config files")
+    parser.add_argument("--replay", default=None, help="tune against this landscape CSV instead of a GPU")
+    parser.add_argument("--seed", type=int, default=None, help="sampler seed")
+    parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
+    return parser
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"--save-path {str(folder)!r} is not writable: {error.strerror or error}.") from None
+
+
+def _problems(args: argparse.Namespace) -> list[list[Problem]]:
+    if (args.N is None) != (args.K is None):
+        raise ValueError("--N and --K must be given together.")
+    shapes = [(args.N, args.K)] if args.N is not None else deepseek_v3_shapes(args.tp_size)
+    batch_sizes = [args.batch_size] if args.batch_size is not None else args.batch_sizes or DEFAULT_BATCH_SIZES
+    for name, value in (("--block-n", args.block_n), ("--block-k", args.block_k)):
+        if value < 1 or value & (value - 1):
+            raise ValueError(f"{name} must be a power of two, but got {value}.")
+    search_space(args.block_k)  # raises if no BLOCK_SIZE_K of the space divides block_k
+    if args.trials < 1:
+        raise ValueError(f"--trials must be a positive int, but got {args.trials}.")
+    blocks = (args.block_n, args.block_k, args.input_type, args.out_dtype)
+    return [[Problem(N, K, M, *blocks) for M in dict.fromkeys(batch_sizes)] for N, K in shapes]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        shapes = _problems(args)
+        if args.replay is None:
+            import torch
+
+            if not torch.cuda.is_available():
+                print(f"No CUDA GPU is visible; the same flow runs in replay: python -m tuner.run --N 7168 "
+                      f"--K 18432 --out-dtype bfloat16 --replay {REPLAY_EXAMPLE}", file=sys.stderr)  # fmt: skip
+                return 1
+        return _run(args, shapes)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every finished measurement is stored; rerun the same command to resume.", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, shapes: list[list[Problem]]) -> int:
+    from tuner.replay import ReplayBenchmarker
+    from tuner.study import DEFAULT_STORAGE, make_storage
+    from tuner.tuning import TuneOptions, format_table, tune_shape
+    from tuner.warmstart import Prior
+
+    bench = ReplayBenchmarker.from_file(args.replay) if args.replay else None
+    if bench is not None:
+        for problems in shapes:
+            for problem in problems:
+                bench.require(problem)
+    save_path = Path(args.save_path)
+    _check_writable(save_path)
+    options = TuneOptions(trials=args.trials, seed=args.seed, prior=None if args.no_prior else Prior.shipped())
+    if bench is None:
+        from tuner.gpu import GpuBenchmarker
+
+        bench = GpuBenchmarker()
+    try:
+        for problems in shapes:
+            p = problems[0]
+            path = save_path / config_file_name(p.N, p.K, bench.device_name, p.input_type, p.block_n, p.block_k)
+            if path.exists():
+                read_config_file(path)  # a corrupt file stops the run before anything is tuned
+        storage = make_storage(args.storage or DEFAULT_STORAGE)
+        import optuna
+        from tqdm import tqdm
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        total = sum(len(problems) for problems in shapes) * args.trials
+        with tqdm(total=total, desc="timed configs", unit="cfg", file=sys.stderr, mininterval=2) as bar:
+            for problems in shapes:
+                results, path = tune_shape(storage, bench, problems, options, save_path, progress=bar)
+                bar.write(f"\n{path}\n{format_table(results)}")
+    finally:
+        close = getattr(bench, "close", None)
+        if close is not None:
+            close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The searcher: local search around the best configs found, seeded by warm starts.
+
+Only 1 to 16 of the ~1250 runnable configs lie within 2% of the optimum at a given (shape, M), and
+the landscape is smooth along each parameter: a good config's neighbours (one parameter moved one
+step) are where better ones are. So each trial takes the best unvisited neighbour of the best
+configs so far; when every such neighbourhood is exhausted it falls back to TPE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.space import BLOCK_SIZE_M, BLOCK_SIZE_N, GROUP_SIZE_M, NUM_STAGES, NUM_WARPS, SGLANG_KEYS, Config
+
+# Parameters whose neighbours are the adjacent values; GROUP_SIZE_M's values are all neighbours
+# of each other (it is a reordering, with no notion of near).
+_ORDERED = {
+    "BLOCK_SIZE_M": BLOCK_SIZE_M,
+    "BLOCK_SIZE_N": BLOCK_SIZE_N,
+    "num_warps": NUM_WARPS,
+    "num_stages": NUM_STAGES,
+}
+
+
+def distributions(space: Sequence[Config]) -> dict[str, CategoricalDistribution]:
+    """One categorical parameter per SGLang key, over the values the space holds."""
+    values = {key: sorted({c.as_sglang()[key] for c in space}) for key in SGLANG_KEYS}
+    return {key: CategoricalDistribution(values[key]) for key in SGLANG_KEYS}
+
+
+def config_of(trial: FrozenTrial | optuna.Trial) -> Config | None:
+    params = trial.params
+    if set(params) != set(SGLANG_KEYS):
+        return None
+    return Config.from_sglang({key: int(params[key]) for key in SGLANG_KEYS})
+
+
+def neighbours(config: Config, block_ks: Sequence[int]) -> list[Config]:
+    """Configs one parameter away: one step along an ordered parameter, any other K tile or group."""
+    entry = config.as_sglang()
+    out = []
+    for key, values in _ORDERED.items():
+        i = values.index(entry[key])
+        out += [{**entry, key: values[j]} for j in (i - 1, i + 1) if 0 <= j < len(values)]
+    out += [{**entry, "BLOCK_SIZE_K": bk} for bk in block_ks if bk != entry["BLOCK_SIZE_K"]]
+    out += [{**entry, "GROUP_SIZE_M": g} for g in GROUP_SIZE_M if g != entry["GROUP_SIZE_M"]]
+    return [Config.from_sglang(e) for e in out]
+
+
+def observed_value(trial: FrozenTrial) -> float | None:
+    """A trial's latency: its value, or for a pruned one its first estimate."""
+    if trial.state == TrialState.COMPLETE:
+        return trial.value
+    if trial.state == TrialState.PRUNED and trial.intermediate_values:
+        return trial.intermediate_values[max(trial.intermediate_values)]
+    return None
+
+
+class NeighbourhoodSampler(BaseSampler):
+    """Best-first local search over the config space, TPE once neighbourhoods run dry."""
+
+    def __init__(self, *, space: Sequence[Config], seed: int | None = None, fallback: BaseSampler | None = None):
+        self._space = frozenset(space)
+        self._distributions = distributions(space)
+        self._block_ks = self._distributions["BLOCK_SIZE_K"].choices
+        self._fallback = fallback or TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
+
+    def candidates(self, trials: Sequence[FrozenTrial], limit: int) -> list[Config]:
+        """The next configs local search would try, best first (also used to compile ahead)."""
+        visited = {config for t in trials if (config := config_of(t)) is not None}
+        scored = sorted(
+            (value, config_of(t)) for t in trials if (value := observed_value(t)) is not None and config_of(t)
+        )
+        out: list[Config] = []
+        for _, config in scored:
+            for candidate in neighbours(config, self._block_ks):
+                if candidate in self._space and candidate not in visited and candidate not in out:
+                    out.append(candidate)
+                    if len(out) == limit:
+                        return out
+        return out
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, CategoricalDistribution]:
+        return dict(self._distributions)
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, int]:
+        trials = study.get_trials(deepcopy=False)
+        picked = self.candidates(trials, 1)
+        if not picked:
+            return self._fallback.sample_relative(
+                study, trial, self._fallback.infer_relative_search_space(study, trial)
+            )
+        return picked[0].as_sglang()
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._fallback.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._fallback.after_trial(study, trial, state, values)

@@ -1,0 +1,106 @@
+"""Optuna storage and studies: one study per (shape, M), named so that a rerun finds and resumes it."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.measure import Benchmarker, Problem
+from tuner.search import config_of
+from tuner.space import Config
+
+DEFAULT_STORAGE = "sqlite:///studies/tuner.sqlite3"
+# A process that stops beating for GRACE_S seconds is dead: its RUNNING trial is failed and retried.
+HEARTBEAT_S = 10
+GRACE_S = 30
+
+
+def study_name(problem: Problem, bench: Benchmarker) -> str:
+    """Deterministic, so the same command maps to the same study again; replays are kept apart."""
+    p = problem
+    name = f"{p.input_type}_w8a8_N{p.N}_K{p.K}_M{p.M}_block{p.block_n}x{p.block_k}_{p.out_dtype}_{bench.device_name}"
+    return name + ("_replay" if bench.kind == "replay" else "")
+
+
+def make_storage(url: str) -> RDBStorage:
+    """An RDB storage with heartbeats, safe for several processes on one SQLite file or PostgreSQL.
+
+    SQLite waits up to a minute for a lock instead of failing at once, and uses its write-ahead log
+    so readers (optuna-dashboard) never block the tuner.
+    """
+    engine_kwargs = {}
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        storage = RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        )
+    except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
+        raise ValueError(f"--storage {url!r} is not usable: {type(error).__name__}: {error}") from None
+    if url.startswith("sqlite:///"):
+        with storage.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    return storage
+
+
+def open_study(
+    storage: BaseStorage, problem: Problem, bench: Benchmarker, sampler: optuna.samplers.BaseSampler
+) -> optuna.Study:
+    """Create the study for problem or load it, recording what a reader needs to interpret it."""
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name(problem, bench),
+        direction="minimize",
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    if "M" not in study.user_attrs:
+        import torch
+
+        attrs = {
+            **vars(problem),
+            "device": bench.device_name,
+            "timing": bench.kind,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+        try:
+            import triton
+
+            attrs["triton"] = triton.__version__
+        except ImportError:
+            attrs["triton"] = "not installed (replay)"
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+    return study
+
+
+def timed_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that spent a measurement (the budget's unit)."""
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("timed")]
+
+
+def best(study: optuna.Study) -> tuple[Config, float] | None:
+    """The fastest completed config and its latency, or None if nothing completed."""
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not complete:
+        return None
+    trial = min(complete, key=lambda t: t.value)
+    return config_of(trial), trial.value
+
+
+def latency_of(study: optuna.Study, config: Config) -> float | None:
+    """The measured latency of config in this study, if it completed."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if config_of(t) == config:
+            return t.value
+    return None
