@@ -68,7 +68,8 @@ class CudaTimingSession:
         self._operands: dict[Problem, list] = {}
         self._references: dict[Problem, torch.Tensor] = {}
 
-    def _operands_for(self, problem: Problem) -> list:
+    def operands(self, problem: Problem) -> list:
+        """The rotating operand sets for problem, made on first use (weights shared across M)."""
         p = problem
         block_size = [p.block_n, p.block_k]
         weights_key = (p.N, p.K, p.block_n, p.block_k, p.input_type)
@@ -89,7 +90,7 @@ class CudaTimingSession:
 
     def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
         """Check config once against the reference, then time it in CUDA graphs."""
-        sets = self._operands_for(problem)
+        sets = self.operands(problem)
         block_size = [problem.block_n, problem.block_k]
         out_dtype = OUTPUT_DTYPES[problem.out_dtype]
         kernel_config = config.as_sglang()

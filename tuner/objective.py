@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 
 from tuner.measure import FAILURES, Benchmarker, Measurement, Problem
 from tuner.roofline import roofline_attrs
-from tuner.search import NeighbourhoodSampler, config_of
-from tuner.space import default_config
+from tuner.search import NeighbourhoodSampler, config_of, distributions
+from tuner.space import default_config, search_space
 from tuner.study import best
 
 # Statuses that mean "this config was measured"; other FAIL trials (interrupted, repeats) were not.
@@ -45,10 +45,11 @@ class Objective:
         self.budget = budget
         self.prune_ratio = prune_ratio
         self.compile_ahead = compile_ahead
+        self._distributions = distributions(search_space(problem.block_k))
 
     def __call__(self, trial: optuna.Trial) -> float:
         sampler = trial.study.sampler
-        for name, distribution in sampler.infer_relative_search_space(trial.study, trial).items():
+        for name, distribution in self._distributions.items():
             trial.suggest_categorical(name, distribution.choices)
         config = config_of(trial)
         trials = trial.study.get_trials(deepcopy=False)

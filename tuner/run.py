@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tuner.export import config_file_name, read_config_file
 from tuner.measure import Problem
-from tuner.shapes import DEFAULT_BATCH_SIZES, deepseek_v3_shapes
+from tuner.shapes import DEFAULT_BATCH_SIZES, deepseek_v3_shapes, load_model_config, model_shapes
 from tuner.space import search_space
 
 REPLAY_EXAMPLE = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--replay", default=None, help="tune against this landscape CSV instead of a GPU")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
+    parser.add_argument("--model", default=None, help="a Hugging Face config.json: tune its linear layers at --tp-size")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate, run nothing")
     return parser
 
 
@@ -60,10 +62,26 @@ def _check_writable(folder: Path) -> None:
         raise ValueError(f"--save-path {str(folder)!r} is not writable: {error.strerror or error}.") from None
 
 
-def _problems(args: argparse.Namespace) -> list[list[Problem]]:
+def _shapes(args: argparse.Namespace) -> dict[tuple[int, int], str]:
+    """(N, K) -> the layers that have it, from --N/--K, --model, or DeepSeek-V3 at --tp-size."""
     if (args.N is None) != (args.K is None):
         raise ValueError("--N and --K must be given together.")
-    shapes = [(args.N, args.K)] if args.N is not None else deepseek_v3_shapes(args.tp_size)
+    if args.N is not None and args.model is not None:
+        raise ValueError("give either --N/--K or --model, not both.")
+    if args.N is not None:
+        return {(args.N, args.K): "given"}
+    if args.model is not None:
+        layers = model_shapes(load_model_config(args.model), args.tp_size)
+    else:
+        layers = [("deepseek_v3", N, K) for N, K in deepseek_v3_shapes(args.tp_size)]
+    shapes: dict[tuple[int, int], str] = {}
+    for name, N, K in layers:
+        shapes[N, K] = f"{shapes[N, K]}+{name}" if (N, K) in shapes else name
+    return shapes
+
+
+def _problems(args: argparse.Namespace) -> list[list[Problem]]:
+    shapes = _shapes(args)
     batch_sizes = [args.batch_size] if args.batch_size is not None else args.batch_sizes or DEFAULT_BATCH_SIZES
     for name, value in (("--block-n", args.block_n), ("--block-k", args.block_k)):
         if value < 1 or value & (value - 1):
@@ -75,10 +93,31 @@ def _problems(args: argparse.Namespace) -> list[list[Problem]]:
     return [[Problem(N, K, M, *blocks) for M in dict.fromkeys(batch_sizes)] for N, K in shapes]
 
 
+# Per timed config on the H100 host: ~1.75 s of compilation spread over 15 processes, plus timing.
+_SECONDS_PER_TRIAL = 1.75 / 15 + 0.05
+
+
+def plan(shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], str]) -> str:
+    """What a run would do, and roughly how long it would take on an H100 host."""
+    studies = sum(len(problems) for problems in shapes)
+    lines = [f"plan: {len(shapes)} shapes x {len(shapes[0])} batch sizes x {trials} trials = "
+             f"{studies * trials} timed configs in {studies} studies"]  # fmt: skip
+    for problems in shapes:
+        p = problems[0]
+        lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
+    minutes = studies * trials * _SECONDS_PER_TRIAL / 60
+    lines.append(f"estimate: about {minutes:.0f} min on one H100 with 16 CPU cores (at most; warm starts "
+                 "and configs shared between batch sizes make it less)")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         shapes = _problems(args)
+        if args.dry_run:
+            print(plan(shapes, args.trials, _shapes(args)))
+            return 0
         if args.replay is None:
             import torch
 

@@ -89,10 +89,15 @@ def tune_problem(
     options: TuneOptions,
     seeds: Sequence[Config],
     progress: tqdm | None = None,
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
 ) -> StudyResult:
-    """Run (or resume) one study until options.trials configs were timed; return its best."""
+    """Run (or resume) one study until options.trials configs were timed; return its best.
+
+    The sampler defaults to the tuner's own; evaluations pass plain Optuna samplers to compare.
+    """
     space = search_space(problem.block_k)
-    sampler = NeighbourhoodSampler(space=space, seed=options.seed)
+    sampler = sampler or NeighbourhoodSampler(space=space, seed=options.seed)
     study = open_study(storage, problem, bench, sampler)
     already = len(timed_trials(study))
     if progress is not None:
@@ -121,6 +126,25 @@ def tune_problem(
     return StudyResult(problem, found[0], found[1], default_us, len(timed_trials(study)))
 
 
+def warm_starts(
+    storage: BaseStorage,
+    bench: Benchmarker,
+    problem: Problem,
+    batch_sizes: Sequence[int],
+    options: TuneOptions,
+    existing: dict[int, Config],
+) -> list[Config]:
+    """Seeds for one study, most trusted first (see tuner.warmstart)."""
+    prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
+    seeds = [
+        *_neighbour_bests(storage, problem, bench, batch_sizes, options.neighbour_seeds),
+        nearest_entry(existing, problem.M) if existing else None,
+        default_config(problem.block_n, problem.block_k),
+        *prior[: options.prior_seeds],
+    ]
+    return dedupe(seeds, search_space(problem.block_k))
+
+
 def tune_shape(
     storage: BaseStorage,
     bench: Benchmarker,
@@ -134,18 +158,11 @@ def tune_shape(
     p0 = problems[0]
     path = Path(save_path) / config_file_name(p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k)
     existing = read_config_file(path) if path.exists() else {}
-    space = search_space(p0.block_k)
     batch_sizes = [p.M for p in problems]
     results = []
     for problem in sorted(problems, key=lambda p: p.M):
-        prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
-        seeds = [
-            *_neighbour_bests(storage, problem, bench, batch_sizes, options.neighbour_seeds),
-            nearest_entry(existing, problem.M) if existing else None,
-            default_config(problem.block_n, problem.block_k),
-            *prior[: options.prior_seeds],
-        ]
-        result = tune_problem(storage, problem, bench, options, dedupe(seeds, space), progress)
+        seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing)
+        result = tune_problem(storage, problem, bench, options, seeds, progress)
         write_configs(path, {problem.M: result.best})
         results.append(result)
     return results, path
