@@ -38,7 +38,7 @@ class Objective:
         *,
         budget: int,
         prune_ratio: float = 1.5,
-        compile_ahead: int = 8,
+        compile_ahead: int = 12,
     ) -> None:
         self.problem = problem
         self.bench = bench

@@ -103,7 +103,9 @@ def tune_problem(
     if progress is not None:
         progress.update(min(already, options.trials))
     if already < options.trials:
-        for config in dedupe(seeds, space)[: options.trials - already]:
+        seeds = dedupe(seeds, space)[: options.trials - already]
+        bench.prepare(problem, seeds)  # compile every seed at once instead of one per trial
+        for config in seeds:
             study.enqueue_trial(config.as_sglang(), skip_if_exists=True)
 
         def tick(study: optuna.Study, trial: FrozenTrial) -> None:
