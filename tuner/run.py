@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
     parser.add_argument("--model", default=None, help="a Hugging Face config.json: tune its linear layers at --tp-size")
+    parser.add_argument("--gpus", default=None, help="comma-separated GPUs, one worker each (default: all visible)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate, run nothing")
     return parser
 
@@ -134,45 +134,66 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _devices(args: argparse.Namespace) -> list[int]:
+    """--gpus as a list of device indices: every visible GPU by default, one worker in replay."""
+    if args.gpus is None:
+        if args.replay is not None:
+            return [0]
+        import torch
+
+        return list(range(torch.cuda.device_count()))
+    try:
+        devices = [int(d) for d in args.gpus.split(",")]
+    except ValueError:
+        raise ValueError(f"--gpus must be comma-separated device indices, but got {args.gpus!r}.") from None
+    if not devices or len(set(devices)) != len(devices) or min(devices) < 0:
+        raise ValueError(f"--gpus must list distinct non-negative device indices, but got {args.gpus!r}.")
+    return devices
+
+
 def _run(args: argparse.Namespace, shapes: list[list[Problem]]) -> int:
+    from tuner.parallel import WorkerSpec, collect, run_workers, work
     from tuner.replay import ReplayBenchmarker
     from tuner.study import DEFAULT_STORAGE, make_storage
-    from tuner.tuning import TuneOptions, format_table, tune_shape
-    from tuner.warmstart import Prior
+    from tuner.tuning import format_table
 
-    bench = ReplayBenchmarker.from_file(args.replay) if args.replay else None
-    if bench is not None:
+    devices = _devices(args)
+    if args.replay is not None:
+        replay = ReplayBenchmarker.from_file(args.replay)
         for problems in shapes:
             for problem in problems:
-                bench.require(problem)
+                replay.require(problem)
+        device_name, kind = replay.device_name, "replay"
+    else:
+        import torch
+
+        device_name, kind = torch.cuda.get_device_name(devices[0]).replace(" ", "_"), "gpu"
     save_path = Path(args.save_path)
     _check_writable(save_path)
-    options = TuneOptions(trials=args.trials, seed=args.seed, prior=None if args.no_prior else Prior.shipped())
-    if bench is None:
-        from tuner.gpu import GpuBenchmarker
-
-        bench = GpuBenchmarker()
-    try:
-        for problems in shapes:
-            p = problems[0]
-            path = save_path / config_file_name(p.N, p.K, bench.device_name, p.input_type, p.block_n, p.block_k)
-            if path.exists():
-                read_config_file(path)  # a corrupt file stops the run before anything is tuned
-        storage = make_storage(args.storage or DEFAULT_STORAGE)
-        import optuna
-        from tqdm import tqdm
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        total = sum(len(problems) for problems in shapes) * args.trials
-        with tqdm(total=total, desc="timed configs", unit="cfg", file=sys.stderr, mininterval=2) as bar:
-            for problems in shapes:
-                results, path = tune_shape(storage, bench, problems, options, save_path, progress=bar)
-                bar.write(f"\n{path}\n{format_table(results)}")
-    finally:
-        close = getattr(bench, "close", None)
-        if close is not None:
-            close()
+    for problems in shapes:
+        p = problems[0]
+        path = save_path / config_file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
+        if path.exists():
+            read_config_file(path)  # a corrupt file stops the run before anything is tuned
+    spec = WorkerSpec(
+        storage_url=args.storage or DEFAULT_STORAGE,
+        save_path=str(save_path),
+        trials=args.trials,
+        seed=args.seed,
+        use_prior=not args.no_prior,
+        replay=args.replay,
+    )
+    make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
+    if len(devices) == 1:
+        outcome = work(spec, devices[0], shapes, progress=True)
+    else:
+        codes = run_workers(spec, devices, shapes)
+        if any(codes):
+            print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
+            return 1
+        outcome = collect(spec, device_name, kind, shapes)
+    for results, path in outcome:
+        print(f"\n{path}\n{format_table(results)}")
     return 0
 
 

@@ -19,11 +19,11 @@ HEARTBEAT_S = 10
 GRACE_S = 30
 
 
-def study_name(problem: Problem, bench: Benchmarker) -> str:
+def study_name(problem: Problem, device_name: str, kind: str = "gpu") -> str:
     """Deterministic, so the same command maps to the same study again; replays are kept apart."""
     p = problem
-    name = f"{p.input_type}_w8a8_N{p.N}_K{p.K}_M{p.M}_block{p.block_n}x{p.block_k}_{p.out_dtype}_{bench.device_name}"
-    return name + ("_replay" if bench.kind == "replay" else "")
+    name = f"{p.input_type}_w8a8_N{p.N}_K{p.K}_M{p.M}_block{p.block_n}x{p.block_k}_{p.out_dtype}_{device_name}"
+    return name + ("_replay" if kind == "replay" else "")
 
 
 def make_storage(url: str) -> RDBStorage:
@@ -58,7 +58,7 @@ def open_study(
     """Create the study for problem or load it, recording what a reader needs to interpret it."""
     study = optuna.create_study(
         storage=storage,
-        study_name=study_name(problem, bench),
+        study_name=study_name(problem, bench.device_name, bench.kind),
         direction="minimize",
         sampler=sampler,
         load_if_exists=True,

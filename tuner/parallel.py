@@ -1,0 +1,141 @@
+"""Spread a run over several workers (one per GPU, or replay workers), all on one Optuna storage.
+
+The storage is the only coordinator: each worker takes whole shapes (or contiguous runs of batch
+sizes when there are fewer shapes than workers), balanced by estimated cost, and writes its trials
+to the shared storage; config files merge under a lock as studies finish, and the parent writes
+every file once more from the storage at the end, so no entry depends on a worker's last write.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuner.measure import Problem
+
+_SPAWN = mp.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs, picklable."""
+
+    storage_url: str
+    save_path: str
+    trials: int
+    seed: int | None
+    use_prior: bool
+    replay: str | None = None
+    compile_workers: int | None = None
+
+
+def _cost(problems: Sequence[Problem]) -> float:
+    """Relative GPU time of a unit: compile cost per study plus time that grows with M * N * K."""
+    return sum(1.0 + p.M * p.N * p.K / 2**35 for p in problems)
+
+
+def split_work(shapes: Sequence[Sequence[Problem]], workers: int) -> list[list[list[Problem]]]:
+    """Units of work per worker: longest-processing-time-first over shapes or runs of batch sizes."""
+    if workers < 1:
+        raise ValueError(f"need at least one worker, but got {workers}.")
+    units: list[list[Problem]] = []
+    chunks = max(1, math.ceil(workers / len(shapes)))
+    for problems in shapes:
+        ordered = sorted(problems, key=lambda p: p.M)
+        size = math.ceil(len(ordered) / chunks)
+        units += [ordered[i : i + size] for i in range(0, len(ordered), size)]
+    plan: list[list[list[Problem]]] = [[] for _ in range(workers)]
+    load = [0.0] * workers
+    for unit in sorted(units, key=_cost, reverse=True):
+        least = load.index(min(load))
+        plan[least].append(unit)
+        load[least] += _cost(unit)
+    return plan
+
+
+def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]], *, progress: bool = False):
+    """Tune the given units on one device (or in replay); returns their StudyResults per unit."""
+    import optuna
+    from tqdm import tqdm
+
+    from tuner.study import make_storage
+    from tuner.tuning import TuneOptions, tune_shape
+    from tuner.warmstart import Prior
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if spec.replay is not None:
+        from tuner.replay import ReplayBenchmarker
+
+        bench = ReplayBenchmarker.from_file(spec.replay)
+    else:
+        from tuner.gpu import GpuBenchmarker
+
+        bench = GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers)
+    storage = make_storage(spec.storage_url)
+    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=Prior.shipped() if spec.use_prior else None)
+    total = sum(len(unit) for unit in units) * spec.trials
+    outcome = []
+    try:
+        with tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2, disable=not progress) as bar:
+            for unit in units:
+                results, path = tune_shape(storage, bench, unit, options, spec.save_path, progress=bar)
+                outcome.append((results, path))
+    finally:
+        close = getattr(bench, "close", None)
+        if close is not None:
+            close()
+    return outcome
+
+
+def _worker_main(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]) -> None:
+    work(spec, device_index, units)
+
+
+def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Sequence[Problem]]) -> list[int]:
+    """Run one process per device over its share of the work; returns their exit codes."""
+    plan = split_work(shapes, len(devices))
+    if spec.replay is None and spec.compile_workers is None:
+        spec = WorkerSpec(**{**vars(spec), "compile_workers": max(1, (os.cpu_count() or 2) // len(devices) - 1)})
+    processes = []
+    for device, units in zip(devices, plan):
+        if not units:
+            continue
+        process = _SPAWN.Process(target=_worker_main, args=(spec, device, units), name=f"tuner-worker-{device}")
+        process.start()
+        processes.append(process)
+    for process in processes:
+        process.join()
+    return [process.exitcode for process in processes]
+
+
+def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequence[Problem]]):
+    """Read every shape's results back from the storage and write its config file once more."""
+    import optuna
+
+    from tuner.export import config_file_name, write_configs
+    from tuner.space import default_config
+    from tuner.study import best, latency_of, make_storage, study_name, timed_trials
+    from tuner.tuning import StudyResult
+
+    storage = make_storage(spec.storage_url)
+    outcome = []
+    for problems in shapes:
+        results = []
+        for problem in problems:
+            study = optuna.load_study(study_name=study_name(problem, device_name, kind), storage=storage)
+            found = best(study)
+            if found is None:
+                raise RuntimeError(f"no config of the space ran for {problem}.")
+            default_us = latency_of(study, default_config(problem.block_n, problem.block_k))
+            results.append(StudyResult(problem, found[0], found[1], default_us, len(timed_trials(study))))
+        p = problems[0]
+        path = Path(spec.save_path) / config_file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
+        write_configs(path, {r.problem.M: r.best for r in results})
+        outcome.append((results, path))
+    return outcome
