@@ -91,8 +91,8 @@ def time_launches(
     n_sets: int,
     *,
     prune_above_us: float | None = None,
-    target_replay_us: float = 2000.0,
-    replays: int = 10,
+    target_replay_us: float = 1000.0,
+    replays: int = 5,
     max_launches: int = 2000,
 ) -> GraphTiming:
     """Time launch(i) (i picks the operand set, i % n_sets) as the median of graph replays.
