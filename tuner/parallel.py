@@ -47,8 +47,9 @@ def split_work(shapes: Sequence[Sequence[Problem]], workers: int) -> list[list[l
     chunks = max(1, math.ceil(workers / len(shapes)))
     for problems in shapes:
         ordered = sorted(problems, key=lambda p: p.M)
-        size = math.ceil(len(ordered) / chunks)
-        units += [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        parts = min(chunks, len(ordered))
+        bounds = [round(i * len(ordered) / parts) for i in range(parts + 1)]
+        units += [ordered[a:b] for a, b in zip(bounds, bounds[1:])]
     plan: list[list[list[Problem]]] = [[] for _ in range(workers)]
     load = [0.0] * workers
     for unit in sorted(units, key=_cost, reverse=True):

@@ -7,6 +7,7 @@ its search measured anywhere.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,7 +22,8 @@ class ReplayBenchmarker:
     kind = "replay"
     shared_memory_limit = None
 
-    def __init__(self, rows: Iterable[Row]) -> None:
+    def __init__(self, rows: Iterable[Row], *, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s  # simulated GPU time per measurement, for concurrency tests
         self._rows: dict[tuple[Problem, Config], Row] = {}
         devices = set()
         for row in rows:
@@ -34,14 +36,15 @@ class ReplayBenchmarker:
         self.measurements = 0
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ReplayBenchmarker:
-        return cls(read_rows(path))
+    def from_file(cls, path: str | Path, *, delay_s: float = 0.0) -> ReplayBenchmarker:
+        return cls(read_rows(path), delay_s=delay_s)
 
     def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
         """Nothing to compile in replay."""
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
         self.measurements += 1
+        time.sleep(self.delay_s)
         row = self._rows.get((problem, config))
         if row is None:
             return Measurement("crash", reason="no row for this config in the landscape")

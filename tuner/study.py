@@ -26,7 +26,7 @@ def study_name(problem: Problem, device_name: str, kind: str = "gpu") -> str:
     return name + ("_replay" if kind == "replay" else "")
 
 
-def make_storage(url: str) -> RDBStorage:
+def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
     """An RDB storage with heartbeats, safe for several processes on one SQLite file or PostgreSQL.
 
     SQLite waits up to a minute for a lock instead of failing at once, and uses its write-ahead log
@@ -40,8 +40,8 @@ def make_storage(url: str) -> RDBStorage:
         storage = RDBStorage(
             url,
             engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=GRACE_S,
+            heartbeat_interval=heartbeat_s,
+            grace_period=grace_s,
             heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
         )
     except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
