@@ -8,6 +8,7 @@ configs so far; when every such neighbourhood is exhausted it falls back to TPE.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import optuna
@@ -40,15 +41,30 @@ def config_of(trial: FrozenTrial | optuna.Trial) -> Config | None:
     return Config.from_sglang({key: int(params[key]) for key in SGLANG_KEYS})
 
 
+def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | None:
+    values = _ORDERED[key]
+    i = values.index(entry[key]) + direction
+    return {**entry, key: values[i]} if 0 <= i < len(values) else None
+
+
 def neighbours(config: Config, block_ks: Sequence[int]) -> list[Config]:
-    """Configs one parameter away: one step along an ordered parameter, any other K tile or group."""
+    """Configs near config, nearest first.
+
+    First those one parameter away (one step along an ordered parameter, any other K tile or
+    group); then those two steps away along two ordered parameters, because tile sizes, warps and
+    stages pay off together (a wider tile needs more warps), so the better config is often a
+    joint move that neither single step reveals.
+    """
     entry = config.as_sglang()
-    out = []
-    for key, values in _ORDERED.items():
-        i = values.index(entry[key])
-        out += [{**entry, key: values[j]} for j in (i - 1, i + 1) if 0 <= j < len(values)]
+    out = [moved for key in _ORDERED for d in (-1, 1) if (moved := _step(entry, key, d)) is not None]
     out += [{**entry, "BLOCK_SIZE_K": bk} for bk in block_ks if bk != entry["BLOCK_SIZE_K"]]
     out += [{**entry, "GROUP_SIZE_M": g} for g in GROUP_SIZE_M if g != entry["GROUP_SIZE_M"]]
+    for first, second in itertools.combinations(_ORDERED, 2):
+        for d1, d2 in itertools.product((-1, 1), repeat=2):
+            once = _step(entry, first, d1)
+            twice = _step(once, second, d2) if once is not None else None
+            if twice is not None:
+                out.append(twice)
     return [Config.from_sglang(e) for e in out]
 
 
