@@ -1,38 +1,29 @@
 """Block-scaled W8A8 GEMM: the Triton kernel, its float32 reference and the quantizers.
 
-The Triton kernel is imported on first use, so the reference, the quantizers and the config
-defaults work on machines without a Triton compiler.
+Only the config constants load eagerly; everything else on first use, so that code which needs
+just the config (the tuner in replay) starts without importing torch or Triton.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from kernels._checks import CONFIG_KEYS, default_config
-from kernels._reference import (
-    RELATIVE_TOLERANCE,
-    quantize_blockwise,
-    quantize_per_token_group,
-    w8a8_block_matmul_reference,
-)
+from kernels._config import CONFIG_KEYS, default_config
 
-__all__ = [
-    "CONFIG_KEYS",
-    "RELATIVE_TOLERANCE",
-    "compile_w8a8_block_matmul",
-    "default_config",
-    "quantize_blockwise",
-    "quantize_per_token_group",
-    "w8a8_block_matmul",
-    "w8a8_block_matmul_reference",
-]
+_LAZY = {
+    "RELATIVE_TOLERANCE": "kernels._reference",
+    "quantize_blockwise": "kernels._reference",
+    "quantize_per_token_group": "kernels._reference",
+    "w8a8_block_matmul_reference": "kernels._reference",
+    "w8a8_block_matmul": "kernels._w8a8_block",
+    "compile_w8a8_block_matmul": "kernels._w8a8_block",
+}
 
-_TRITON_NAMES = ("w8a8_block_matmul", "compile_w8a8_block_matmul")
+__all__ = ["CONFIG_KEYS", "default_config", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _TRITON_NAMES:
-        from kernels import _w8a8_block
-
-        return getattr(_w8a8_block, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'kernels' has no attribute {name!r}")

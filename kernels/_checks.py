@@ -10,7 +10,8 @@ import os
 
 import torch
 
-CONFIG_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
+from kernels._config import CONFIG_KEYS, default_config
+
 INPUT_DTYPES = (torch.float8_e4m3fn, torch.int8)
 OUTPUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -21,18 +22,6 @@ def cdiv(a: int, b: int) -> int:
 
 def is_power_of_two(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x > 0 and x & (x - 1) == 0
-
-
-def default_config(block_n: int, block_k: int) -> dict[str, int]:
-    """SGLang's fallback config when no tuned file exists for a shape."""
-    return {
-        "BLOCK_SIZE_M": 64,
-        "BLOCK_SIZE_N": block_n,
-        "BLOCK_SIZE_K": block_k,
-        "GROUP_SIZE_M": 32,
-        "num_warps": 4,
-        "num_stages": 3,
-    }
 
 
 def check_block_size(block_size: object) -> tuple[int, int]:

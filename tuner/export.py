@@ -49,7 +49,7 @@ def render(entries: Mapping[int, Config]) -> str:
 
 def nearest_entry(entries: Mapping[int, Config], M: int) -> Config:
     """The config SGLang picks for a runtime M: nearest key, the first in file order on a tie."""
-    return entries[min(sorted(entries), key=lambda key: abs(key - M))]
+    return entries[min(entries, key=lambda key: abs(key - M))]  # min keeps the first of equals
 
 
 @contextmanager

@@ -84,6 +84,8 @@ class LandscapeWriter:
             self._writer.writerow(HEADER)
 
     def write(self, device: str, problem: Problem, config: Config, measurement: Measurement) -> None:
+        if measurement.status not in STATUSES:
+            raise ValueError(f"a landscape records {STATUSES}, not {measurement.status!r}: sweeps never prune.")
         us = measurement.us if measurement.status == "ok" else None
         self._writer.writerow(Row(device, problem, config, measurement.status, us).as_csv())
         self._file.flush()

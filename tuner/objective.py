@@ -7,15 +7,20 @@ estimate, and a wrong result stops the run.
 
 from __future__ import annotations
 
+import datetime
+import time
+
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.measure import FAILURES, Benchmarker, Measurement, Problem
 from tuner.roofline import roofline_attrs
 from tuner.search import NeighbourhoodSampler, config_of, distributions
-from tuner.space import default_config, search_space
+from tuner.space import Config, default_config, search_space
 from tuner.study import best
 
+# How long a trial may take from its start to claiming a measurement before it counts as dead.
+DECIDING_S = 10.0
 # Statuses that mean "this config was measured"; other FAIL trials (interrupted, repeats) were not.
 MEASURED = ("ok", "pruned", *FAILURES)
 
@@ -39,12 +44,16 @@ class Objective:
         budget: int,
         prune_ratio: float = 1.5,
         compile_ahead: int = 12,
+        never_prune: frozenset[Config] = frozenset(),
     ) -> None:
         self.problem = problem
         self.bench = bench
         self.budget = budget
         self.prune_ratio = prune_ratio
         self.compile_ahead = compile_ahead
+        # Baselines that reports compare with (SGLang's default, an existing file's pick) are
+        # always measured in full.
+        self.never_prune = never_prune | {default_config(problem.block_n, problem.block_k)}
         self._distributions = distributions(search_space(problem.block_k))
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -52,17 +61,14 @@ class Objective:
         for name, distribution in self._distributions.items():
             trial.suggest_categorical(name, distribution.choices)
         config = config_of(trial)
-        trials = trial.study.get_trials(deepcopy=False)
-        earlier = [t for t in trials if t.number < trial.number]
+        earlier = self._earlier_once_decided(trial)
         for t in earlier:
             if config_of(t) == config and (t.state == TrialState.RUNNING or t.user_attrs.get("status") in MEASURED):
                 trial.set_user_attr("timed", False)
                 trial.set_user_attr("status", "repeat")
                 trial.set_user_attr("reason", f"same config as trial {t.number}")
                 raise ConfigFailed(f"repeat of trial {t.number}")
-        claimed = sum(1 for t in earlier if t.user_attrs.get("timed") or
-                      (t.state == TrialState.RUNNING and "timed" not in t.user_attrs))  # fmt: skip
-        if claimed >= self.budget:  # another worker spent the budget meanwhile
+        if sum(1 for t in earlier if t.user_attrs.get("timed")) >= self.budget:  # spent by other workers
             trial.set_user_attr("timed", False)
             trial.set_user_attr("status", "over_budget")
             trial.study.stop()
@@ -70,11 +76,10 @@ class Objective:
 
         trial.set_user_attr("timed", True)
         if isinstance(sampler, NeighbourhoodSampler):
-            self.bench.prepare(self.problem, sampler.candidates(trials, self.compile_ahead))
+            upcoming = sampler.candidates(trial.study.get_trials(deepcopy=False), self.compile_ahead)
+            self.bench.prepare(self.problem, upcoming)
         incumbent = best(trial.study)
-        # The default config is the baseline every report compares with: always measured in full.
-        is_default = config == default_config(self.problem.block_n, self.problem.block_k)
-        prune_above = None if incumbent is None or is_default else incumbent[1] * self.prune_ratio
+        prune_above = None if incumbent is None or config in self.never_prune else incumbent[1] * self.prune_ratio
         result = self.bench.measure(self.problem, config, prune_above_us=prune_above)
         self._record(trial, result)
         if result.status == "ok":
@@ -85,6 +90,22 @@ class Objective:
         if result.status == "wrong_result":
             raise WrongResult(f"{config} computes a wrong result on {self.problem}: {result.reason}")
         raise ConfigFailed(f"{result.status}: {result.reason}")
+
+    def _earlier_once_decided(self, trial: optuna.Trial) -> list[FrozenTrial]:
+        """The lower-numbered trials, once each has decided whether it measures its config.
+
+        Trials decide in trial-number order, so workers sharing a study never time one config
+        twice nor overspend the budget. A trial still undecided DECIDING_S after its start
+        belongs to a dead process (its heartbeat will fail it later) and is not waited for.
+        """
+        while True:
+            earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
+            now = datetime.datetime.now()
+            deciding = [t for t in earlier if t.state == TrialState.RUNNING and "timed" not in t.user_attrs
+                        and (now - t.datetime_start).total_seconds() < DECIDING_S]  # fmt: skip
+            if not deciding:
+                return earlier
+            time.sleep(0.05)
 
     def _record(self, trial: optuna.Trial, result: Measurement) -> None:
         trial.set_user_attr("status", result.status)

@@ -68,7 +68,7 @@ def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]
     from tuner.tuning import TuneOptions, tune_shape
     from tuner.warmstart import Prior
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed configs are recorded, not logged
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if spec.replay is not None:
         from tuner.replay import ReplayBenchmarker

@@ -7,8 +7,8 @@ Exit status: 0 on success, 2 on a usage error (one line says why), 1 on any othe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,12 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ValueError(f"--save-path {str(folder)!r} is not writable: {error.strerror or error}.") from None
+    """The folder, or the deepest part of it that exists, must be a writable folder (none is made here)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--save-path {str(folder)!r} is not writable: {str(existing)!r} is not a writable folder.")
 
 
 def _shapes(args: argparse.Namespace) -> dict[tuple[int, int], str]:

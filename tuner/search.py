@@ -9,6 +9,7 @@ configs so far; when every such neighbourhood is exhausted it falls back to TPE.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 
 import optuna
@@ -78,13 +79,27 @@ def observed_value(trial: FrozenTrial) -> float | None:
 
 
 class NeighbourhoodSampler(BaseSampler):
-    """Best-first local search over the config space, TPE once neighbourhoods run dry."""
+    """Warm-start seeds first, then best-first local search, then TPE once neighbourhoods run dry.
 
-    def __init__(self, *, space: Sequence[Config], seed: int | None = None, fallback: BaseSampler | None = None):
+    Seeds are proposed by the sampler rather than enqueued as waiting trials, so workers sharing a
+    study never race for the same waiting trial, and a resumed study skips seeds already tried.
+    """
+
+    def __init__(
+        self,
+        *,
+        space: Sequence[Config],
+        seeds: Sequence[Config] = (),
+        seed: int | None = None,
+        fallback: BaseSampler | None = None,
+    ):
         self._space = frozenset(space)
+        self._seeds = [c for c in seeds if c in self._space]
         self._distributions = distributions(space)
         self._block_ks = self._distributions["BLOCK_SIZE_K"].choices
-        self._fallback = fallback or TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
+        with warnings.catch_warnings():  # TPE's multivariate/group options are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._fallback = fallback or TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
 
     def candidates(self, trials: Sequence[FrozenTrial], limit: int) -> list[Config]:
         """The next configs local search would try, best first (also used to compile ahead)."""
@@ -92,7 +107,9 @@ class NeighbourhoodSampler(BaseSampler):
         scored = sorted(
             (value, config_of(t)) for t in trials if (value := observed_value(t)) is not None and config_of(t)
         )
-        out: list[Config] = []
+        out = [c for c in self._seeds if c not in visited][:limit]
+        if len(out) == limit:
+            return out
         for _, config in scored:
             for candidate in neighbours(config, self._block_ks):
                 if candidate in self._space and candidate not in visited and candidate not in out:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import platform
+import re
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -17,6 +22,7 @@ DEFAULT_STORAGE = "sqlite:///studies/tuner.sqlite3"
 # A process that stops beating for GRACE_S seconds is dead: its RUNNING trial is failed and retried.
 HEARTBEAT_S = 10
 GRACE_S = 30
+_CREATE_ATTEMPTS = 4
 
 
 def study_name(problem: Problem, device_name: str, kind: str = "gpu") -> str:
@@ -24,6 +30,16 @@ def study_name(problem: Problem, device_name: str, kind: str = "gpu") -> str:
     p = problem
     name = f"{p.input_type}_w8a8_N{p.N}_K{p.K}_M{p.M}_block{p.block_n}x{p.block_k}_{p.out_dtype}_{device_name}"
     return name + ("_replay" if kind == "replay" else "")
+
+
+def _masked(url: str) -> str:
+    """The URL with any password replaced, fit for an error message."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def raise_unusable(url: str, error: BaseException) -> None:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    raise ValueError(f"--storage {_masked(url)} is not usable: {type(error).__name__}: {reason}") from None
 
 
 def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
@@ -36,16 +52,26 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    try:
-        storage = RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-        )
-    except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
-        raise ValueError(f"--storage {url!r} is not usable: {type(error).__name__}: {error}") from None
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we need
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_s,
+                    grace_period=grace_s,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+            break
+        except sqlalchemy.exc.DatabaseError:
+            # Workers starting together on an empty storage race to create its tables; the losers
+            # find them made on a second try. A database that stays unusable is reported below.
+            if attempt + 1 == _CREATE_ATTEMPTS:
+                raise_unusable(url, sys.exc_info()[1])
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
+            raise_unusable(url, error)
     if url.startswith("sqlite:///"):
         with storage.engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
@@ -64,21 +90,13 @@ def open_study(
         load_if_exists=True,
     )
     if "M" not in study.user_attrs:
-        import torch
-
-        attrs = {
-            **vars(problem),
-            "device": bench.device_name,
-            "timing": bench.kind,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        }
-        try:
+        attrs = {**vars(problem), "device": bench.device_name, "timing": bench.kind}
+        attrs["python"] = platform.python_version()
+        if bench.kind == "gpu":  # the versions that produced the timings; replay ran neither
+            import torch
             import triton
 
-            attrs["triton"] = triton.__version__
-        except ImportError:
-            attrs["triton"] = "not installed (replay)"
+            attrs.update(torch=torch.__version__, triton=triton.__version__)
         for key, value in attrs.items():
             study.set_user_attr(key, value)
     return study

@@ -91,22 +91,25 @@ def tune_problem(
     progress: tqdm | None = None,
     *,
     sampler: optuna.samplers.BaseSampler | None = None,
+    never_prune: Sequence[Config] = (),
 ) -> StudyResult:
     """Run (or resume) one study until options.trials configs were timed; return its best.
 
-    The sampler defaults to the tuner's own; evaluations pass plain Optuna samplers to compare.
+    The sampler defaults to the tuner's own, which tries the seeds first; evaluations pass plain
+    Optuna samplers (and no seeds) to compare.
     """
     space = search_space(problem.block_k)
-    sampler = sampler or NeighbourhoodSampler(space=space, seed=options.seed)
+    seeds = dedupe(seeds, space)
+    if sampler is None:
+        sampler = NeighbourhoodSampler(space=space, seeds=seeds, seed=options.seed)
+    elif seeds:
+        raise ValueError("seeds are the tuner's own sampler's first proposals; give a plain sampler none.")
     study = open_study(storage, problem, bench, sampler)
     already = len(timed_trials(study))
     if progress is not None:
         progress.update(min(already, options.trials))
     if already < options.trials:
-        seeds = dedupe(seeds, space)[: options.trials - already]
-        bench.prepare(problem, seeds)  # compile every seed at once instead of one per trial
-        for config in seeds:
-            study.enqueue_trial(config.as_sglang(), skip_if_exists=True)
+        bench.prepare(problem, seeds[: options.trials - already])  # compile the seeds all at once
 
         def tick(study: optuna.Study, trial: FrozenTrial) -> None:
             if progress is not None and trial.user_attrs.get("timed"):
@@ -115,7 +118,9 @@ def tune_problem(
                 if found is not None:
                     progress.set_postfix_str(f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us")
 
-        objective = Objective(problem, bench, budget=options.trials, prune_ratio=options.prune_ratio)
+        objective = Objective(
+            problem, bench, budget=options.trials, prune_ratio=options.prune_ratio, never_prune=frozenset(never_prune)
+        )
         study.optimize(
             objective,
             callbacks=[tick, _stop_when_done(options.trials, max_trials=4 * len(space))],
@@ -164,7 +169,8 @@ def tune_shape(
     results = []
     for problem in sorted(problems, key=lambda p: p.M):
         seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing)
-        result = tune_problem(storage, problem, bench, options, seeds, progress)
+        baseline = [nearest_entry(existing, problem.M)] if existing else []
+        result = tune_problem(storage, problem, bench, options, seeds, progress, never_prune=baseline)
         write_configs(path, {problem.M: result.best})
         results.append(result)
     return results, path

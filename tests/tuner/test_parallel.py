@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from tests.tuner.synthetic import write_landscape
@@ -172,7 +172,7 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(landscape, tm
     study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
     killed = study.trials[running[0].number]
     assert killed.state == TrialState.FAIL
-    retries = [t for t in study.trials if RetryFailedTrialCallback.retried_trial_number(t) == killed.number]
+    retries = [t for t in study.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number]
     assert len(retries) == 1 and retries[0].user_attrs["status"] == "ok"
     assert config_of(retries[0]) == config_of(killed)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]

@@ -1,0 +1,170 @@
+"""SGLang/vLLM config files: byte-exact names and content, merging, corrupt files, nearest entry, concurrency."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from tuner.export import config_file_name, nearest_entry, read_config_file, render, write_configs
+from tuner.space import Config
+
+FAST = Config(16, 64, 128, 1, 4, 4)
+WIDE = Config(16, 128, 128, 16, 8, 5)
+DEFAULT = Config(64, 128, 128, 32, 4, 3)
+
+
+@pytest.mark.parametrize(
+    ("args", "vllm", "expected"),
+    [
+        # SGLang's name: a space after the comma inside block_shape
+        (
+            (7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128),
+            False,
+            "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128, 128].json",
+        ),
+        # vLLM reads the same content under a name without that space
+        (
+            (7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128),
+            True,
+            "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128,128].json",
+        ),
+        # int8 and a non-square block
+        (
+            (576, 7168, "NVIDIA_H200", "int8", 64, 128),
+            False,
+            "N=576,K=7168,device_name=NVIDIA_H200,dtype=int8_w8a8,block_shape=[64, 128].json",
+        ),
+        (
+            (576, 7168, "NVIDIA_H200", "int8", 64, 128),
+            True,
+            "N=576,K=7168,device_name=NVIDIA_H200,dtype=int8_w8a8,block_shape=[64,128].json",
+        ),
+    ],
+)
+def test_file_name_is_byte_exact(args, vllm, expected):
+    assert config_file_name(*args, vllm=vllm) == expected
+
+
+# Keys ascend numerically (2 < 16 < 128, not "128" < "16" < "2"), indent=4, trailing newline.
+GOLDEN = """{
+    "2": {
+        "BLOCK_SIZE_M": 16,
+        "BLOCK_SIZE_N": 64,
+        "BLOCK_SIZE_K": 128,
+        "GROUP_SIZE_M": 1,
+        "num_warps": 4,
+        "num_stages": 4
+    },
+    "16": {
+        "BLOCK_SIZE_M": 16,
+        "BLOCK_SIZE_N": 128,
+        "BLOCK_SIZE_K": 128,
+        "GROUP_SIZE_M": 16,
+        "num_warps": 8,
+        "num_stages": 5
+    },
+    "128": {
+        "BLOCK_SIZE_M": 64,
+        "BLOCK_SIZE_N": 128,
+        "BLOCK_SIZE_K": 128,
+        "GROUP_SIZE_M": 32,
+        "num_warps": 4,
+        "num_stages": 3
+    }
+}
+"""
+
+
+def test_content_is_byte_exact(tmp_path):
+    path = tmp_path / "cfg.json"
+    write_configs(path, {128: DEFAULT, 2: FAST, 16: WIDE})  # given out of order on purpose
+    assert path.read_bytes() == GOLDEN.encode()
+    assert read_config_file(path) == {2: FAST, 16: WIDE, 128: DEFAULT}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.json"]  # no temp file left behind
+
+
+def test_merge_replaces_tuned_entries_and_keeps_the_others(tmp_path):
+    path = tmp_path / "cfg.json"
+    write_configs(path, {1: DEFAULT, 8: DEFAULT, 64: DEFAULT})
+    merged = write_configs(path, {8: FAST, 16: WIDE})
+    expected = {1: DEFAULT, 8: FAST, 16: WIDE, 64: DEFAULT}
+    assert merged == expected
+    assert read_config_file(path) == expected
+    assert path.read_text() == render(expected)
+
+
+_FULL_ENTRY = DEFAULT.as_sglang()
+_MISSING_KEY = {k: v for k, v in _FULL_ENTRY.items() if k != "num_stages"}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",  # not JSON at all
+        '{"1": {"BLOCK_SIZE_M": 64,',  # a truncated file, as a non-atomic writer could leave
+        "[1, 2, 3]\n",  # valid JSON, but a list
+        json.dumps({"1": _MISSING_KEY}),  # an entry missing a key
+        json.dumps({"1": {**_FULL_ENTRY, "kpack": 2}}),  # an entry with an unknown key
+        json.dumps({"one": _FULL_ENTRY}),  # a key that is not a batch size
+        json.dumps({"1": {**_FULL_ENTRY, "num_warps": "4"}}),  # a value that is not an int
+    ],
+    ids=["not-json", "truncated", "json-list", "missing-key", "extra-key", "bad-batch-size", "string-value"],
+)
+def test_corrupt_existing_file_raises_and_is_left_untouched(tmp_path, text):
+    path = tmp_path / "cfg.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="cfg.json"):
+        write_configs(path, {16: FAST})
+    assert path.read_bytes() == text.encode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.json"]
+
+
+@pytest.mark.parametrize(
+    ("M", "expected"),
+    [
+        (12, 8),  # a tie between 8 and 16: the first in file order
+        (13, 16),  # nearer to 16
+        (1, 8),  # below every key
+        (4096, 16),  # above every key
+        (16, 16),  # an exact key
+    ],
+)
+def test_nearest_entry_follows_sglang(M, expected):
+    entries = {8: FAST, 16: WIDE}
+    assert nearest_entry(entries, M) == entries[expected]
+
+
+def test_nearest_entry_tie_uses_file_order_of_an_unsorted_file(tmp_path):
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps({"16": WIDE.as_sglang(), "8": FAST.as_sglang()}))
+    entries = read_config_file(path)
+    sglang_pick = entries[min(entries, key=lambda key: abs(key - 12))]  # SGLang's own expression
+    assert sglang_pick == WIDE
+    assert nearest_entry(entries, 12) == sglang_pick
+
+
+def _write_keys(path: str, keys: list[int], barrier) -> None:
+    """One writer process: one write per key, so the writers interleave as much as possible."""
+    barrier.wait()
+    for M in keys:
+        write_configs(path, {M: Config(16, 32, 128, 1, 4, 2 + M % 4)})
+
+
+def test_concurrent_writers_lose_no_entry(tmp_path):
+    path = tmp_path / "cfg.json"
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    keys = [[1 + worker + 4 * i for i in range(6)] for worker in range(4)]  # disjoint M per writer
+    processes = [ctx.Process(target=_write_keys, args=(str(path), ks, barrier)) for ks in keys]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+    assert [process.exitcode for process in processes] == [0, 0, 0, 0]
+    entries = read_config_file(path)
+    assert sorted(entries) == sorted(M for ks in keys for M in ks)
+    assert path.read_text() == render(entries)
+    assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["cfg.json"]

@@ -1,0 +1,163 @@
+"""Landscape CSVs (SPEC section 4): writing, strict reading, gzip, and replaying them as a Benchmarker."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from tuner.landscape import HEADER, LandscapeWriter, Row, read_rows
+from tuner.measure import Measurement, Problem
+from tuner.replay import ReplayBenchmarker
+from tuner.space import Config
+
+DEVICE = "NVIDIA_H100_80GB_HBM3"
+PROBLEM = Problem(N=576, K=7168, M=13, out_dtype="bfloat16")
+FAST = Config(16, 64, 128, 1, 4, 4)
+HUGE = Config(256, 256, 128, 64, 8, 5)
+ABSENT = Config(32, 32, 64, 1, 4, 2)
+
+HEADER_LINE = ",".join(HEADER)
+# A valid row to start from; cases below break one field of it.
+GOOD_LINE = f"{DEVICE},fp8,bfloat16,576,7168,13,128,128,16,64,128,1,4,4,ok,10.250"
+
+
+def test_header_is_spec_exact():
+    assert HEADER_LINE == (
+        "device,input_type,out_dtype,N,K,M,block_n,block_k,"
+        "BLOCK_SIZE_M,BLOCK_SIZE_N,BLOCK_SIZE_K,GROUP_SIZE_M,num_warps,num_stages,status,us"
+    )
+
+
+@pytest.mark.parametrize("name", ["land.csv", "land.csv.gz"])  # plain, and gzip written by the writer
+def test_writer_round_trip(tmp_path, name):
+    path = tmp_path / name
+    with LandscapeWriter(path) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.2504))
+        writer.write(DEVICE, PROBLEM, HUGE, Measurement("out_of_resources", reason="shared memory"))
+    with LandscapeWriter(path) as writer:  # reopening appends, without a second header
+        writer.write(DEVICE, Problem(N=576, K=7168, M=1), ABSENT, Measurement("timeout", reason="hung"))
+    assert list(read_rows(path)) == [
+        Row(DEVICE, PROBLEM, FAST, "ok", 10.25),  # written with 3 decimals
+        Row(DEVICE, PROBLEM, HUGE, "out_of_resources", None),
+        Row(DEVICE, Problem(N=576, K=7168, M=1), ABSENT, "timeout", None),
+    ]
+
+
+def test_written_text_is_spec_csv(tmp_path):
+    path = tmp_path / "land.csv"
+    with LandscapeWriter(path) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.25))
+        writer.write(DEVICE, PROBLEM, HUGE, Measurement("compile_error", reason="ptxas"))
+    assert path.read_text() == (
+        f"{HEADER_LINE}\n{GOOD_LINE}\n{DEVICE},fp8,bfloat16,576,7168,13,128,128,256,256,128,64,8,5,compile_error,\n"
+    )
+
+
+def test_gzip_file_reads_like_plain(tmp_path):
+    text = f"{HEADER_LINE}\n{GOOD_LINE}\n"
+    (tmp_path / "land.csv").write_text(text)
+    with gzip.open(tmp_path / "land.csv.gz", "wt") as f:
+        f.write(text)
+    rows = list(read_rows(tmp_path / "land.csv.gz"))
+    assert rows == list(read_rows(tmp_path / "land.csv")) == [Row(DEVICE, PROBLEM, FAST, "ok", 10.25)]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "device,N,K,M,status,us",  # another tool's CSV
+        HEADER_LINE.replace("out_dtype,", ""),  # one column short
+        HEADER_LINE.replace("device", "gpu"),  # a renamed column
+        "",  # an empty file
+    ],
+)
+def test_wrong_header_raises(tmp_path, header):
+    path = tmp_path / "land.csv"
+    path.write_text(f"{header}\n" if header else "")
+    with pytest.raises(ValueError, match="header"):
+        list(read_rows(path))
+
+
+def test_writer_refuses_to_append_to_another_header(tmp_path):
+    path = tmp_path / "land.csv"
+    path.write_text("device,N,K\n")
+    with pytest.raises(ValueError, match="header"):
+        LandscapeWriter(path)
+    assert path.read_text() == "device,N,K\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        (GOOD_LINE.replace(",ok,", ",bogus,"), "status"),  # a status outside the six
+        (GOOD_LINE.replace(",ok,", ",pruned,"), "status"),  # pruned is a tuner state, not a landscape status
+        (GOOD_LINE.replace(",ok,10.250", ",crash,10.250"), "us"),  # a latency on a failed row
+        (GOOD_LINE.replace(",10.250", ","), "us"),  # an ok row without a latency
+        (GOOD_LINE + ",extra", "fields"),  # one field too many
+        (GOOD_LINE.replace(",576,", ",five,"), "five"),  # N not an int
+        (GOOD_LINE.replace(",fp8,", ",fp16,"), "input type"),  # an unknown input type
+        (GOOD_LINE.replace(",16,64,", ",0,64,"), "BLOCK_SIZE_M"),  # an impossible config
+    ],
+)
+def test_bad_row_raises_naming_its_line(tmp_path, line, complaint):
+    path = tmp_path / "land.csv"
+    path.write_text(f"{HEADER_LINE}\n{GOOD_LINE}\n{line}\n")
+    with pytest.raises(ValueError, match=f"land.csv:3: .*{complaint}"):
+        list(read_rows(path))
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        ReplayBenchmarker.from_file(tmp_path / "nothing.csv")
+
+
+@pytest.fixture
+def replay(tmp_path):
+    path = tmp_path / "land.csv"
+    with LandscapeWriter(path) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.0))
+        writer.write(DEVICE, PROBLEM, HUGE, Measurement("out_of_resources", reason="shared memory"))
+    return ReplayBenchmarker.from_file(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "prune_above_us", "status", "us"),
+    [
+        (FAST, None, "ok", 10.0),  # an ok row gives its latency
+        (FAST, 20.0, "ok", 10.0),  # under the prune threshold
+        (FAST, 5.0, "pruned", 10.0),  # over the threshold: pruned, carrying the estimate
+        (HUGE, None, "out_of_resources", None),  # a failed row keeps its recorded status
+        (HUGE, 5.0, "out_of_resources", None),  # a failure is not a prune
+        (ABSENT, None, "crash", None),  # no row: a failed config, never ok
+    ],
+)
+def test_replay_measure(replay, config, prune_above_us, status, us):
+    result = replay.measure(PROBLEM, config, prune_above_us=prune_above_us)
+    assert (result.status, result.us) == (status, us)
+
+
+def test_replay_reads_device_name_from_the_device_column(replay):
+    assert replay.device_name == DEVICE
+    assert replay.kind == "replay"
+
+
+def test_replay_with_two_devices_raises():
+    rows = [Row("GPU_A", PROBLEM, FAST, "ok", 1.0), Row("GPU_B", PROBLEM, FAST, "ok", 1.0)]
+    with pytest.raises(ValueError, match="one device"):
+        ReplayBenchmarker(rows)
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        Problem(N=576, K=7168, M=14, out_dtype="bfloat16"),  # another batch size
+        Problem(N=576, K=7168, M=13),  # another output dtype
+        Problem(N=576, K=7168, M=13, input_type="int8", out_dtype="bfloat16"),  # another input type
+        Problem(N=7168, K=576, M=13, out_dtype="bfloat16"),  # N and K swapped
+    ],
+)
+def test_require_raises_for_an_absent_problem(replay, problem):
+    replay.require(PROBLEM)  # present: no error
+    with pytest.raises(ValueError, match=f"N={problem.N} K={problem.K} M={problem.M}"):
+        replay.require(problem)

@@ -1,0 +1,108 @@
+"""One study against a replayed synthetic landscape: the budget, failures, repeats, pruning and wrong results."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.tuner.synthetic import synthetic_rows
+from tuner.landscape import Row
+from tuner.measure import Problem
+from tuner.objective import WrongResult
+from tuner.replay import ReplayBenchmarker
+from tuner.search import config_of
+from tuner.space import Config, default_config
+from tuner.study import make_storage, study_name, timed_trials
+from tuner.tuning import TuneOptions, tune_problem
+
+PROBLEM = Problem(N=256, K=512, M=16)
+OPTIMUM = Config(16, 32, 128, 1, 4, 3)  # 5.1 us in the synthetic landscape
+DEFAULT = default_config(128, 128)  # 7.2 us
+SLOW = Config(256, 256, 128, 1, 4, 3)  # 21.8 us
+TOO_BIG = Config(256, 256, 128, 64, 8, 5)  # 320 KiB of shared memory: out_of_resources
+
+
+def replay(wrong_result: Config | None = None) -> ReplayBenchmarker:
+    """The synthetic landscape of PROBLEM, where one config may be recorded as computing a wrong result."""
+    rows = []
+    for row in synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]):
+        wrong = row.config == wrong_result
+        rows.append(Row(row.device, row.problem, row.config, "wrong_result", None) if wrong else row)
+    return ReplayBenchmarker(rows)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request, tmp_path):
+    if request.param == "memory":
+        return optuna.storages.InMemoryStorage()
+    return make_storage(f"sqlite:///{tmp_path}/studies.db")
+
+
+def load(storage, bench) -> optuna.Study:
+    return optuna.load_study(study_name=study_name(PROBLEM, bench.device_name, bench.kind), storage=storage)
+
+
+@pytest.mark.parametrize("budget", [1, 10])
+def test_timed_configs_equal_the_budget(storage, budget):
+    bench = replay()
+    result = tune_problem(storage, PROBLEM, bench, TuneOptions(trials=budget, seed=0), [DEFAULT])
+    study = load(storage, bench)
+    assert result.timed == len(timed_trials(study)) == budget
+    assert bench.measurements == budget  # one measurement per timed trial, none hidden
+    assert all(t.user_attrs.get("timed") is False for t in study.trials if t not in timed_trials(study))
+
+
+def test_failed_config_is_a_failed_trial_with_its_reason(storage):
+    bench = replay()
+    tune_problem(storage, PROBLEM, bench, TuneOptions(trials=4, seed=0), [TOO_BIG, DEFAULT])
+    study = load(storage, bench)
+    (failed,) = [t for t in study.trials if config_of(t) == TOO_BIG]
+    assert failed.state == TrialState.FAIL and failed.value is None
+    assert failed.user_attrs["status"] == "out_of_resources"
+    assert failed.user_attrs["reason"]
+    assert failed.user_attrs["timed"] is True  # a failure still spends the budget
+    # Nothing reaches the sampler as infinity (or any other non-finite number).
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete and all(math.isfinite(t.value) for t in complete)
+    assert TOO_BIG not in {config_of(t) for t in complete}
+
+
+def test_config_enqueued_twice_is_timed_once(storage):
+    bench = replay()
+    name = study_name(PROBLEM, bench.device_name, bench.kind)
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
+    study.enqueue_trial(SLOW.as_sglang())
+    study.enqueue_trial(SLOW.as_sglang())
+    tune_problem(storage, PROBLEM, bench, TuneOptions(trials=3, seed=0), [])
+    first, second = load(storage, bench).trials[:2]
+    assert config_of(first) == config_of(second) == SLOW
+    assert first.user_attrs["timed"] is True and first.state == TrialState.COMPLETE
+    assert second.user_attrs["timed"] is False and second.user_attrs["status"] == "repeat"
+    assert second.state == TrialState.FAIL
+    assert bench.measurements == 3
+
+
+def test_default_config_is_never_pruned(storage):
+    bench = replay()
+    # prune_ratio 1 prunes anything slower than the incumbent: the optimum, timed first.
+    options = TuneOptions(trials=3, seed=0, prune_ratio=1.0)
+    tune_problem(storage, PROBLEM, bench, options, [OPTIMUM, DEFAULT, SLOW])
+    by_config = {config_of(t): t for t in load(storage, bench).trials}
+    assert by_config[DEFAULT].state == TrialState.COMPLETE
+    assert by_config[DEFAULT].user_attrs["status"] == "ok"
+    assert by_config[DEFAULT].value == pytest.approx(7.202)
+    # Pruning is on: a config as slow as the default would have been, but not the default, is pruned.
+    assert by_config[SLOW].state == TrialState.PRUNED
+    assert by_config[SLOW].user_attrs["status"] == "pruned"
+
+
+def test_wrong_result_stops_the_run(storage):
+    bench = replay(wrong_result=SLOW)
+    with pytest.raises(WrongResult, match="wrong result"):
+        tune_problem(storage, PROBLEM, bench, TuneOptions(trials=4, seed=0), [SLOW, DEFAULT])
+    # The run stopped at the wrong result: the next seed never started.
+    (trial,) = [t for t in load(storage, bench).trials if t.state != TrialState.WAITING]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["status"] == "wrong_result"

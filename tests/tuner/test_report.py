@@ -1,0 +1,250 @@
+"""The report's numbers, read back from a storage that the real CLI filled in replay, and its bad inputs."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from tests.tuner.synthetic import DEVICE, synthetic_rows
+from tuner.export import config_file_name, write_configs
+from tuner.landscape import HEADER, Row
+from tuner.measure import FAILURES
+from tuner.report import (
+    SUMMARY_COLUMNS,
+    failed_trials,
+    failures,
+    history,
+    importances,
+    load_studies,
+    main,
+    summary_table,
+)
+from tuner.search import config_of
+from tuner.space import default_config, search_space
+
+N, K = 512, 1024
+BATCH_SIZES = (1, 16, 256)
+TRIALS = 8
+FILE_NAME = config_file_name(N, K, DEVICE, "fp8", 128, 128)
+
+
+def _failing(config) -> str | None:
+    """Failures planted on the search's path: the default's neighbours with 8 warps or 5 stages."""
+    return "compile_error" if config.num_warps == 8 else "timeout" if config.num_stages == 5 else None
+
+
+def replay_storage(folder: Path, batch_sizes=BATCH_SIZES, trials: int = TRIALS) -> tuple[str, Path]:
+    """Tune one shape in replay through the real CLI into folder: (storage URL, exported config file)."""
+    landscape = folder / "landscape.csv"
+    with open(landscape, "w") as f:
+        f.write(",".join(HEADER) + "\n")
+        for row in synthetic_rows([(N, K)], batch_sizes):
+            if (status := _failing(row.config)) is not None:
+                row = Row(row.device, row.problem, row.config, status, None)
+            f.write(",".join(row.as_csv()) + "\n")
+    url = f"sqlite:///{folder}/s.db"
+    command = [sys.executable, "-m", "tuner.run", "--N", str(N), "--K", str(K),
+               "--batch-sizes", *map(str, batch_sizes), "--replay", str(landscape), "--trials", str(trials),
+               "--storage", url, "--save-path", str(folder / "cfg"), "--no-prior", "--seed", "0"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return url, folder / "cfg" / FILE_NAME
+
+
+def shared_replay_storage(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """replay_storage, made once per test session: the report, dashboard and notebook tests only read it."""
+    folder = tmp_path_factory.getbasetemp() / "replay_storage"
+    if not (folder / "done").exists():
+        folder.mkdir(exist_ok=True)
+        replay_storage(folder)
+        (folder / "done").touch()
+    return f"sqlite:///{folder}/s.db", folder / "cfg" / FILE_NAME
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory) -> tuple[str, Path]:
+    return shared_replay_storage(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trials_by_m(tuned) -> dict[int, list[optuna.trial.FrozenTrial]]:
+    """Each study's trials read straight from Optuna: what the report must agree with."""
+    storage = optuna.storages.RDBStorage(tuned[0])
+    return {
+        s.user_attrs["M"]: optuna.load_study(study_name=s.study_name, storage=storage).trials
+        for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+    }
+
+
+def test_summary_has_one_row_per_batch_size_with_the_best_complete_trial(tuned, trials_by_m):
+    table = summary_table(tuned[0])
+    assert list(table.columns) == SUMMARY_COLUMNS
+    assert list(table.M) == list(BATCH_SIZES)
+    default = default_config(128, 128)
+    for row in table.itertuples():
+        complete = [t for t in trials_by_m[row.M] if t.state == TrialState.COMPLETE]
+        best = min(complete, key=lambda t: t.value)
+        assert row.best_us == best.value and row.best_config == config_of(best).short()
+        assert row.best_tflops == pytest.approx(2 * row.M * N * K / best.value / 1e6)
+        assert row.timed == TRIALS and row.trials == len(trials_by_m[row.M])
+        # The default config is seeded first and never pruned, so every study has its latency.
+        (default_trial,) = [t for t in complete if config_of(t) == default]
+        assert row.default_us == default_trial.value
+        assert row.speedup == pytest.approx(default_trial.value / best.value) and row.speedup >= 1
+        assert row.file == "" and math.isnan(row.file_us)
+
+
+def test_the_exported_file_compared_back_is_the_tuned_best(tuned):
+    table = summary_table(tuned[0], [tuned[1]])
+    assert (table.file == FILE_NAME).all() and (table.file_status == "ok").all()
+    assert list(table.file_us) == list(table.best_us)
+    assert list(table.file_config) == list(table.best_config)
+    assert (table.file_speedup == 1.0).all() and table.attrs["unmatched_files"] == []
+
+
+def test_a_file_pick_is_the_nearest_entry_and_shown_only_when_measured(tuned, trials_by_m, tmp_path):
+    best_at_1 = config_of(min((t for t in trials_by_m[1] if t.state == TrialState.COMPLETE), key=lambda t: t.value))
+    tried_at_256 = {config_of(t) for t in trials_by_m[256]}
+    never_tried = next(c for c in search_space(128) if c not in tried_at_256 and _failing(c) is None)
+    path = tmp_path / FILE_NAME
+    write_configs(path, {1: best_at_1, 200: never_tried})
+    table = summary_table(tuned[0], [path]).set_index("M")
+    assert table.file_config[1] == table.file_config[16] == best_at_1.short()  # 16 is nearer to 1 than to 200
+    assert table.file_us[1] == table.best_us[1] and table.file_status[1] == "ok"
+    assert table.file_config[256] == never_tried.short() and table.file_status[256] == "not measured"
+    assert math.isnan(table.file_us[256]) and math.isnan(table.file_speedup[256])
+
+
+def test_history_is_the_non_increasing_best_so_far_over_timed_trials(tuned, trials_by_m):
+    steps = history(tuned[0])
+    table = summary_table(tuned[0]).set_index("M")
+    for M, rows in steps.groupby("M"):
+        assert list(rows["index"]) == list(range(1, TRIALS + 1))
+        timed = [t for t in trials_by_m[M] if t.user_attrs.get("timed")]
+        assert list(rows.trial) == [t.number for t in timed]
+        best = rows.best_us.dropna()
+        assert (best.diff().dropna() <= 0).all()
+        assert best.iloc[-1] == table.best_us[M]
+        values = [t.value if t.state == TrialState.COMPLETE else math.inf for t in timed]
+        assert list(rows.best_us.fillna(math.inf)) == list(pd.Series(values).cummin())
+
+
+def test_importances_sum_to_one_where_there_are_enough_complete_trials(tuned):
+    weights = importances(tuned[0])
+    skipped = weights.attrs["skipped"]
+    assert len(set(weights.study)) + len(skipped) == len(BATCH_SIZES)
+    assert not weights.empty
+    for _, rows in weights.groupby("study"):
+        assert rows.importance.sum() == pytest.approx(1.0)
+        assert (rows.importance >= 0).all()
+        assert set(rows.param) <= {"BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps",
+                                   "num_stages"}  # fmt: skip
+
+
+def test_failure_counts_match_trial_states(tuned, trials_by_m):
+    counts = failures(tuned[0]).set_index("M")
+    for M, trials in trials_by_m.items():
+        states = [t.state for t in trials]
+        row = counts.loc[M]
+        assert row.trials == len(trials)
+        assert row.ok == states.count(TrialState.COMPLETE)
+        assert row.pruned == states.count(TrialState.PRUNED)
+        failed = sum(row[s] for s in (*FAILURES, "repeat", "over_budget", "interrupted"))
+        assert failed == states.count(TrialState.FAIL)
+    assert counts[["compile_error", "timeout"]].to_numpy().sum() > 0, "the planted failures were never met"
+    broken = failed_trials(tuned[0])
+    assert len(broken) == counts[list(FAILURES)].to_numpy().sum()
+    for row in broken.itertuples():
+        config = next(config_of(t) for t in trials_by_m[row.M] if t.number == row.trial)
+        assert row.config == config.short() and row.status == _failing(config)
+        assert row.reason == "recorded in the landscape"
+
+
+def test_main_writes_one_offline_page_and_the_csv(tuned, tmp_path, capsys):
+    out, csv = tmp_path / "deep" / "report.html", tmp_path / "table.csv"
+    code = main(["--storage", tuned[0], "--out", str(out), "--csv", str(csv), "--config-file", str(tuned[1])])
+    assert code == 0, capsys.readouterr().err
+    page = out.read_text()
+    assert "plotly" in page and '<script src="http' not in page  # plotly.js inlined, no CDN
+    assert page.count("<table") == 1 + 1 + 1  # the shape's table, the failed configs, all studies
+    table = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+    assert list(table.columns) == SUMMARY_COLUMNS and list(table.M) == list(BATCH_SIZES)
+    expected = summary_table(tuned[0], [tuned[1]])
+    assert list(table.best_us) == list(expected.best_us)
+    for row in expected.itertuples():
+        assert f"<td>{row.best_config}</td>" in page and f"<td>{row.best_us:.2f}</td>" in page
+
+
+def test_a_file_for_another_shape_is_a_warning_not_an_error(tuned, tmp_path, capsys):
+    other = tmp_path / config_file_name(N, 2 * K, DEVICE, "fp8", 128, 128)
+    write_configs(other, {1: default_config(128, 128)})
+    assert main(["--storage", tuned[0], "--out", str(tmp_path / "r.html"), "--config-file", str(other)]) == 0
+    assert capsys.readouterr().err.startswith(f"warning: --config-file {str(other)!r} serves no shape")
+
+
+def test_studies_without_the_tuners_attributes_are_left_out(tuned, tmp_path):
+    url = f"sqlite:///{tmp_path}/mixed.db"
+    optuna.create_study(study_name="someone_else", storage=url).optimize(lambda t: t.suggest_float("x", 0, 1), 2)
+    with pytest.raises(ValueError, match="no tuner studies"):
+        load_studies(url)
+
+
+def _bad_inputs(tmp_path: Path, tuned: tuple[str, Path]) -> dict[str, list[str]]:
+    (tmp_path / "not_a_db.db").write_text("hello\n")
+    sqlite3.connect(tmp_path / "empty.db").close()
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / FILE_NAME).write_text(tuned[1].read_text())
+    (tmp_path / "renamed.json").write_text(tuned[1].read_text())
+    out = ["--out", str(tmp_path / "r.html")]
+    return {
+        "missing sqlite file": ["--storage", f"sqlite:///{tmp_path}/nothing.db", *out],
+        "unknown driver": ["--storage", "nosuchdb://host/x", *out],
+        "not a database": ["--storage", f"sqlite:///{tmp_path}/not_a_db.db", *out],
+        "no studies": ["--storage", f"sqlite:///{tmp_path}/empty.db", *out],
+        "out folder not writable": ["--storage", tuned[0], "--out", str(tmp_path / "a_file" / "r.html")],
+        "out is a folder": ["--storage", tuned[0], "--out", str(tmp_path)],
+        "csv folder not writable": ["--storage", tuned[0], *out, "--csv", str(tmp_path / "a_file" / "t.csv")],
+        "two files for one shape": [
+            "--storage",
+            tuned[0],
+            *out,
+            "--config-file",
+            str(tuned[1]),
+            str(tmp_path / "other" / FILE_NAME),
+        ],  # fmt: skip
+        "file name says no shape": ["--storage", tuned[0], *out, "--config-file", str(tmp_path / "renamed.json")],
+        "no --out": ["--storage", tuned[0]],
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing sqlite file",
+        "unknown driver",
+        "not a database",
+        "no studies",
+        "out folder not writable",
+        "out is a folder",
+        "csv folder not writable",
+        "two files for one shape",
+        "file name says no shape",
+        "no --out",
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(case, tuned, tmp_path, capsys):
+    argv = _bad_inputs(tmp_path, tuned)[case]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
+    assert not (tmp_path / "r.html").exists()
+    assert not (tmp_path / "nothing.db").exists()  # a typo in the URL never creates a storage

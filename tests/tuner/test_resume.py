@@ -1,0 +1,102 @@
+"""A replay run killed with SIGKILL mid-study resumes on rerun: budgets met, nothing measured twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import optuna
+import sqlalchemy.exc
+
+from tests.tuner.synthetic import synthetic_rows, write_landscape
+from tuner.measure import Problem
+from tuner.objective import MEASURED
+from tuner.replay import ReplayBenchmarker
+from tuner.space import default_config
+from tuner.study import make_storage, study_name
+from tuner.tuning import TuneOptions, tune_problem
+
+SHAPE = (256, 512)
+BATCH_SIZES = (1, 16, 64)
+TRIALS = 12
+KILL_AFTER = 5  # timed trials in the storage before the kill
+CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
+ENV = {**os.environ, "TRITON_INTERPRET": "1"}
+
+
+def studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Every study's trials, read without creating anything (the run may still be creating the tables)."""
+    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+    try:
+        return {
+            s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
+            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        }
+    finally:
+        storage.engine.dispose()
+
+
+def timed(trials) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.user_attrs.get("timed") is True]
+
+
+def test_killed_run_resumes_without_timing_anything_twice(tmp_path):
+    landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
+    url = f"sqlite:///{tmp_path}/s.db"
+    argv = [sys.executable, "-m", "tuner.run", "--N", str(SHAPE[0]), "--K", str(SHAPE[1]),
+            "--batch-sizes", *map(str, BATCH_SIZES), "--trials", str(TRIALS), "--replay", str(landscape),
+            "--storage", url, "--save-path", str(tmp_path / "cfg"), "--no-prior"]  # fmt: skip
+
+    log = tmp_path / "first.err"
+    with open(log, "w") as stderr:
+        first = subprocess.Popen(argv, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 60
+        seen = 0
+        while seen < KILL_AFTER:
+            assert first.poll() is None, f"the run ended before it could be killed:\n{log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"only {seen} timed trials after 60 s"
+            time.sleep(0.2)
+            if (tmp_path / "s.db").exists():
+                try:
+                    seen = sum(len(timed(trials)) for trials in studies(url).values())
+                except sqlalchemy.exc.OperationalError:  # tables not created yet, or a write lock
+                    pass
+        first.kill()  # SIGKILL: no cleanup, a trial may be left RUNNING mid-measure
+    finally:
+        first.kill()
+        first.wait()
+    assert seen < TRIALS * len(BATCH_SIZES), "nothing was left to resume"
+
+    rerun = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+
+    found = studies(url)
+    assert len(found) == len(BATCH_SIZES) and all(name.endswith("_replay") for name in found)
+    for name, trials in found.items():
+        # A trial killed mid-measure is timed (timed=True, no status) and counts against the budget;
+        # one killed before it was timed (RUNNING, no 'timed') does not.
+        assert len(timed(trials)) >= TRIALS, name
+        measured = Counter(tuple(sorted(t.params.items())) for t in trials if t.user_attrs.get("status") in MEASURED)
+        assert max(measured.values()) == 1, f"{name}: a config was measured twice"
+    # The kill can cut short one trial only, so the budgets are spent at most once over.
+    assert sum(len(timed(trials)) for trials in found.values()) <= TRIALS * len(BATCH_SIZES) + 1
+    entries = json.loads((tmp_path / "cfg" / CONFIG_NAME).read_text())
+    assert list(entries) == [str(M) for M in BATCH_SIZES]
+
+
+def test_rerun_right_after_a_kill_before_timing_still_times_the_full_budget(tmp_path):
+    # The dead trial is waited for until it is DECIDING_S old, then no longer counts as a claim.
+    problem = Problem(*SHAPE, M=16)
+    bench = ReplayBenchmarker(synthetic_rows([SHAPE], [problem.M]))
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(
+        storage=storage, study_name=study_name(problem, bench.device_name, bench.kind), direction="minimize"
+    )
+    study.ask()  # what SIGKILL leaves when it lands after the trial began but before it was timed
+    result = tune_problem(storage, problem, bench, TuneOptions(trials=4, seed=0), [default_config(128, 128)])
+    assert result.timed == 4
