@@ -64,6 +64,15 @@ def _locked(folder: Path):
         os.close(fd)  # closing releases the lock
 
 
+def _file_mode(path: Path) -> int:
+    """The existing file's permissions, else what a plain open() would give under the umask."""
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_configs(path: str | Path, entries: Mapping[int, Config]) -> dict[int, Config]:
     """Merge entries into the file at path (replacing those batch sizes, keeping the rest), atomically.
 
@@ -78,6 +87,7 @@ def write_configs(path: str | Path, entries: Mapping[int, Config]) -> dict[int, 
         merged.update(entries)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         try:
+            os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600; a config file is for sharing
             with os.fdopen(fd, "w") as f:
                 f.write(render(merged))
                 f.flush()
