@@ -3,7 +3,7 @@
 # tests; prints the storage URL to use. PostgreSQL refuses to run as root, so as root it runs as
 # the 'postgres' user that Debian's package creates.
 set -euo pipefail
-port=${1:-55432}
+port=${1:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
 fi

@@ -32,6 +32,7 @@ import pandas as pd
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner._cli import OneLineParser
 from tuner.export import nearest_entry, read_config_file
 from tuner.measure import FAILURES, Problem
 from tuner.search import config_of
@@ -603,13 +604,8 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as for every other usage error
-        raise ValueError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tuner.report", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m tuner.report", description=__doc__.splitlines()[0])
     parser.add_argument("--storage", required=True, help="Optuna storage URL the tuner wrote")
     parser.add_argument("--out", required=True, help="the HTML file to write")
     parser.add_argument("--csv", default=None, help="also write the summary table here")

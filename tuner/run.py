@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tuner._cli import OneLineParser
 from tuner.export import config_file_name, read_config_file
 from tuner.measure import Problem
 from tuner.shapes import DEFAULT_BATCH_SIZES, deepseek_v3_shapes, load_model_config, model_shapes
@@ -20,17 +21,8 @@ from tuner.space import search_space
 REPLAY_EXAMPLE = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
 
 
-class UsageError(ValueError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as for every other usage error
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m tuner.run", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m tuner.run", description=__doc__.splitlines()[0])
     parser.add_argument("--N", type=int, help="weight rows (output features); give with --K")
     parser.add_argument("--K", type=int, help="weight columns (input features); give with --N")
     parser.add_argument("--tp-size", type=int, default=8, help="without --N/--K: DeepSeek-V3's shapes at this TP")
