@@ -18,7 +18,11 @@ from tuner.measure import Problem
 from tuner.shapes import DEFAULT_BATCH_SIZES, deepseek_v3_shapes, load_model_config, model_shapes
 from tuner.space import search_space
 
-REPLAY_EXAMPLE = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
+# The replay twin of the main job, on the landscape this repository ships (its six batch sizes).
+REPLAY_EXAMPLE = (
+    "python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 1 16 64 256 1024 4096 "
+    "--replay studies/landscapes/h100_fp8_7168x18432.csv.gz"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,8 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             if not torch.cuda.is_available():
-                print(f"No CUDA GPU is visible; the same flow runs in replay: python -m tuner.run --N 7168 "
-                      f"--K 18432 --out-dtype bfloat16 --replay {REPLAY_EXAMPLE}", file=sys.stderr)  # fmt: skip
+                print(f"No CUDA GPU is visible; the same flow runs in replay: {REPLAY_EXAMPLE}", file=sys.stderr)
                 return 1
         return _run(args, shapes)
     except ValueError as error:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from tests.tuner.synthetic import write_landscape
 from tuner.space import Config, search_space
@@ -229,3 +230,20 @@ def test_bad_input_prints_one_error_line(bad_runs, case_id):
     _, stderr, _, _ = bad_runs[case_id]
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")
+def test_without_a_gpu_one_line_names_a_replay_command_that_runs(tmp_path):
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "tuner.run", "--N", "7168", "--K", "18432"], cwd=repo,
+                          capture_output=True, text=True, env=ENV)  # fmt: skip
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    command = line.split(": ", 1)[1].split()
+    assert command[:3] == ["python", "-m", "tuner.run"] and "--replay" in command
+    # The named command runs as printed (storage and output redirected into tmp_path).
+    replay = subprocess.run([sys.executable, *command[1:], "--trials", "4", "--storage", f"sqlite:///{tmp_path}/s.db",
+                             "--save-path", str(tmp_path / "cfg")], cwd=repo, capture_output=True, text=True,
+                            env=ENV)  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert len(list((tmp_path / "cfg").glob("*.json"))) == 1
