@@ -61,6 +61,12 @@ class Objective:
         for name, distribution in self._distributions.items():
             trial.suggest_categorical(name, distribution.choices)
         config = config_of(trial)
+        limit = self.bench.shared_memory_limit
+        if not config.fits(limit):  # only a fallback sampler proposes these; never compiled
+            trial.set_user_attr("timed", False)
+            trial.set_user_attr("status", "out_of_resources")
+            trial.set_user_attr("reason", f"skipped: needs {config.shared_memory_bytes()} B of shared memory > {limit}")
+            raise ConfigFailed("does not fit in shared memory")
         earlier = self._earlier_once_decided(trial)
         for t in earlier:
             if config_of(t) == config and (t.state == TrialState.RUNNING or t.user_attrs.get("status") in MEASURED):

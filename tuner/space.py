@@ -63,6 +63,14 @@ class Config:
         """Shared memory the software pipeline holds: num_stages tiles of A and of B."""
         return self.num_stages * (self.block_m + self.block_n) * self.block_k * element_bytes
 
+    def fits(self, shared_memory_limit: int | None) -> bool:
+        """False when the pipeline's tiles provably exceed the device's shared memory per block.
+
+        On the H100 (232448 bytes) exactly the 32 configs of the space this rules out ran out of
+        resources in the recorded sweep, and no other config did. None (unknown device) fits all.
+        """
+        return shared_memory_limit is None or self.shared_memory_bytes() <= shared_memory_limit
+
     def schedule_key(self, M: int) -> Config:
         """A representative of the configs that launch the same schedule at batch size M.
 

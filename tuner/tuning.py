@@ -98,7 +98,7 @@ def tune_problem(
     The sampler defaults to the tuner's own, which tries the seeds first; evaluations pass plain
     Optuna samplers (and no seeds) to compare.
     """
-    space = search_space(problem.block_k)
+    space = [c for c in search_space(problem.block_k) if c.fits(bench.shared_memory_limit)]
     seeds = dedupe(seeds, space)
     if sampler is None:
         sampler = NeighbourhoodSampler(space=space, seeds=seeds, seed=options.seed)

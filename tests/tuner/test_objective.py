@@ -106,3 +106,23 @@ def test_wrong_result_stops_the_run(storage):
     # The run stopped at the wrong result: the next seed never started.
     (trial,) = [t for t in load(storage, bench).trials if t.state != TrialState.WAITING]
     assert trial.state == TrialState.FAIL and trial.user_attrs["status"] == "wrong_result"
+
+
+def test_configs_that_cannot_fit_in_shared_memory_are_never_measured(storage):
+    # With a known shared-memory limit the space shrinks before anything is compiled or timed;
+    # a fallback sampler that still proposes one gets a failed, untimed trial.
+    bench = replay()
+    bench.shared_memory_limit = 100_000
+    tune_problem(storage, PROBLEM, bench, TuneOptions(trials=12, seed=0), [TOO_BIG, DEFAULT])
+    study = load(storage, bench)
+    measured = [config_of(t) for t in timed_trials(study)]
+    assert TOO_BIG not in measured and all(c.shared_memory_bytes() <= 100_000 for c in measured)
+
+    fresh = optuna.storages.InMemoryStorage()
+    tpe = optuna.samplers.RandomSampler(seed=0)
+    tune_problem(fresh, PROBLEM, bench, TuneOptions(trials=40, seed=0), [], sampler=tpe)
+    trials = load(fresh, bench).trials
+    skipped = [t for t in trials if t.user_attrs.get("reason", "").startswith("skipped: needs")]
+    assert skipped, "a random sampler over the full space proposes some of the large configs"
+    assert all(t.state == TrialState.FAIL and t.user_attrs["timed"] is False for t in skipped)
+    assert all(config_of(t).shared_memory_bytes() > 100_000 for t in skipped)
