@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_latency
+from tuner.export import read_config_file
 from tuner.gpu import GpuBenchmarker
 from tuner.measure import Problem
 from tuner.space import Config
+from tuner.study import make_storage
+from tuner.tuning import TuneOptions, tune_shape
 
 PROBLEM = Problem(N=512, K=256, M=16)
 
@@ -54,3 +59,21 @@ def test_prune_threshold_reaches_the_timing_process(bench):
     config = Config(16, 32, 128, 1, 4, 5)
     result = bench.measure(PROBLEM, config, prune_above_us=1.0)
     assert result.status == "pruned" and result.us == pytest.approx(fake_latency(PROBLEM, config))
+
+
+def test_the_tuner_runs_end_to_end_on_the_gpu_path(tmp_path):
+    # tuner.tuning over the real process machinery (compile pool, timing process, prune threshold,
+    # compile-ahead), with the GPU side injected: what `python -m tuner.run` does on a GPU.
+    problems = [Problem(512, 256, M) for M in (1, 64)]
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    with GpuBenchmarker(compile_workers=2, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as b:
+        results, path = tune_shape(storage, b, problems, TuneOptions(trials=12, seed=0), tmp_path / "cfg")
+    assert [r.timed for r in results] == [12, 12]
+    for result in results:
+        assert result.best_us == pytest.approx(fake_latency(result.problem, result.best))
+        assert result.best.fits(FakeSession.shared_memory_limit)
+    assert set(read_config_file(path)) == {1, 64}
+    for summary in optuna.get_all_study_summaries(storage):
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+        assert summary.study_name.endswith("_Fake_GPU")
+        assert all(t.user_attrs.get("compile_s") is not None for t in trials if t.state == TrialState.COMPLETE)

@@ -1,0 +1,51 @@
+"""The exhaustive sweep: every config at every M, GROUP_SIZE_M timed once where it cannot matter, resumable."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from tests.tuner.synthetic import synthetic_rows
+from tuner.landscape import LandscapeWriter, read_rows
+from tuner.measure import Problem
+from tuner.replay import ReplayBenchmarker
+from tuner.space import search_space
+from tuner.sweep import sweep
+
+SHAPE = (256, 512)
+BATCH_SIZES = [1, 48]  # M=48: GROUP_SIZE_M matters for BLOCK_SIZE_M 16 and 32 only
+
+
+def _problems() -> list[Problem]:
+    return [Problem(*SHAPE, M) for M in BATCH_SIZES]
+
+
+def test_every_config_at_every_m_with_group_timed_once_per_schedule(tmp_path):
+    bench = ReplayBenchmarker(synthetic_rows([SHAPE], BATCH_SIZES))  # stands in for the GPU
+    with LandscapeWriter(tmp_path / "l.csv") as writer:
+        sweep(bench, _problems(), writer, progress=False)
+    rows = list(read_rows(tmp_path / "l.csv"))
+    assert len(rows) == len(search_space(128)) * len(BATCH_SIZES)
+    assert {row.device for row in rows} == {bench.device_name}
+    by_schedule = defaultdict(set)
+    for row in rows:
+        by_schedule[row.problem, row.config.schedule_key(row.problem.M)].add((row.status, row.us))
+    assert all(len(outcomes) == 1 for outcomes in by_schedule.values())  # copies carry one timing
+    assert bench.measurements == len(by_schedule)
+    # 64 configs per BLOCK_SIZE_M and group: at M=1 one schedule per BLOCK_SIZE_M whatever the group
+    # (5 x 64); at M=48 the 16 and 32 tiles have several rows, so their 4 groups count (2 x 4 x 64).
+    assert sum(1 for p, _ in by_schedule if p.M == 1) == 5 * 64
+    assert sum(1 for p, _ in by_schedule if p.M == 48) == 2 * 4 * 64 + 3 * 64
+
+
+def test_a_resumed_sweep_measures_only_what_is_missing(tmp_path):
+    path = tmp_path / "l.csv"
+    first = ReplayBenchmarker(synthetic_rows([SHAPE], BATCH_SIZES))
+    with LandscapeWriter(path) as writer:
+        sweep(first, _problems()[:1], writer, progress=False)
+    done = {(row.problem, row.config) for row in read_rows(path)}
+    second = ReplayBenchmarker(synthetic_rows([SHAPE], BATCH_SIZES))
+    with LandscapeWriter(path) as writer:
+        sweep(second, _problems(), writer, done=done, progress=False)
+    rows = list(read_rows(path))
+    assert len(rows) == len({(row.problem, row.config) for row in rows}) == len(search_space(128)) * 2
+    assert all(row.problem.M == 48 for row in rows[len(done) :])
