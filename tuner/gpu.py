@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
@@ -74,12 +73,6 @@ def specialization(problem: Problem, config: Config) -> tuple:
             tuple((v == 1, v % 16 == 0) for v in ints))  # fmt: skip
 
 
-@dataclass
-class _Compiled:
-    future: Future
-    submitted: float
-
-
 class GpuBenchmarker:
     """The Benchmarker for a real GPU (see tuner.measure)."""
 
@@ -100,7 +93,7 @@ class GpuBenchmarker:
         self._compile_fn = compile_fn
         self._n_compile = max(1, (os.cpu_count() or 2) - 1) if compile_workers is None else compile_workers
         self._pool: ProcessPoolExecutor | None = None
-        self._compiled: dict[tuple, _Compiled] = {}
+        self._compiled: dict[tuple, Future] = {}
         self._process: Any = None
         self._conn: Connection | None = None
         self.restarts = 0
@@ -133,15 +126,14 @@ class GpuBenchmarker:
             self._conn.close()
 
     # --- the compile pool ---------------------------------------------------------------------
-    def _compile(self, problem: Problem, config: Config) -> _Compiled | None:
+    def _compile(self, problem: Problem, config: Config) -> Future | None:
         if self._n_compile == 0:
             return None
         key = specialization(problem, config)
         if key not in self._compiled:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(self._n_compile, mp_context=_SPAWN)
-            future = self._pool.submit(_timed_compile, self._compile_fn, problem, config)
-            self._compiled[key] = _Compiled(future, time.perf_counter())
+            self._compiled[key] = self._pool.submit(_timed_compile, self._compile_fn, problem, config)
         return self._compiled[key]
 
     def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
@@ -152,10 +144,13 @@ class GpuBenchmarker:
         compiled = self._compile(problem, config)
         compile_s = None
         if compiled is not None:
+            # Jobs queued ahead of this one (a sweep queues thousands) must not count as its time.
+            queued = sum(1 for f in self._compiled.values() if not f.done())
+            wait_s = self.timeout_s * max(1.0, queued / self._n_compile)
             try:
-                failure, compile_s = compiled.future.result(timeout=self.timeout_s)
+                failure, compile_s = compiled.result(timeout=wait_s)
             except TimeoutError:
-                return Measurement("timeout", reason=f"compilation took over {self.timeout_s:.0f} s")
+                return Measurement("timeout", reason=f"compilation took over {wait_s:.0f} s")
             except BrokenProcessPool:
                 self._pool = None
                 self._compiled.clear()
