@@ -120,12 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not torch.cuda.is_available():
                 print(f"No CUDA GPU is visible; the same flow runs in replay: {REPLAY_EXAMPLE}", file=sys.stderr)
                 return 1
-        return _run(args, shapes)
-    except ValueError as error:
+        run = _prepare(args, shapes)
+    except ValueError as error:  # everything the user gave is checked here, before any work
         print(f"error: {error}", file=sys.stderr)
         return 2
+    try:
+        return _execute(*run)
     except KeyboardInterrupt:
         print("interrupted: every finished measurement is stored; rerun the same command to resume.", file=sys.stderr)
+        return 1
+    except (RuntimeError, ValueError) as error:  # WrongResult included: a bug, reported, the run stops
+        print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
 
 
@@ -143,14 +148,19 @@ def _devices(args: argparse.Namespace) -> list[int]:
         raise ValueError(f"--gpus must be comma-separated device indices, but got {args.gpus!r}.") from None
     if not devices or len(set(devices)) != len(devices) or min(devices) < 0:
         raise ValueError(f"--gpus must list distinct non-negative device indices, but got {args.gpus!r}.")
+    if args.replay is None:
+        import torch
+
+        if max(devices) >= torch.cuda.device_count():
+            raise ValueError(f"--gpus {args.gpus} names a GPU that is not visible: {torch.cuda.device_count()} are.")
     return devices
 
 
-def _run(args: argparse.Namespace, shapes: list[list[Problem]]) -> int:
-    from tuner.parallel import WorkerSpec, collect, run_workers, work
+def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
+    """Check everything that can be checked before tuning; ValueError names what is wrong."""
+    from tuner.parallel import WorkerSpec
     from tuner.replay import ReplayBenchmarker
     from tuner.study import DEFAULT_STORAGE, make_storage
-    from tuner.tuning import format_table
 
     devices = _devices(args)
     if args.replay is not None:
@@ -179,6 +189,13 @@ def _run(args: argparse.Namespace, shapes: list[list[Problem]]) -> int:
         replay=args.replay,
     )
     make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
+    return spec, devices, device_name, kind, shapes
+
+
+def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]]) -> int:
+    from tuner.parallel import collect, run_workers, work
+    from tuner.tuning import format_table
+
     if len(devices) == 1:
         outcome = work(spec, devices[0], shapes, progress=True)
     else:
