@@ -82,9 +82,8 @@ class Objective:
 
         trial.set_user_attr("timed", True)
         if isinstance(sampler, NeighbourhoodSampler):
-            upcoming = sampler.candidates(trial.study.get_trials(deepcopy=False), self.compile_ahead)
-            self.bench.prepare(self.problem, upcoming)
-        incumbent = best(trial.study)
+            self.bench.prepare(self.problem, sampler.candidates(earlier, self.compile_ahead))
+        incumbent = best(earlier)
         prune_above = None if incumbent is None or config in self.never_prune else incumbent[1] * self.prune_ratio
         result = self.bench.measure(self.problem, config, prune_above_us=prune_above)
         self._record(trial, result)

@@ -130,7 +130,7 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
         results = []
         for problem in problems:
             study = optuna.load_study(study_name=study_name(problem, device_name, kind), storage=storage)
-            found = best(study)
+            found = best(study.get_trials(deepcopy=False))
             if found is None:
                 raise RuntimeError(f"no config of the space ran for {problem}.")
             default_us = latency_of(study, default_config(problem.block_n, problem.block_k))

@@ -7,6 +7,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import optuna
@@ -107,9 +108,12 @@ def timed_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("timed")]
 
 
-def best(study: optuna.Study) -> tuple[Config, float] | None:
-    """The fastest completed config and its latency, or None if nothing completed."""
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+def best(trials: Iterable[FrozenTrial]) -> tuple[Config, float] | None:
+    """The fastest completed config among trials and its latency, or None if none completed.
+
+    Takes trials rather than a study so that a caller reads the storage once for several questions.
+    """
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return None
     trial = min(complete, key=lambda t: t.value)

@@ -54,16 +54,6 @@ class StudyResult:
         return self.problem.flops / self.best_us / 1e6
 
 
-def _stop_when_done(budget: int, max_trials: int):
-    """Stop the study once budget configs were timed, or when the sampler only repeats itself."""
-
-    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if len(timed_trials(study)) >= budget or len(study.get_trials(deepcopy=False)) >= max_trials:
-            study.stop()
-
-    return callback
-
-
 def _neighbour_bests(storage: BaseStorage, problem: Problem, bench: Benchmarker, batch_sizes: Sequence[int], k: int):
     """Top-k configs of the nearest smaller and larger batch sizes already tuned for this shape."""
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
@@ -111,22 +101,28 @@ def tune_problem(
     if already < options.trials:
         bench.prepare(problem, seeds[: options.trials - already])  # compile the seeds all at once
 
-        def tick(study: optuna.Study, trial: FrozenTrial) -> None:
+        max_trials = 4 * len(space)  # a sampler that only repeats itself stops here
+
+        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            """Progress, and the stop once the budget is spent (one storage read for both)."""
+            trials = study.get_trials(deepcopy=False)
             if progress is not None and trial.user_attrs.get("timed"):
                 progress.update(1)
-                found = best(study)
+                found = best(trials)
                 if found is not None:
                     progress.set_postfix_str(f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us")
+            if sum(1 for t in trials if t.user_attrs.get("timed")) >= options.trials or len(trials) >= max_trials:
+                study.stop()
 
         objective = Objective(
             problem, bench, budget=options.trials, prune_ratio=options.prune_ratio, never_prune=frozenset(never_prune)
         )
         study.optimize(
             objective,
-            callbacks=[tick, _stop_when_done(options.trials, max_trials=4 * len(space))],
+            callbacks=[after_trial],
             catch=(ConfigFailed,),
         )
-    found = best(study)
+    found = best(study.get_trials(deepcopy=False))
     if found is None:
         raise RuntimeError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
     default_us = latency_of(study, default_config(problem.block_n, problem.block_k))
