@@ -1,15 +1,17 @@
-"""A replay run killed with SIGKILL mid-study resumes on rerun: budgets met, nothing measured twice."""
+"""A replay run killed (SIGKILL) or interrupted (Ctrl-C) mid-study resumes: budgets met, nothing measured twice."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 
 import optuna
+import pytest
 import sqlalchemy.exc
 
 from tests.tuner.synthetic import synthetic_rows, write_landscape
@@ -44,7 +46,9 @@ def timed(trials) -> list[optuna.trial.FrozenTrial]:
     return [t for t in trials if t.user_attrs.get("timed") is True]
 
 
-def test_killed_run_resumes_without_timing_anything_twice(tmp_path):
+# SIGKILL leaves no chance to clean up; SIGINT is Ctrl-C, which must stop cleanly with one line.
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig):
     landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
     url = f"sqlite:///{tmp_path}/s.db"
     argv = [sys.executable, "-m", "tuner.run", "--N", str(SHAPE[0]), "--K", str(SHAPE[1]),
@@ -66,10 +70,14 @@ def test_killed_run_resumes_without_timing_anything_twice(tmp_path):
                     seen = sum(len(timed(trials)) for trials in studies(url).values())
                 except sqlalchemy.exc.OperationalError:  # tables not created yet, or a write lock
                     pass
-        first.kill()  # SIGKILL: no cleanup, a trial may be left RUNNING mid-measure
+        first.send_signal(sig)  # a trial may be left RUNNING (SIGKILL) or FAIL (SIGINT) mid-measure
+        code = first.wait(timeout=60)
     finally:
         first.kill()
         first.wait()
+    if sig == signal.SIGINT:
+        assert code == 1
+        assert log.read_text().strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
     assert seen < TRIALS * len(BATCH_SIZES), "nothing was left to resume"
 
     rerun = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
