@@ -23,7 +23,17 @@ python3 -m tuner.compare --N 7168 --K 18432 --out-dtype bfloat16 \
   --config "tuned=/tmp/live/configs/$name" --config "sglang=benchmarks/sglang_shipped/$name" \
   --landscape studies/landscapes/h100_fp8_7168x18432.csv.gz --out "$out/compare.csv" > "$out/compare.txt" 2>&1
 
-# 3. The kernel against SGLang's published latencies.
+# 3. Issue 5 on one GPU: two processes share one SQLite storage and the GPU (the multi-host recipe).
+start=$(date +%s)
+for w in 1 2; do
+  python3 -m tuner.run --N 4096 --K 7168 --out-dtype bfloat16 --batch-sizes 1 16 64 256 --trials 16 \
+    --storage sqlite:////tmp/live/two.sqlite3 --save-path /tmp/live/two > "$out/two_workers_$w.txt" 2>&1 &
+done
+wait
+echo "wall_s $(( $(date +%s) - start ))" >> "$out/two_workers_1.txt"
+cp /tmp/live/two.sqlite3 "$out/"
+
+# 4. The kernel against SGLang's published latencies.
 python3 -m kernels.bench > "$out/kernel_bench.txt" 2>&1
 date -u >> "$out/env.txt"
 touch "$out/DONE"
