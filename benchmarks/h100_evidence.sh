@@ -2,6 +2,9 @@
 # The live H100 evidence of issue 6 (and issue 2's kernel comparison), in one background job.
 # Usage on the GPU machine, from the repo root, with .whl carried:  bash benchmarks/h100_evidence.sh OUTDIR
 # Order matters: the live tuning runs first, on a cold Triton cache and an empty storage.
+# It writes about ten files and the device tool returns at most eight: fetch them as one archive,
+# `tar czf $OUT/evidence.tgz -C OUTDIR .`, and start the script with setsid so that it survives the
+# 10-minute call limit (poll with back-to-back calls: an idle machine is given back after 30 s).
 set -u
 out=${1:?OUTDIR}
 mkdir -p "$out" /tmp/live
