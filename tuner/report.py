@@ -37,6 +37,7 @@ from tuner.export import nearest_entry, read_config_file
 from tuner.measure import FAILURES, Problem
 from tuner.search import config_of
 from tuner.space import Config, default_config
+from tuner.study import masked_url, raise_unusable
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -120,19 +121,7 @@ def open_storage(url: str) -> RDBStorage:
     try:
         return RDBStorage(url)
     except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
-        # SQLAlchemy appends the SQL and a help link on further lines; the first says what is wrong.
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ValueError(f"--storage {masked_url(url)!r} is not usable: {type(error).__name__}: {first}") from None
-
-
-def masked_url(url: str) -> str:
-    """The URL without its password, fit to print in an error, a report or a notebook."""
-    try:
-        import sqlalchemy
-
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL has no password we could find either
-        return url
+        raise_unusable(url, error)
 
 
 def load_studies(storage: str | BaseStorage) -> list[StudyRecord]:

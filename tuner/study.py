@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import re
 import sys
 import time
 import warnings
@@ -33,14 +32,18 @@ def study_name(problem: Problem, device_name: str, kind: str = "gpu") -> str:
     return name + ("_replay" if kind == "replay" else "")
 
 
-def _masked(url: str) -> str:
-    """The URL with any password replaced, fit for an error message."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+def masked_url(url: str) -> str:
+    """The URL without its password, fit to print in an error, a report or a notebook."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL has no password we could find either
+        return url
 
 
 def raise_unusable(url: str, error: BaseException) -> None:
+    """A one-line usage error; SQLAlchemy's further lines (the SQL, a help link) are left out."""
     reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    raise ValueError(f"--storage {_masked(url)} is not usable: {type(error).__name__}: {reason}") from None
+    raise ValueError(f"--storage {masked_url(url)} is not usable: {type(error).__name__}: {reason}") from None
 
 
 def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
