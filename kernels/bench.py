@@ -15,7 +15,7 @@ import torch
 import triton
 
 from kernels import RELATIVE_TOLERANCE, default_config, w8a8_block_matmul, w8a8_block_matmul_reference
-from kernels.timing import make_operand_sets, make_weight_sets, time_launches, weight_sets_needed
+from kernels.timing import make_operand_sets, make_weight_sets, rotation_sets_needed, time_launches
 
 SGLANG_DEFAULT_US = {1: 137.5, 16: 93.0, 64: 94.8, 256: 113.1, 1024: 447.3, 4096: 1666.6}
 SMALL_TILE = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128,
@@ -43,7 +43,7 @@ def check_correctness() -> None:
 
 
 def time_config(M: int, N: int, K: int, config: dict, weights, l2: int) -> float:
-    sets = make_operand_sets(M, weights, [128, 128], weight_sets_needed(M, N, K, l2_bytes=l2))
+    sets = make_operand_sets(M, weights, [128, 128], rotation_sets_needed(M, N, K, l2_bytes=l2))
 
     def launch(i: int) -> torch.Tensor:
         return w8a8_block_matmul(*sets[i], [128, 128], torch.bfloat16, config)
@@ -66,7 +66,7 @@ def main() -> None:
         check_correctness()
     N, K = 7168, 18432
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
-    weights = make_weight_sets(N, K, [128, 128], torch.float8_e4m3fn, weight_sets_needed(1, N, K, l2_bytes=l2))
+    weights = make_weight_sets(N, K, [128, 128], torch.float8_e4m3fn, rotation_sets_needed(1, N, K, l2_bytes=l2))
     rows = [(M, "default", default_config(128, 128), us) for M, us in SGLANG_DEFAULT_US.items()]
     rows += [(M, "16/64/128 G1 w8 s5", SMALL_TILE, us) for M, us in SGLANG_SMALL_TILE_US.items()]
     print(f"\nN={N} K={K} fp8 -> bf16, CUDA-graph median us (median of {args.repeats} timings)")

@@ -30,7 +30,7 @@ class GraphTiming:
     launches_per_replay: int
 
 
-def weight_sets_needed(M: int, N: int, K: int, *, l2_bytes: int, max_sets: int = 64) -> int:
+def rotation_sets_needed(M: int, N: int, K: int, *, l2_bytes: int, max_sets: int = 64) -> int:
     """How many operand sets a rotation needs so that every launch reads its inputs from DRAM."""
     return max(2, min(max_sets, math.ceil(2 * l2_bytes / (M * K + N * K + 4 * M * N))))
 

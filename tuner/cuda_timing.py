@@ -11,7 +11,7 @@ from triton.compiler.errors import CompilationError
 from triton.runtime.errors import OutOfResources, PTXASError
 
 from kernels import compile_w8a8_block_matmul, w8a8_block_matmul, w8a8_block_matmul_reference
-from kernels.timing import make_operand_sets, make_weight_sets, time_launches, weight_sets_needed
+from kernels.timing import make_operand_sets, make_weight_sets, rotation_sets_needed, time_launches
 from tuner.measure import Measurement, Problem
 from tuner.space import Config
 
@@ -78,11 +78,11 @@ class CudaTimingSession:
             self._references.clear()
             self._weights = []
             torch.cuda.empty_cache()
-            n = weight_sets_needed(1, p.N, p.K, l2_bytes=self._l2_bytes)
+            n = rotation_sets_needed(1, p.N, p.K, l2_bytes=self._l2_bytes)
             self._weights = make_weight_sets(p.N, p.K, block_size, INPUT_DTYPES[p.input_type], n)
             self._weights_key = weights_key
         if p not in self._operands:
-            n = weight_sets_needed(p.M, p.N, p.K, l2_bytes=self._l2_bytes)
+            n = rotation_sets_needed(p.M, p.N, p.K, l2_bytes=self._l2_bytes)
             self._operands[p] = make_operand_sets(p.M, self._weights, block_size, n)
             a, b, a_scales, b_scales = self._operands[p][0]
             self._references[p] = w8a8_block_matmul_reference(a, b, a_scales, b_scales, block_size, torch.float32)

@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tuner.measure import Problem
@@ -94,20 +94,16 @@ def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]
     return outcome
 
 
-def _worker_main(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]) -> None:
-    work(spec, device_index, units)
-
-
 def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Sequence[Problem]]) -> list[int]:
     """Run one process per device over its share of the work; returns their exit codes."""
     plan = split_work(shapes, len(devices))
     if spec.replay is None and spec.compile_workers is None:
-        spec = WorkerSpec(**{**vars(spec), "compile_workers": max(1, (os.cpu_count() or 2) // len(devices) - 1)})
+        spec = replace(spec, compile_workers=max(1, (os.cpu_count() or 2) // len(devices) - 1))
     processes = []
     for device, units in zip(devices, plan):
         if not units:
             continue
-        process = _SPAWN.Process(target=_worker_main, args=(spec, device, units), name=f"tuner-worker-{device}")
+        process = _SPAWN.Process(target=work, args=(spec, device, units), name=f"tuner-worker-{device}")
         process.start()
         processes.append(process)
     for process in processes:
@@ -120,9 +116,8 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
     import optuna
 
     from tuner.export import config_file_name, write_configs
-    from tuner.space import default_config
-    from tuner.study import best, latency_of, make_storage, study_name, timed_trials
-    from tuner.tuning import StudyResult
+    from tuner.study import make_storage, study_name
+    from tuner.tuning import study_result
 
     storage = make_storage(spec.storage_url)
     outcome = []
@@ -130,11 +125,7 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
         results = []
         for problem in problems:
             study = optuna.load_study(study_name=study_name(problem, device_name, kind), storage=storage)
-            found = best(study.get_trials(deepcopy=False))
-            if found is None:
-                raise RuntimeError(f"no config of the space ran for {problem}.")
-            default_us = latency_of(study, default_config(problem.block_n, problem.block_k))
-            results.append(StudyResult(problem, found[0], found[1], default_us, len(timed_trials(study))))
+            results.append(study_result(study, problem))
         p = problems[0]
         path = Path(spec.save_path) / config_file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
         write_configs(path, {r.problem.M: r.best for r in results})

@@ -122,6 +122,11 @@ def tune_problem(
             callbacks=[after_trial],
             catch=(ConfigFailed,),
         )
+    return study_result(study, problem)
+
+
+def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
+    """What a finished (or resumed) study found for problem."""
     found = best(study.get_trials(deepcopy=False))
     if found is None:
         raise RuntimeError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
