@@ -126,12 +126,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return _execute(*run)
-    except KeyboardInterrupt:
-        print("interrupted: every finished measurement is stored; rerun the same command to resume.", file=sys.stderr)
-        return 1
-    except (RuntimeError, ValueError) as error:  # WrongResult included: a bug, reported, the run stops
-        print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
-        return 1
+    except BaseException as error:
+        if _stopped_by_ctrl_c(error):
+            print("interrupted: every finished measurement is stored; rerun the same command to resume.",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        if isinstance(error, (RuntimeError, ValueError)):  # WrongResult included: a bug, reported, the run stops
+            print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _stopped_by_ctrl_c(error: BaseException | None) -> bool:
+    """Whether error is Ctrl-C or came from handling one.
+
+    A Ctrl-C that lands while Optuna stores a trial's result surfaces as the UnboundLocalError of
+    Optuna's own clean-up code (5.0.0), with the KeyboardInterrupt as its context.
+    """
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _devices(args: argparse.Namespace) -> list[int]:

@@ -31,7 +31,11 @@ ENV = {**os.environ, "TRITON_INTERPRET": "1"}
 
 
 def studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    """Every study's trials, read without creating anything (the run may still be creating the tables)."""
+    """Every study's trials, read without creating tables (the run may still be creating them).
+
+    Optuna still stamps the schema version on opening, so a read while the run is stamping it too can
+    lose that race with an IntegrityError: the caller polls again, as the run itself retries.
+    """
     storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
     try:
         return {
@@ -40,6 +44,12 @@ def studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
         }
     finally:
         storage.engine.dispose()
+
+
+def run_args(tmp_path, landscape) -> list[str]:
+    return ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES),
+            "--trials", str(TRIALS), "--replay", str(landscape), "--storage", f"sqlite:///{tmp_path}/s.db",
+            "--save-path", str(tmp_path / "cfg"), "--no-prior"]  # fmt: skip
 
 
 def timed(trials) -> list[optuna.trial.FrozenTrial]:
@@ -51,9 +61,7 @@ def timed(trials) -> list[optuna.trial.FrozenTrial]:
 def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig):
     landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
     url = f"sqlite:///{tmp_path}/s.db"
-    argv = [sys.executable, "-m", "tuner.run", "--N", str(SHAPE[0]), "--K", str(SHAPE[1]),
-            "--batch-sizes", *map(str, BATCH_SIZES), "--trials", str(TRIALS), "--replay", str(landscape),
-            "--storage", url, "--save-path", str(tmp_path / "cfg"), "--no-prior"]  # fmt: skip
+    argv = [sys.executable, "-m", "tuner.run", *run_args(tmp_path, landscape)]
 
     log = tmp_path / "first.err"
     with open(log, "w") as stderr:
@@ -68,7 +76,7 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig):
             if (tmp_path / "s.db").exists():
                 try:
                     seen = sum(len(timed(trials)) for trials in studies(url).values())
-                except sqlalchemy.exc.OperationalError:  # tables not created yet, or a write lock
+                except sqlalchemy.exc.DatabaseError:  # no tables yet, a write lock, or the stamping race
                     pass
         first.send_signal(sig)  # a trial may be left RUNNING (SIGKILL) or FAIL (SIGINT) mid-measure
         code = first.wait(timeout=60)
@@ -108,3 +116,41 @@ def test_rerun_right_after_a_kill_before_timing_still_times_the_full_budget(tmp_
     study.ask()  # what SIGKILL leaves when it lands after the trial began but before it was timed
     result = tune_problem(storage, problem, bench, TuneOptions(trials=4, seed=0), [default_config(128, 128)])
     assert result.timed == 4
+
+
+def _optuna_cleanup_error():
+    """What Optuna 5.0.0 raises when Ctrl-C lands while it stores a trial: its finally block's error."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        try:
+            raise UnboundLocalError("cannot access local variable 'updated_state'")
+        except UnboundLocalError as error:
+            return error
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt(), _optuna_cleanup_error()], ids=["plain", "inside-optuna"])
+def test_ctrl_c_anywhere_ends_with_the_resume_line(tmp_path, monkeypatch, capsys, raised):
+    import tuner.run
+
+    def interrupted(*run):
+        raise raised
+
+    monkeypatch.setattr(tuner.run, "_execute", interrupted)
+    landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
+    argv = run_args(tmp_path, landscape)
+    assert tuner.run.main(argv) == 1
+    assert capsys.readouterr().err.startswith("interrupted: every finished measurement is stored")
+
+
+def test_an_error_not_from_ctrl_c_still_surfaces(tmp_path, monkeypatch):
+    import tuner.run
+
+    def broken(*run):
+        raise UnboundLocalError("a bug of ours")
+
+    monkeypatch.setattr(tuner.run, "_execute", broken)
+    landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
+    argv = run_args(tmp_path, landscape)
+    with pytest.raises(UnboundLocalError, match="a bug of ours"):
+        tuner.run.main(argv)
