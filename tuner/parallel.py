@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tuner._cli import stopped_by_ctrl_c
 from tuner.measure import Problem
 
 _SPAWN = mp.get_context("spawn")
@@ -94,6 +96,16 @@ def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]
     return outcome
 
 
+def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]) -> None:
+    """One worker process. Ctrl-C reaches every process of the terminal: the parent alone reports it."""
+    try:
+        work(spec, device_index, units)
+    except BaseException as error:
+        if stopped_by_ctrl_c(error):
+            sys.exit(130)
+        raise
+
+
 def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Sequence[Problem]]) -> list[int]:
     """Run one process per device over its share of the work; returns their exit codes."""
     plan = split_work(shapes, len(devices))
@@ -103,7 +115,7 @@ def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Seque
     for device, units in zip(devices, plan):
         if not units:
             continue
-        process = _SPAWN.Process(target=work, args=(spec, device, units), name=f"tuner-worker-{device}")
+        process = _SPAWN.Process(target=_worker, args=(spec, device, units), name=f"tuner-worker-{device}")
         process.start()
         processes.append(process)
     for process in processes:

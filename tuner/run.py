@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuner._cli import OneLineParser
+from tuner._cli import OneLineParser, stopped_by_ctrl_c
 from tuner.export import config_file_name, read_config_file
 from tuner.measure import Problem
 from tuner.shapes import DEFAULT_BATCH_SIZES, deepseek_v3_shapes, load_model_config, model_shapes
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _execute(*run)
     except BaseException as error:
-        if _stopped_by_ctrl_c(error):
+        if stopped_by_ctrl_c(error):
             print("interrupted: every finished measurement is stored; rerun the same command to resume.",
                   file=sys.stderr)  # fmt: skip
             return 1
@@ -135,19 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
         raise
-
-
-def _stopped_by_ctrl_c(error: BaseException | None) -> bool:
-    """Whether error is Ctrl-C or came from handling one.
-
-    A Ctrl-C that lands while Optuna stores a trial's result surfaces as the UnboundLocalError of
-    Optuna's own clean-up code (5.0.0), with the KeyboardInterrupt as its context.
-    """
-    while error is not None:
-        if isinstance(error, KeyboardInterrupt):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
 
 
 def _devices(args: argparse.Namespace) -> list[int]:

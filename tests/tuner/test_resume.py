@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -56,16 +57,24 @@ def timed(trials) -> list[optuna.trial.FrozenTrial]:
     return [t for t in trials if t.user_attrs.get("timed") is True]
 
 
-# SIGKILL leaves no chance to clean up; SIGINT is Ctrl-C, which must stop cleanly with one line.
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig):
+# SIGKILL leaves no chance to clean up; SIGINT is Ctrl-C, which must stop cleanly with one line. Both
+# go to the whole process group, as from a terminal, so with two workers each worker gets it too.
+@pytest.mark.parametrize(
+    ("sig", "workers"),
+    [(signal.SIGKILL, 1), (signal.SIGINT, 1), (signal.SIGINT, 2)],
+    ids=["SIGKILL", "SIGINT", "SIGINT-2-workers"],
+)
+def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, workers):
     landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
     url = f"sqlite:///{tmp_path}/s.db"
-    argv = [sys.executable, "-m", "tuner.run", *run_args(tmp_path, landscape)]
+    gpus = ",".join(map(str, range(workers)))
+    argv = [sys.executable, "-m", "tuner.run", *run_args(tmp_path, landscape), "--gpus", gpus]
 
     log = tmp_path / "first.err"
     with open(log, "w") as stderr:
-        first = subprocess.Popen(argv, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
+        first = subprocess.Popen(
+            argv, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 60
         seen = 0
@@ -78,14 +87,17 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig):
                     seen = sum(len(timed(trials)) for trials in studies(url).values())
                 except sqlalchemy.exc.DatabaseError:  # no tables yet, a write lock, or the stamping race
                     pass
-        first.send_signal(sig)  # a trial may be left RUNNING (SIGKILL) or FAIL (SIGINT) mid-measure
+        os.killpg(first.pid, sig)  # a trial may be left RUNNING (SIGKILL) or FAIL (SIGINT) mid-measure
         code = first.wait(timeout=60)
     finally:
-        first.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     if sig == signal.SIGINT:
         assert code == 1
-        assert log.read_text().strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
+        printed = log.read_text()
+        assert "Traceback" not in printed, printed
+        assert printed.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
     assert seen < TRIALS * len(BATCH_SIZES), "nothing was left to resume"
 
     rerun = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
@@ -99,8 +111,8 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig):
         assert len(timed(trials)) >= TRIALS, name
         measured = Counter(tuple(sorted(t.params.items())) for t in trials if t.user_attrs.get("status") in MEASURED)
         assert max(measured.values()) == 1, f"{name}: a config was measured twice"
-    # The kill can cut short one trial only, so the budgets are spent at most once over.
-    assert sum(len(timed(trials)) for trials in found.values()) <= TRIALS * len(BATCH_SIZES) + 1
+    # The kill can cut short one trial per worker only, so the budgets are spent at most once over each.
+    assert sum(len(timed(trials)) for trials in found.values()) <= TRIALS * len(BATCH_SIZES) + workers
     entries = json.loads((tmp_path / "cfg" / CONFIG_NAME).read_text())
     assert list(entries) == [str(M) for M in BATCH_SIZES]
 
