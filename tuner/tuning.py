@@ -67,8 +67,9 @@ def _neighbour_bests(storage: BaseStorage, problem: Problem, bench: Benchmarker,
                 continue
             study = optuna.load_study(study_name=name, storage=storage)
             done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
-            configs += [config_of(t) for t in done[:k]]
-            break
+            if done:  # a neighbour another process has only begun teaches nothing yet: look further
+                configs += [config_of(t) for t in done[:k]]
+                break
     return configs
 
 

@@ -15,14 +15,14 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from tests.tuner.synthetic import write_landscape
+from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.export import read_config_file
 from tuner.measure import Problem
 from tuner.parallel import split_work
 from tuner.replay import ReplayBenchmarker
 from tuner.search import config_of
-from tuner.study import make_storage, timed_trials
-from tuner.tuning import TuneOptions, tune_problem
+from tuner.study import make_storage, study_name, timed_trials
+from tuner.tuning import TuneOptions, tune_problem, warm_starts
 
 SHAPES = [(512, 1024), (1024, 512)]
 BATCH_SIZES = [1, 16, 64]
@@ -105,6 +105,16 @@ def test_split_work_covers_everything_once_and_balances(n_shapes, workers):
         for unit in units:
             assert [p.M for p in unit] == sorted(p.M for p in unit)  # runs of ascending M keep warm starts
     assert sum(1 for units in plan if units) == min(workers, sum(len(u) for units in plan for u in units))
+
+
+def test_warm_starts_look_past_a_neighbour_another_process_has_only_begun():
+    storage = optuna.storages.InMemoryStorage()
+    bench = ReplayBenchmarker(synthetic_rows([SHAPES[0]], BATCH_SIZES))
+    small, begun, done = (Problem(*SHAPES[0], M) for M in BATCH_SIZES)
+    optuna.create_study(storage=storage, study_name=study_name(begun, bench.device_name, bench.kind))
+    tuned = tune_problem(storage, done, bench, TuneOptions(trials=4, seed=0), seeds=[])
+    seeds = warm_starts(storage, bench, small, BATCH_SIZES, TuneOptions(), existing={})
+    assert seeds[0] == tuned.best
 
 
 def test_four_replay_workers_on_one_sqlite_file(landscape, tmp_path, one_worker_file):
