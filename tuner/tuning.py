@@ -111,7 +111,8 @@ def tune_problem(
                 progress.update(1)
                 found = best(trials)
                 if found is not None:
-                    progress.set_postfix_str(f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us")
+                    status = f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us"
+                    progress.set_postfix_str(status, refresh=False)  # drawn at the bar's own pace
             if sum(1 for t in trials if t.user_attrs.get("timed")) >= options.trials or len(trials) >= max_trials:
                 study.stop()
 
