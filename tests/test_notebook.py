@@ -8,7 +8,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from tests.tuner.test_report import BATCH_SIZES, shared_replay_storage
-from tuner.report import failed_trials, summary_table
+from tuner.analysis import failed_trials, summary_table
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.ipynb"
 

@@ -1,4 +1,4 @@
-"""The report's numbers, read back from a storage that the real CLI filled in replay, and its bad inputs."""
+"""Analysis tables and the report page, read back from a storage the real CLI filled in replay; bad inputs."""
 
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.tuner.synthetic import DEVICE, synthetic_rows
-from tuner.export import config_file_name, write_configs
-from tuner.landscape import HEADER, Row
-from tuner.measure import FAILURES
-from tuner.report import (
+from tuner.analysis import (
     SUMMARY_COLUMNS,
     failed_trials,
     failures,
     history,
     importances,
     load_studies,
-    main,
     summary_table,
 )
+from tuner.export import config_file_name, write_configs
+from tuner.landscape import HEADER, Row
+from tuner.measure import FAILURES
+from tuner.report import main
 from tuner.search import config_of
 from tuner.space import default_config, search_space
 

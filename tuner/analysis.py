@@ -1,0 +1,363 @@
+"""What a tuning storage found, as pandas tables: the data behind the report and the notebook.
+
+Plain functions of a storage (a URL, a storage, or records loaded once): studies, summary_table,
+history, importances, failures and failed_trials. They compute and never draw, so tests check the
+numbers, and `tuner.report` and `notebooks/analysis.ipynb` show the same ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.export import nearest_entry, read_config_file
+from tuner.measure import FAILURES, Problem
+from tuner.search import config_of
+from tuner.space import Config, default_config
+from tuner.study import masked_url, raise_unusable
+
+# What identifies a shape; studies that share these differ only in M. Timing is part of it so that
+# a replay of a device's landscape and real timings on that device are never mixed in one curve.
+SHAPE_COLUMNS = ["device", "input_type", "out_dtype", "N", "K", "block_n", "block_k", "timing"]
+SUMMARY_COLUMNS = [
+    *SHAPE_COLUMNS,
+    "M",
+    "study",
+    "trials",
+    "timed",
+    "best_config",
+    "best_us",
+    "best_tflops",
+    "best_roofline_pct",
+    "default_config",
+    "default_us",
+    "default_tflops",
+    "speedup",
+    "file",
+    "file_config",
+    "file_status",
+    "file_us",
+    "file_tflops",
+    "file_speedup",
+]
+# Every value the objective writes into a trial's `status`, in the order a reader wants them, then
+# the trials it never finished: a FAIL without a status was interrupted (its process died).
+STATUSES = ("ok", "pruned", *FAILURES, "repeat", "over_budget", "interrupted", "running")
+# Fewer complete trials than this give importances that are noise, or make the evaluator raise.
+MIN_COMPLETE_FOR_IMPORTANCE = 5
+_CONFIG_FILE_NAME = re.compile(
+    r"N=(?P<N>\d+),K=(?P<K>\d+),device_name=(?P<device>.+),dtype=(?P<input_type>fp8|int8)_w8a8,"
+    r"block_shape=\[(?P<block_n>\d+), ?(?P<block_k>\d+)\]\.json"
+)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """One tuner study read from a storage: its problem, where it was timed, and its trials."""
+
+    study: optuna.Study
+    problem: Problem
+    device: str
+    timing: str
+    trials: tuple[FrozenTrial, ...]
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    def shape(self) -> dict[str, object]:
+        """The SHAPE_COLUMNS of this study."""
+        p = self.problem
+        return {
+            "device": self.device,
+            "input_type": p.input_type,
+            "out_dtype": p.out_dtype,
+            "N": p.N,
+            "K": p.K,
+            "block_n": p.block_n,
+            "block_k": p.block_k,
+            "timing": self.timing,
+        }
+
+
+StorageLike = str | BaseStorage | Sequence[StudyRecord]
+
+
+def open_storage(url: str) -> RDBStorage:
+    """Open an existing storage for reading; a URL that names nothing or cannot connect raises ValueError.
+
+    A missing SQLite file is refused rather than created, so a typo never yields an empty report.
+    """
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///").split("?", 1)[0]
+        if not Path(path).is_file():
+            raise ValueError(f"--storage {masked_url(url)!r}: no SQLite file at {path!r}.")
+    try:
+        return RDBStorage(url)
+    except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
+        raise_unusable(url, error)
+
+
+def load_studies(storage: str | BaseStorage) -> list[StudyRecord]:
+    """Every tuner study in the storage, sorted by shape then M; raises ValueError if there is none.
+
+    Studies without the tuner's user attributes (made by other code) are left out.
+    """
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    records = []
+    for frozen in storage.get_all_studies():
+        attrs = frozen.user_attrs
+        try:
+            problem = Problem(*(attrs[key] for key in ("N", "K", "M", "block_n", "block_k", "input_type", "out_dtype")))
+            device, timing = str(attrs["device"]), str(attrs["timing"])
+        except (KeyError, ValueError):
+            continue
+        study = optuna.load_study(study_name=frozen.study_name, storage=storage)
+        trials = tuple(sorted(study.get_trials(deepcopy=False), key=lambda t: t.number))
+        records.append(StudyRecord(study, problem, device, timing, trials))
+    if not records:
+        raise ValueError("the storage holds no tuner studies (none with the user attributes N, K, M, device).")
+    return sorted(records, key=lambda r: (*r.shape().values(), r.problem.M))
+
+
+def as_records(storage: StorageLike) -> list[StudyRecord]:
+    """Accept what the data functions accept: a URL, a storage, or records loaded once already."""
+    if isinstance(storage, (str, BaseStorage)):
+        return load_studies(storage)
+    return list(storage)
+
+
+def _tflops(problem: Problem, us: float | None) -> float:
+    return problem.flops / us / 1e6 if us else math.nan
+
+
+def _complete_latency(record: StudyRecord, config: Config) -> float:
+    """The latency of config if the study measured it to completion, else NaN."""
+    for t in record.trials:
+        if t.state == TrialState.COMPLETE and config_of(t) == config:
+            return t.value
+    return math.nan
+
+
+def _status(trial: FrozenTrial) -> str:
+    """What happened to a trial, in the vocabulary of STATUSES."""
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+        return "running"
+    status = trial.user_attrs.get("status")
+    if status is None:
+        return "interrupted" if trial.state == TrialState.FAIL else trial.state.name.lower()
+    return str(status)
+
+
+def studies(storage: StorageLike) -> pd.DataFrame:
+    """One row per study: its shape, M, how many trials it holds and what it ran on."""
+    rows = []
+    for r in as_records(storage):
+        attrs = r.study.user_attrs
+        rows.append(
+            {
+                **r.shape(),
+                "M": r.problem.M,
+                "study": r.name,
+                "trials": len(r.trials),
+                "timed": sum(1 for t in r.trials if t.user_attrs.get("timed")),
+                "complete": sum(1 for t in r.trials if t.state == TrialState.COMPLETE),
+                "torch": attrs.get("torch"),
+                "triton": attrs.get("triton"),
+                "python": attrs.get("python"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _file_key(path: Path) -> tuple:
+    """(device, input_type, N, K, block_n, block_k) from a config file's SGLang (or vLLM) name."""
+    match = _CONFIG_FILE_NAME.fullmatch(path.name)
+    if match is None:
+        raise ValueError(
+            f"--config-file {str(path)!r}: the name must be SGLang's, N={{N}},K={{K}},device_name={{device}},"
+            "dtype={fp8|int8}_w8a8,block_shape=[{block_n}, {block_k}].json, to know which shape it serves."
+        )
+    g = match.groupdict()
+    return g["device"], g["input_type"], int(g["N"]), int(g["K"]), int(g["block_n"]), int(g["block_k"])
+
+
+def _config_files(paths: Iterable[str | Path]) -> dict[tuple, tuple[Path, dict[int, Config]]]:
+    """Each config file under the shape it serves; two files for one shape are ambiguous."""
+    files: dict[tuple, tuple[Path, dict[int, Config]]] = {}
+    for path in map(Path, paths):
+        key = _file_key(path)
+        if key in files:
+            raise ValueError(f"--config-file {str(path)!r} and {str(files[key][0])!r} serve the same shape; give one.")
+        entries = read_config_file(path)
+        if not entries:
+            raise ValueError(f"--config-file {str(path)!r} holds no entries.")
+        files[key] = (path, entries)
+    return files
+
+
+def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """One row per study (SUMMARY_COLUMNS): the tuned best against the default and an existing file's pick.
+
+    A baseline's latency is given only when the study measured exactly that config to completion;
+    file_status says what became of the file's pick otherwise ('not measured', 'pruned', a failure).
+    The config files that serve no shape in the storage are listed in the frame's attrs['unmatched_files'].
+    """
+    files = _config_files(config_files)
+    used = set()
+    rows = []
+    for r in as_records(storage):
+        p = r.problem
+        complete = [t for t in r.trials if t.state == TrialState.COMPLETE]
+        row: dict[str, object] = {
+            **r.shape(),
+            "M": p.M,
+            "study": r.name,
+            "trials": len(r.trials),
+            "timed": sum(1 for t in r.trials if t.user_attrs.get("timed")),
+        }
+        best = min(complete, key=lambda t: t.value) if complete else None
+        best_us = best.value if best else math.nan
+        default = default_config(p.block_n, p.block_k)
+        default_us = _complete_latency(r, default)
+        row.update(
+            best_config=config_of(best).short() if best else "",
+            best_us=best_us,
+            best_tflops=_tflops(p, best_us),
+            best_roofline_pct=best.user_attrs.get("roofline_pct", math.nan) if best else math.nan,
+            default_config=default.short(),
+            default_us=default_us,
+            default_tflops=_tflops(p, default_us),
+            speedup=default_us / best_us,
+        )
+        file_key = (r.device, p.input_type, p.N, p.K, p.block_n, p.block_k)
+        row.update(file="", file_config="", file_status="", file_us=math.nan, file_tflops=math.nan)
+        if file_key in files:
+            used.add(file_key)
+            path, entries = files[file_key]
+            pick = nearest_entry(entries, p.M)
+            file_us = _complete_latency(r, pick)
+            tried = [
+                _status(t) for t in r.trials if config_of(t) == pick and _status(t) not in ("repeat", "over_budget")
+            ]
+            status = "ok" if not math.isnan(file_us) else tried[-1] if tried else "not measured"
+            row.update(
+                file=path.name,
+                file_config=pick.short(),
+                file_status=status,
+                file_us=file_us,
+                file_tflops=_tflops(p, file_us),
+            )
+        row["file_speedup"] = row["file_us"] / best_us
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    table.attrs["unmatched_files"] = [str(path) for key, (path, _) in files.items() if key not in used]
+    return table
+
+
+def history(storage: StorageLike) -> pd.DataFrame:
+    """Each study's timed trials in order, with the best complete latency so far (non-increasing).
+
+    The x axis is the timed-trial index, the budget's unit, so repeats and skipped configs (which
+    cost nothing) do not stretch the curve. us is the trial's own latency (for a pruned trial, its
+    cheap first estimate); best_us is NaN until the first config completes.
+    """
+    rows = []
+    for r in as_records(storage):
+        best_us = math.nan
+        timed = [t for t in r.trials if t.user_attrs.get("timed")]
+        for index, t in enumerate(timed, start=1):
+            if t.state == TrialState.COMPLETE and not t.value >= best_us:  # NaN compares false
+                best_us = t.value
+            config = config_of(t)
+            rows.append(
+                {
+                    **r.shape(),
+                    "M": r.problem.M,
+                    "study": r.name,
+                    "index": index,
+                    "trial": t.number,
+                    "status": _status(t),
+                    "config": config.short() if config else "",
+                    "us": t.user_attrs.get("us", math.nan),
+                    "best_us": best_us,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=[*SHAPE_COLUMNS, "M", "study", "index", "trial", "status", "config", "us", "best_us"]
+    )
+
+
+def importances(storage: StorageLike) -> pd.DataFrame:
+    """Optuna's parameter importances per study (normalized to sum to 1), long format.
+
+    They describe where this search went, not the whole space: the tuner's local search samples
+    near its incumbents, so a parameter it rarely moved can look unimportant. Studies with fewer
+    than MIN_COMPLETE_FOR_IMPORTANCE complete trials, or on which the evaluator fails, are left out
+    with their reason in the frame's attrs['skipped'].
+    """
+    rows = []
+    skipped: dict[str, str] = {}
+    for r in as_records(storage):
+        complete = sum(1 for t in r.trials if t.state == TrialState.COMPLETE)
+        if complete < MIN_COMPLETE_FOR_IMPORTANCE:
+            skipped[r.name] = f"{complete} complete trials (< {MIN_COMPLETE_FOR_IMPORTANCE})"
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                values = optuna.importance.get_param_importances(r.study)
+        except Exception as error:  # noqa: BLE001 - one study's evaluator failure must not sink the report
+            skipped[r.name] = f"{type(error).__name__}: {error}"
+            continue
+        for param, importance in values.items():
+            rows.append({**r.shape(), "M": r.problem.M, "study": r.name, "param": param, "importance": importance})
+    frame = pd.DataFrame(rows, columns=[*SHAPE_COLUMNS, "M", "study", "param", "importance"])
+    frame.attrs["skipped"] = skipped
+    return frame
+
+
+def failures(storage: StorageLike) -> pd.DataFrame:
+    """Per study, how many trials ended in each status (STATUSES, then any others met, as columns)."""
+    rows = []
+    for r in as_records(storage):
+        counts = Counter(_status(t) for t in r.trials)
+        rows.append({**r.shape(), "M": r.problem.M, "study": r.name, "trials": len(r.trials), **counts})
+    extra = sorted({key for row in rows for key in row} - {*SHAPE_COLUMNS, "M", "study", "trials", *STATUSES})
+    columns = [*SHAPE_COLUMNS, "M", "study", "trials", *STATUSES, *extra]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame[[*STATUSES, *extra]] = frame[[*STATUSES, *extra]].fillna(0).astype(int)
+    return frame
+
+
+def failed_trials(storage: StorageLike) -> pd.DataFrame:
+    """Every config that could not run (or whose process died), with its reason: where failures happened."""
+    rows = []
+    for r in as_records(storage):
+        for t in r.trials:
+            status = _status(t)
+            if status in (*FAILURES, "interrupted"):
+                config = config_of(t)
+                rows.append(
+                    {
+                        **r.shape(),
+                        "M": r.problem.M,
+                        "study": r.name,
+                        "trial": t.number,
+                        "status": status,
+                        "config": config.short() if config else "",
+                        "reason": t.user_attrs.get("reason", ""),
+                    }
+                )
+    return pd.DataFrame(rows, columns=[*SHAPE_COLUMNS, "M", "study", "trial", "status", "config", "reason"])
