@@ -98,20 +98,23 @@ def time_launches(
     """Time launch(i) (i picks the operand set, i % n_sets) as the median of graph replays.
 
     launch must already have run once eagerly, so that compilation and module loading stay out of
-    the graph. A first graph of one pass over the sets gives a cheap estimate; if it is above
-    prune_above_us the full measurement is skipped. Otherwise a graph long enough to fill
-    target_replay_us is replayed once to warm up and `replays` times to measure.
+    the graph. A first graph of one pass over the sets, replayed once to warm up, gives a cheap
+    estimate; if it is above prune_above_us the full measurement is skipped. Otherwise a graph long
+    enough to fill target_replay_us is replayed once to warm up and `replays` times to measure.
+    Where one pass already fills it (slow kernels), that graph is the warm first one: a copy would
+    cost a capture and one more pass of a kernel that takes milliseconds.
     """
-    first = _capture(lambda i: launch(i % n_sets), n_sets)
-    _replay_us(first, n_sets)
-    estimate = _replay_us(first, n_sets)
-    del first
+    graph = _capture(lambda i: launch(i % n_sets), n_sets)
+    _replay_us(graph, n_sets)
+    estimate = _replay_us(graph, n_sets)
     if prune_above_us is not None and estimate > prune_above_us:
         return GraphTiming(estimate, None, None, None, n_sets)
     passes = max(1, math.ceil(target_replay_us / (estimate * n_sets)))
     n_launches = min(max_launches, passes * n_sets)
-    graph = _capture(lambda i: launch(i % n_sets), n_launches)
-    _replay_us(graph, n_launches)
+    if n_launches != n_sets:
+        del graph  # its memory, before the long one is captured
+        graph = _capture(lambda i: launch(i % n_sets), n_launches)
+        _replay_us(graph, n_launches)
     samples = sorted(_replay_us(graph, n_launches) for _ in range(replays))
     del graph
     quantiles = statistics.quantiles(samples, n=5)
