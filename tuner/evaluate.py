@@ -57,14 +57,14 @@ def _sampler(strategy: str, seed: int) -> optuna.samplers.BaseSampler | None:
     return None
 
 
-def evaluate_shape(task: tuple[tuple[str, ...], str, tuple[int, int], str, int, int]) -> list[Outcome]:
-    """All batch sizes of one shape, in the order the tuner runs them, for one strategy/budget/seed."""
-    paths, path, (N, K), strategy, budget, seed = task
+def evaluate_shape(task: tuple[tuple[str, ...], str, tuple[int, int], tuple[int, ...], str, int, int]) -> list[Outcome]:
+    """The given batch sizes of one shape, in the order the tuner runs them, for one strategy/budget/seed."""
+    paths, path, (N, K), batch_sizes, strategy, budget, seed = task
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     benches, prior = _load(paths)
     bench = benches[path]
-    problems = sorted((p for p in bench.problems if (p.N, p.K) == (N, K)), key=lambda p: p.M)
+    problems = sorted((p for p in bench.problems if (p.N, p.K) == (N, K) and p.M in batch_sizes), key=lambda p: p.M)
     options = TuneOptions(trials=budget, seed=seed, prior=prior)
     storage = optuna.storages.InMemoryStorage()
     outcomes = []
@@ -105,19 +105,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budgets", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="only these M (default: all)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--details", default=None, help="also write one CSV row per (point, run) here")
     args = parser.parse_args(argv)
     try:
         paths = tuple(args.landscapes)
         benches, _ = _load(paths)
+        recorded = {p.M for bench in benches.values() for p in bench.problems}
+        batch_sizes = tuple(sorted(recorded if args.batch_sizes is None else set(args.batch_sizes)))
+        if not set(batch_sizes) <= recorded:
+            missing = sorted(set(batch_sizes) - recorded)
+            raise ValueError(f"--batch-sizes {missing} are in no landscape; they hold M = {sorted(recorded)}.")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     tasks = [
-        (paths, path, shape, strategy, budget, seed)
+        (paths, path, shape, batch_sizes, strategy, budget, seed)
         for path, bench in benches.items()
-        for shape in dict.fromkeys((p.N, p.K) for p in bench.problems)
+        for shape in dict.fromkeys((p.N, p.K) for p in bench.problems if p.M in batch_sizes)
         for strategy in args.strategies
         for budget in args.budgets
         for seed in args.seeds
