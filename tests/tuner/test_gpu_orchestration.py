@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -77,3 +83,39 @@ def test_the_tuner_runs_end_to_end_on_the_gpu_path(tmp_path):
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
         assert summary.study_name.endswith("_Fake_GPU")
         assert all(t.user_attrs.get("compile_s") is not None for t in trials if t.state == TrialState.COMPLETE)
+
+
+# A process that owns a benchmarker whose compile processes have finished their jobs and wait for more.
+_IDLE_POOL = """
+import time
+from tests.tuner.fake_gpu import FakeSession, fake_compile
+from tuner.gpu import GpuBenchmarker
+from tuner.measure import Problem
+from tuner.space import search_space
+with GpuBenchmarker(compile_workers=2, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as bench:
+    problem, configs = Problem(512, 256, 16), search_space(128)[:4]
+    bench.prepare(problem, configs)
+    for config in configs:
+        bench.measure(problem, config)
+    time.sleep(2)  # both compile processes are up and idle
+    print("ready", flush=True)
+    try:
+        time.sleep(60)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_is_left_to_the_parent_by_the_compile_processes():
+    # Ctrl-C reaches every process of the terminal; an idle compile process used to print a traceback.
+    repo = Path(__file__).resolve().parents[2]
+    owner = subprocess.Popen([sys.executable, "-c", _IDLE_POOL], cwd=repo, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert owner.stdout.readline().strip() == "ready", owner.stderr.read()
+        os.killpg(owner.pid, signal.SIGINT)
+        out, err = owner.communicate(timeout=60)
+    finally:
+        owner.kill()
+    assert (owner.returncode, out.strip()) == (0, "interrupted"), err
+    assert "Traceback" not in err, err
