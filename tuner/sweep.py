@@ -91,13 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from tuner.gpu import GpuBenchmarker
 
-    with GpuBenchmarker(compile_workers=args.compile_workers) as bench, LandscapeWriter(args.out) as writer:
-        for problems in problems_by_shape:
-            started = time.perf_counter()
-            results = sweep(bench, problems, writer, done=done)
-            p = problems[0]
-            print(f"N={p.N} K={p.K}: {len(results)} rows in {time.perf_counter() - started:.0f} s, "
-                  f"{bench.restarts} timing-process restarts so far", flush=True)  # fmt: skip
+    try:
+        with GpuBenchmarker(compile_workers=args.compile_workers) as bench, LandscapeWriter(args.out) as writer:
+            for problems in problems_by_shape:
+                started = time.perf_counter()
+                results = sweep(bench, problems, writer, done=done)
+                p = problems[0]
+                print(f"N={p.N} K={p.K}: {len(results)} rows in {time.perf_counter() - started:.0f} s, "
+                      f"{bench.restarts} timing-process restarts so far", flush=True)  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"interrupted: every row measured is in {args.out}; rerun the same command to resume.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import torch
+
+import tuner.gpu
 from tests.tuner.synthetic import synthetic_rows
 from tuner.landscape import LandscapeWriter, read_rows
 from tuner.measure import Problem
 from tuner.replay import ReplayBenchmarker
 from tuner.space import search_space
-from tuner.sweep import sweep
+from tuner.sweep import main, sweep
 
 SHAPE = (256, 512)
 BATCH_SIZES = [1, 48]  # M=48: GROUP_SIZE_M matters for BLOCK_SIZE_M 16 and 32 only
@@ -49,3 +52,35 @@ def test_a_resumed_sweep_measures_only_what_is_missing(tmp_path):
     rows = list(read_rows(path))
     assert len(rows) == len({(row.problem, row.config) for row in rows}) == len(search_space(128)) * 2
     assert all(row.problem.M == 48 for row in rows[len(done) :])
+
+
+class _InterruptedGpu(ReplayBenchmarker):
+    """Stands in for GpuBenchmarker in tuner.sweep's CLI: Ctrl-C arrives during the fifth measurement."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(synthetic_rows([SHAPE], BATCH_SIZES, out_dtype="bfloat16"))
+        self.restarts = 0
+
+    def measure(self, problem, config, **kwargs):
+        if self.measurements == 4:
+            raise KeyboardInterrupt
+        return super().measure(problem, config, **kwargs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def test_ctrl_c_keeps_the_rows_measured_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tuner.gpu, "GpuBenchmarker", _InterruptedGpu)
+    out = tmp_path / "l.csv"
+    argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES), "--out", str(out)]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"interrupted: every row measured is in {out}; rerun the same command to resume."
+    )
+    rows = list(read_rows(out))
+    assert 4 <= len(rows) < len(search_space(128)) * len(BATCH_SIZES)  # copies of a timed schedule count too
