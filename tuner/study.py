@@ -68,9 +68,10 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
                 )
             break
-        except sqlalchemy.exc.DatabaseError:
-            # Workers starting together on an empty storage race to create its tables; the losers
-            # find them made on a second try. A database that stays unusable is reported below.
+        except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
+            # Workers starting together on an empty storage race to create its tables and stamp its
+            # schema version (Optuna wraps a failed stamp in StorageInternalError); the losers find
+            # them made on a second try. A database that stays unusable is reported below.
             if attempt + 1 == _CREATE_ATTEMPTS:
                 raise_unusable(url, sys.exc_info()[1])
             time.sleep(0.5 * (attempt + 1))
