@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from tuner.interrupt import interruptible
 from tuner.measure import Measurement, Problem
 from tuner.space import Config
 
@@ -157,7 +158,8 @@ class GpuBenchmarker:
             queued = sum(1 for f in self._compiled.values() if not f.done())
             wait_s = self.timeout_s * max(1.0, queued / self._n_compile)
             try:
-                failure, compile_s = compiled.result(timeout=wait_s)
+                with interruptible():
+                    failure, compile_s = compiled.result(timeout=wait_s)
             except TimeoutError:
                 return Measurement("timeout", reason=f"compilation took over {wait_s:.0f} s")
             except BrokenProcessPool:
@@ -175,7 +177,9 @@ class GpuBenchmarker:
         assert self._conn is not None
         try:
             self._conn.send((problem, config, prune_above_us))
-            if self._conn.poll(self.timeout_s):
+            with interruptible():
+                answered = self._conn.poll(self.timeout_s)
+            if answered:
                 result = self._conn.recv()
                 if not self._process.is_alive() or result.status == "crash":
                     self._restart()

@@ -13,6 +13,7 @@ import time
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.interrupt import interruptible, raise_if_held
 from tuner.measure import FAILURES, Benchmarker, Measurement, Problem
 from tuner.roofline import roofline_attrs
 from tuner.search import NeighbourhoodSampler, config_of, distributions
@@ -57,6 +58,7 @@ class Objective:
         self._distributions = distributions(search_space(problem.block_k))
 
     def __call__(self, trial: optuna.Trial) -> float:
+        raise_if_held()  # before the trial claims a measurement, so an interrupted one costs no budget
         sampler = trial.study.sampler
         for name, distribution in self._distributions.items():
             trial.suggest_categorical(name, distribution.choices)
@@ -110,7 +112,8 @@ class Objective:
                         and (now - t.datetime_start).total_seconds() < DECIDING_S]  # fmt: skip
             if not deciding:
                 return earlier
-            time.sleep(0.05)
+            with interruptible():
+                time.sleep(0.05)
 
     def _record(self, trial: optuna.Trial, result: Measurement) -> None:
         trial.set_user_attr("status", result.status)

@@ -66,6 +66,7 @@ def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]
     import optuna
     from tqdm import tqdm
 
+    from tuner.interrupt import held_outside_waits
     from tuner.study import make_storage
     from tuner.tuning import TuneOptions, tune_shape
     from tuner.warmstart import Prior
@@ -85,7 +86,8 @@ def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]
     total = sum(len(unit) for unit in units) * spec.trials
     outcome = []
     try:
-        with tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2, disable=not progress) as bar:
+        with held_outside_waits(), tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2,
+                                        disable=not progress) as bar:  # fmt: skip
             for unit in units:
                 results, path = tune_shape(storage, bench, unit, options, spec.save_path, progress=bar)
                 outcome.append((results, path))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from tuner.interrupt import interruptible
 from tuner.landscape import Row, read_rows
 from tuner.measure import Measurement, Problem
 from tuner.space import Config
@@ -44,7 +45,8 @@ class ReplayBenchmarker:
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
         self.measurements += 1
-        time.sleep(self.delay_s)
+        with interruptible():
+            time.sleep(self.delay_s)
         row = self._rows.get((problem, config))
         if row is None:
             return Measurement("crash", reason="no row for this config in the landscape")

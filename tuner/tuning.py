@@ -119,11 +119,7 @@ def tune_problem(
         objective = Objective(
             problem, bench, budget=options.trials, prune_ratio=options.prune_ratio, never_prune=frozenset(never_prune)
         )
-        study.optimize(
-            objective,
-            callbacks=[after_trial],
-            catch=(ConfigFailed,),
-        )
+        study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
     return study_result(study, problem)
 
 

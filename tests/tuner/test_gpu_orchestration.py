@@ -98,8 +98,8 @@ with GpuBenchmarker(compile_workers=2, timeout_s=5, session_factory=FakeSession,
     for config in configs:
         bench.measure(problem, config)
     time.sleep(2)  # both compile processes are up and idle
-    print("ready", flush=True)
     try:
+        print("ready", flush=True)
         time.sleep(60)
     except KeyboardInterrupt:
         print("interrupted", flush=True)

@@ -35,7 +35,8 @@ def studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
     """Every study's trials, read without creating tables (the run may still be creating them).
 
     Optuna still stamps the schema version on opening, so a read while the run is stamping it too can
-    lose that race with an IntegrityError: the caller polls again, as the run itself retries.
+    lose that race (an IntegrityError, or Optuna's StorageInternalError around a missing table): the
+    caller polls again, as the run itself retries.
     """
     storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
     try:
@@ -85,8 +86,8 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
             if (tmp_path / "s.db").exists():
                 try:
                     seen = sum(len(timed(trials)) for trials in studies(url).values())
-                except sqlalchemy.exc.DatabaseError:  # no tables yet, a write lock, or the stamping race
-                    pass
+                except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
+                    pass  # no tables yet, a write lock, or the race to stamp the schema version
         os.killpg(first.pid, sig)  # a trial may be left RUNNING (SIGKILL) or FAIL (SIGINT) mid-measure
         code = first.wait(timeout=60)
     finally:
