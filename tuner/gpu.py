@@ -199,7 +199,12 @@ class GpuBenchmarker:
                 pass
         self._stop_process()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # Compiles still running are not needed, and a hung one would hold the exit: end the
+            # processes, then let the pool wind down. (shutdown(wait=False) alone also races
+            # Python 3.11's exit hook, which then writes to the pool's closed wake-up pipe.)
+            for process in list(self._pool._processes.values()):  # no public way to stop them
+                process.kill()
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> GpuBenchmarker:
         return self
