@@ -12,6 +12,8 @@ from typing import Any
 from kernels._config import CONFIG_KEYS, default_config
 
 _LAZY = {
+    "INPUT_DTYPES": "kernels._checks",
+    "OUTPUT_DTYPES": "kernels._checks",
     "RELATIVE_TOLERANCE": "kernels._reference",
     "quantize_blockwise": "kernels._reference",
     "quantize_per_token_group": "kernels._reference",

@@ -12,8 +12,9 @@ import torch
 
 from kernels._config import CONFIG_KEYS, default_config
 
-INPUT_DTYPES = (torch.float8_e4m3fn, torch.int8)
-OUTPUT_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+# By the names config files, landscapes and command lines use.
+INPUT_DTYPES = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}
+OUTPUT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def cdiv(a: int, b: int) -> int:
@@ -43,17 +44,17 @@ def check_inputs(
     *,
     need_kernel_device: bool = True,
 ) -> tuple[int, int]:
-    """Validate operands against SPEC section 1 and return (block_n, block_k)."""
+    """Validate operands against the kernel's contract and return (block_n, block_k)."""
     block_n, block_k = check_block_size(block_size)
     for name, t in (("A", A), ("B", B), ("As", As), ("Bs", Bs)):
         if not isinstance(t, torch.Tensor) or t.dim() != 2:
             got = f"{t.dim()}-D tensor" if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"{name} must be a 2-D tensor, but got a {got}.")
-    if A.dtype not in INPUT_DTYPES:
+    if A.dtype not in INPUT_DTYPES.values():
         raise ValueError(f"A must be float8_e4m3fn or int8, but got {A.dtype}.")
     if B.dtype != A.dtype:
         raise ValueError(f"B must have A's dtype {A.dtype}, but got {B.dtype}.")
-    if output_dtype not in OUTPUT_DTYPES:
+    if output_dtype not in OUTPUT_DTYPES.values():
         raise ValueError(f"output_dtype must be bfloat16, float16 or float32, but got {output_dtype}.")
     M, K = A.shape
     N = B.shape[0]

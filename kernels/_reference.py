@@ -42,7 +42,7 @@ def w8a8_block_matmul_reference(
 
 
 def _qmax(dtype: torch.dtype) -> float:
-    if dtype not in INPUT_DTYPES:
+    if dtype not in INPUT_DTYPES.values():
         raise ValueError(f"dtype must be float8_e4m3fn or int8, but got {dtype}.")
     return float(torch.finfo(dtype).max) if dtype.is_floating_point else float(torch.iinfo(dtype).max)
 

@@ -3,7 +3,8 @@
     python -m kernels.bench            # needs a CUDA GPU
 
 The SGLang latencies are CUDA-graph medians on an H100 80GB HBM3 for N=7168, K=18432, fp8 inputs,
-bf16 output (quoted in issue 2); ours are timed the same way (kernels.timing) and printed as ratios.
+bf16 output, as SGLang's kernel benchmarks report them; ours are timed the same way (kernels.timing)
+and printed as ratios.
 """
 
 from __future__ import annotations

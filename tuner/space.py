@@ -1,11 +1,30 @@
-"""The launch config as a value type, and SGLang's search space of them (SPEC section 3)."""
+"""The tuner's value types: a launch config, a GEMM problem, SGLang's search space, trial attributes.
+
+The bottom layer: every other part of the tuner imports these names and retypes none of them.
+"""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 import kernels
+
+# SGLang's default batch sizes: what a tuned file covers unless told otherwise.
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
+INPUT_TYPES = ("fp8", "int8")
+OUT_DTYPES = ("bfloat16", "float16", "float32")
+# The output dtype every command tunes for unless told otherwise: SGLang's Triton path serves
+# float16 (and float32) wherever DeepGEMM takes bf16.
+DEFAULT_OUT_DTYPE = "float16"
+
+# Trial user attributes: what optuna-dashboard, the report and resumed runs read back.
+TIMED = "timed"  # the trial spent a measurement of the study's budget
+STATUS = "status"  # ok, pruned, a failure (FAILURES) or why nothing was timed
+REASON = "reason"
+US = "us"
+COMPILE_S = "compile_s"
 
 BLOCK_SIZE_M = (16, 32, 64, 128, 256)
 BLOCK_SIZE_N = (32, 64, 128, 256)
@@ -27,7 +46,7 @@ SGLANG_KEYS = kernels.CONFIG_KEYS
 assert SGLANG_KEYS == tuple(_SGLANG_KEYS.values())
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, kw_only=True)
 class Config:
     """One launch config of the block-scaled GEMM."""
 
@@ -90,7 +109,53 @@ def search_space(block_k: int) -> list[Config]:
     block_ks = [bk for bk in BLOCK_SIZE_K if block_k % bk == 0]
     if not block_ks:
         raise ValueError(f"block_k must be a multiple of one of {BLOCK_SIZE_K}, but got {block_k}.")
-    return [
-        Config(*values)
-        for values in itertools.product(BLOCK_SIZE_M, BLOCK_SIZE_N, block_ks, GROUP_SIZE_M, NUM_WARPS, NUM_STAGES)
-    ]
+    names = [field.name for field in fields(Config)]
+    product = itertools.product(BLOCK_SIZE_M, BLOCK_SIZE_N, block_ks, GROUP_SIZE_M, NUM_WARPS, NUM_STAGES)
+    return [Config(**dict(zip(names, values))) for values in product]
+
+
+def config_of(trial: Any) -> Config | None:
+    """The config an Optuna trial sampled, or None when it holds no complete set of parameters."""
+    params = trial.params
+    if set(params) != set(SGLANG_KEYS):
+        return None
+    return Config.from_sglang({key: int(params[key]) for key in SGLANG_KEYS})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """One GEMM to tune: a weight shape, a batch size, the quantization and the output dtype."""
+
+    N: int
+    K: int
+    M: int
+    block_n: int = 128
+    block_k: int = 128
+    input_type: Literal["fp8", "int8"] = "fp8"
+    out_dtype: Literal["bfloat16", "float16", "float32"] = DEFAULT_OUT_DTYPE
+
+    def __post_init__(self) -> None:
+        for name in ("N", "K", "M", "block_n", "block_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, but got {value!r}.")
+        if self.input_type not in INPUT_TYPES:
+            raise ValueError(f"input type must be fp8 or int8, but got {self.input_type!r}.")
+        if self.out_dtype not in OUT_DTYPES:
+            raise ValueError(f"out dtype must be bfloat16, float16 or float32, but got {self.out_dtype!r}.")
+
+    def at(self, M: int) -> Problem:
+        """The same GEMM at another batch size."""
+        return Problem(**{**asdict(self), "M": M})
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.M * self.N * self.K
+
+    @property
+    def min_bytes(self) -> int:
+        """Each operand read once and C written once: the memory-bound floor's traffic."""
+        out_bytes = 4 if self.out_dtype == "float32" else 2
+        scale_groups = -(-self.K // self.block_k)
+        scales = 4 * (self.M * scale_groups + -(-self.N // self.block_n) * scale_groups)
+        return self.M * self.K + self.N * self.K + out_bytes * self.M * self.N + scales

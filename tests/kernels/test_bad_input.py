@@ -1,4 +1,4 @@
-"""Every bad input of SPEC section 1 raises ValueError naming what was expected, before a launch."""
+"""Every bad input of the kernel API (docs/contracts.md) raises ValueError naming what was expected, before a launch."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _config_with(**changes):
     return {**GOOD_CONFIG, **changes}
 
 
-# (the arguments, a fragment the message must hold): each a bad input of SPEC section 1.
+# (the arguments, a fragment the message must hold): each a bad input of the kernel API.
 BAD_INPUTS = {
     "A float16": (_with(A=lambda a: a["A"].half()), "float8_e4m3fn or int8"),
     "B int8 while A fp8": (_with(B=lambda a: a["B"].view(torch.int8)), "A's dtype"),

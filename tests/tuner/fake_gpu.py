@@ -1,4 +1,4 @@
-"""A stand-in for the GPU side of tuner.gpu: deterministic latencies, plus configs that crash or hang.
+"""A stand-in for the GPU side of the GPU benchmarker: deterministic latencies, plus configs that crash or hang.
 
 Module-level so spawn-started processes can import it; it exercises the real process machinery.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import time
 
-from tuner.measure import Measurement, Problem
-from tuner.space import Config
+from tuner.benchmarkers import Measurement
+from tuner.space import Config, Problem
 
 
 def fake_latency(problem: Problem, config: Config) -> float:

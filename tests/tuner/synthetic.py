@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tuner.landscape import HEADER, Row
-from tuner.measure import Problem
-from tuner.space import Config, search_space
+from tuner.benchmarkers import HEADER, Row
+from tuner.space import Config, Problem, search_space
 
 DEVICE = "Synthetic_GPU"
 
@@ -26,7 +25,9 @@ def synthetic_us(problem: Problem, config: Config) -> float | None:
 def synthetic_rows(shapes, batch_sizes, *, block=(128, 128), input_type="fp8", out_dtype="float16"):
     for N, K in shapes:
         for M in batch_sizes:
-            problem = Problem(N, K, M, *block, input_type, out_dtype)
+            problem = Problem(
+                N=N, K=K, M=M, block_n=block[0], block_k=block[1], input_type=input_type, out_dtype=out_dtype
+            )
             for config in search_space(block[1]):
                 us = synthetic_us(problem, config)
                 yield Row(DEVICE, problem, config, "ok" if us is not None else "out_of_resources", us)

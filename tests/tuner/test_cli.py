@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.tuner.synthetic import write_landscape
-from tuner.space import Config, search_space
+from tuner.space import TIMED, Config, search_space
 
 SHAPE = (256, 512)
 BATCH_SIZES = ("1", "16")
@@ -54,7 +54,7 @@ def timed_counts(url: str) -> dict[str, tuple[int, int]]:
     counts = {}
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
-        counts[summary.study_name] = (sum(1 for t in trials if t.user_attrs.get("timed") is True), len(trials))
+        counts[summary.study_name] = (sum(1 for t in trials if t.user_attrs.get(TIMED) is True), len(trials))
     storage.engine.dispose()
     return counts
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.tuner.synthetic import DEVICE
 from tests.tuner.test_report import BATCH_SIZES, K, N, shared_replay_storage
-from tuner.measure import Problem
+from tuner.space import STATUS, US, Problem
 from tuner.study import study_name
 
 HOST = "127.0.0.1"  # loopback only
@@ -80,7 +80,7 @@ def dashboard(tmp_path_factory, tmp_path):
 def test_dashboard_lists_the_studies_and_their_trials_user_attrs(dashboard):
     base, url = dashboard
     summaries = _get(f"{base}/api/studies")["study_summaries"]
-    expected = {study_name(Problem(N, K, M), DEVICE, "replay") for M in BATCH_SIZES}
+    expected = {study_name(Problem(N=N, K=K, M=M), DEVICE, "replay") for M in BATCH_SIZES}
     assert {s["study_name"] for s in summaries} == expected
     for summary in summaries:
         attrs = {a["key"]: a["value"] for a in summary["user_attrs"]}
@@ -95,9 +95,9 @@ def test_dashboard_lists_the_studies_and_their_trials_user_attrs(dashboard):
     for served, stored in zip(detail["trials"], study.trials):
         attrs = {a["key"]: a["value"] for a in served["user_attrs"]}
         assert served["state"] == stored.state.name.capitalize()
-        assert attrs["status"] == stored.user_attrs["status"]
+        assert attrs["status"] == stored.user_attrs[STATUS]
         if "us" in stored.user_attrs:  # measured: ok or pruned
-            assert float(attrs["us"]) == stored.user_attrs["us"]
+            assert float(attrs["us"]) == stored.user_attrs[US]
         params = {p["name"]: int(p["param_external_value"]) for p in served["params"]}
         assert params == stored.params
     measured = [t for t in detail["trials"] if {"us", "status"} <= {a["key"] for a in t["user_attrs"]}]

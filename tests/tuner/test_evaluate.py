@@ -7,10 +7,9 @@ import csv
 import pytest
 
 from tests.tuner.synthetic import write_landscape
-from tuner.evaluate import main
-from tuner.measure import Problem
-from tuner.replay import ReplayBenchmarker
-from tuner.space import search_space
+from tuner.benchmarkers import ReplayBenchmarker
+from tuner.cli.evaluate import main
+from tuner.space import Problem, search_space
 
 SHAPES = [(512, 1024), (1024, 512)]
 BATCH_SIZES = [1, 16, 64]
@@ -32,7 +31,7 @@ def test_chosen_batch_sizes_of_every_shape_are_run_and_their_ratios_recorded(lan
     assert len(rows) == len(points) * 2 * 2  # x strategies x budgets, one seed
     replay = ReplayBenchmarker.from_file(landscape)
     for r in rows:
-        problem = Problem(int(r["N"]), int(r["K"]), int(r["M"]))
+        problem = Problem(N=int(r["N"]), K=int(r["K"]), M=int(r["M"]))
         worst = max(us for us in (replay.latency(problem, c) for c in search_space(128)) if us is not None)
         assert 1.0 <= float(r["ratio"]) <= worst / replay.optimum(problem)[1] + 1e-9
     table = capsys.readouterr().out.splitlines()

@@ -11,9 +11,9 @@ import pytest
 from tuner.export import config_file_name, nearest_entry, read_config_file, render, write_configs
 from tuner.space import Config
 
-FAST = Config(16, 64, 128, 1, 4, 4)
-WIDE = Config(16, 128, 128, 16, 8, 5)
-DEFAULT = Config(64, 128, 128, 32, 4, 3)
+FAST = Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=4)
+WIDE = Config(block_m=16, block_n=128, block_k=128, group_m=16, num_warps=8, num_stages=5)
+DEFAULT = Config(block_m=64, block_n=128, block_k=128, group_m=32, num_warps=4, num_stages=3)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +150,9 @@ def _write_keys(path: str, keys: list[int], barrier) -> None:
     """One writer process: one write per key, so the writers interleave as much as possible."""
     barrier.wait()
     for M in keys:
-        write_configs(path, {M: Config(16, 32, 128, 1, 4, 2 + M % 4)})
+        write_configs(
+            path, {M: Config(block_m=16, block_n=32, block_k=128, group_m=1, num_warps=4, num_stages=2 + M % 4)}
+        )
 
 
 def test_concurrent_writers_lose_no_entry(tmp_path):

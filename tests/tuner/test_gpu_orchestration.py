@@ -1,4 +1,4 @@
-"""tuner.gpu's process machinery with the GPU side injected: restarts, time-outs, compile failures."""
+"""The GPU benchmarker's process machinery with the GPU side injected: restarts, time-outs, compile failures."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_latency
+from tuner.benchmarkers import GpuBenchmarker
 from tuner.export import read_config_file
-from tuner.gpu import GpuBenchmarker
-from tuner.measure import Problem
-from tuner.space import Config
-from tuner.study import make_storage
-from tuner.tuning import TuneOptions, tune_shape
+from tuner.space import COMPILE_S, Config, Problem
+from tuner.study import TuneOptions, make_storage, tune_shape
 
 PROBLEM = Problem(N=512, K=256, M=16)
 
@@ -34,43 +32,52 @@ def test_reports_device_of_the_timing_process(bench):
 
 
 def test_ok_measurement_carries_latency_and_compile_time(bench):
-    config = Config(64, 128, 128, 1, 4, 3)
+    config = Config(block_m=64, block_n=128, block_k=128, group_m=1, num_warps=4, num_stages=3)
     result = bench.measure(PROBLEM, config)
     assert result.status == "ok" and result.us == pytest.approx(fake_latency(PROBLEM, config))
     assert result.compile_s is not None and result.compile_s >= 0
 
 
 def test_compile_failure_is_recorded_without_timing(bench):
-    result = bench.measure(PROBLEM, Config(64, 256, 128, 1, 4, 2))
+    result = bench.measure(PROBLEM, Config(block_m=64, block_n=256, block_k=128, group_m=1, num_warps=4, num_stages=2))
     assert result.status == "compile_error" and "PTXAS" in result.reason
 
 
 @pytest.mark.parametrize(
     ("config", "status"),
     [
-        (Config(256, 64, 128, 1, 8, 5), "crash"),  # the process exits
-        (Config(128, 64, 128, 1, 8, 4), "crash"),  # an unclassified CUDA error
-        (Config(128, 64, 128, 1, 8, 5), "timeout"),  # the process hangs
+        (
+            Config(block_m=256, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=5),
+            "crash",
+        ),  # the process exits
+        (
+            Config(block_m=128, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=4),
+            "crash",
+        ),  # an unclassified CUDA error
+        (
+            Config(block_m=128, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=5),
+            "timeout",
+        ),  # the process hangs
     ],
 )
 def test_a_config_that_kills_or_hangs_costs_one_measurement(bench, config, status):
     restarts = bench.restarts
     assert bench.measure(PROBLEM, config).status == status
     assert bench.restarts == restarts + 1
-    healthy = Config(32, 64, 128, 1, 4, 3)
+    healthy = Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3)
     assert bench.measure(PROBLEM, healthy).status == "ok"
 
 
 def test_prune_threshold_reaches_the_timing_process(bench):
-    config = Config(16, 32, 128, 1, 4, 5)
+    config = Config(block_m=16, block_n=32, block_k=128, group_m=1, num_warps=4, num_stages=5)
     result = bench.measure(PROBLEM, config, prune_above_us=1.0)
     assert result.status == "pruned" and result.us == pytest.approx(fake_latency(PROBLEM, config))
 
 
 def test_the_tuner_runs_end_to_end_on_the_gpu_path(tmp_path):
-    # tuner.tuning over the real process machinery (compile pool, timing process, prune threshold,
+    # tuner.study over the real process machinery (compile pool, timing process, prune threshold,
     # compile-ahead), with the GPU side injected: what `python -m tuner.run` does on a GPU.
-    problems = [Problem(512, 256, M) for M in (1, 64)]
+    problems = [Problem(N=512, K=256, M=M) for M in (1, 64)]
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     with GpuBenchmarker(compile_workers=2, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as b:
         results, path = tune_shape(storage, b, problems, TuneOptions(trials=12, seed=0), tmp_path / "cfg")
@@ -82,18 +89,17 @@ def test_the_tuner_runs_end_to_end_on_the_gpu_path(tmp_path):
     for summary in optuna.get_all_study_summaries(storage):
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
         assert summary.study_name.endswith("_Fake_GPU")
-        assert all(t.user_attrs.get("compile_s") is not None for t in trials if t.state == TrialState.COMPLETE)
+        assert all(t.user_attrs.get(COMPILE_S) is not None for t in trials if t.state == TrialState.COMPLETE)
 
 
 # A process that owns a benchmarker whose compile processes have finished their jobs and wait for more.
 _IDLE_POOL = """
 import time
 from tests.tuner.fake_gpu import FakeSession, fake_compile
-from tuner.gpu import GpuBenchmarker
-from tuner.measure import Problem
-from tuner.space import search_space
+from tuner.benchmarkers import GpuBenchmarker
+from tuner.space import Problem, search_space
 with GpuBenchmarker(compile_workers=2, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as bench:
-    problem, configs = Problem(512, 256, 16), search_space(128)[:4]
+    problem, configs = Problem(N=512, K=256, M=16), search_space(128)[:4]
     bench.prepare(problem, configs)
     for config in configs:
         bench.measure(problem, config)

@@ -1,4 +1,4 @@
-"""Landscape CSVs (SPEC section 4): writing, strict reading, gzip, and replaying them as a Benchmarker."""
+"""Landscape CSVs (docs/contracts.md): writing, strict reading, gzip, and replaying them as a Benchmarker."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import gzip
 
 import pytest
 
-from tuner.landscape import HEADER, LandscapeWriter, Row, read_rows
-from tuner.measure import Measurement, Problem
-from tuner.replay import ReplayBenchmarker
-from tuner.space import Config
+from tuner.benchmarkers import HEADER, LandscapeWriter, Measurement, ReplayBenchmarker, Row, read_rows
+from tuner.space import Config, Problem
 
 DEVICE = "NVIDIA_H100_80GB_HBM3"
 PROBLEM = Problem(N=576, K=7168, M=13, out_dtype="bfloat16")
-FAST = Config(16, 64, 128, 1, 4, 4)
-HUGE = Config(256, 256, 128, 64, 8, 5)
-ABSENT = Config(32, 32, 64, 1, 4, 2)
+FAST = Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=4)
+HUGE = Config(block_m=256, block_n=256, block_k=128, group_m=64, num_warps=8, num_stages=5)
+ABSENT = Config(block_m=32, block_n=32, block_k=64, group_m=1, num_warps=4, num_stages=2)
 
 HEADER_LINE = ",".join(HEADER)
 # A valid row to start from; cases below break one field of it.

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tuner.run import main
+from tuner.cli.run import main
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
 
 # A Qwen3-32B-like dense model: hidden 5120, intermediate 25600, 64 heads, 8 KV heads, head_dim 128.

@@ -9,20 +9,19 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.tuner.synthetic import synthetic_rows
-from tuner.landscape import Row
-from tuner.measure import Problem
-from tuner.objective import WrongResult
-from tuner.replay import ReplayBenchmarker
-from tuner.search import config_of
-from tuner.space import Config, default_config
-from tuner.study import make_storage, study_name, timed_trials
-from tuner.tuning import TuneOptions, tune_problem
+from tuner.benchmarkers import ReplayBenchmarker, Row
+from tuner.space import REASON, STATUS, TIMED, Config, Problem, config_of, default_config
+from tuner.study import TuneOptions, WrongResult, make_storage, study_name, timed_trials, tune_problem
 
 PROBLEM = Problem(N=256, K=512, M=16)
-OPTIMUM = Config(16, 32, 128, 1, 4, 3)  # 5.1 us in the synthetic landscape
+OPTIMUM = Config(
+    block_m=16, block_n=32, block_k=128, group_m=1, num_warps=4, num_stages=3
+)  # 5.1 us in the synthetic landscape
 DEFAULT = default_config(128, 128)  # 7.2 us
-SLOW = Config(256, 256, 128, 1, 4, 3)  # 21.8 us
-TOO_BIG = Config(256, 256, 128, 64, 8, 5)  # 320 KiB of shared memory: out_of_resources
+SLOW = Config(block_m=256, block_n=256, block_k=128, group_m=1, num_warps=4, num_stages=3)  # 21.8 us
+TOO_BIG = Config(
+    block_m=256, block_n=256, block_k=128, group_m=64, num_warps=8, num_stages=5
+)  # 320 KiB of shared memory: out_of_resources
 
 
 def replay(wrong_result: Config | None = None) -> ReplayBenchmarker:
@@ -52,7 +51,7 @@ def test_timed_configs_equal_the_budget(storage, budget):
     study = load(storage, bench)
     assert result.timed == len(timed_trials(study)) == budget
     assert bench.measurements == budget  # one measurement per timed trial, none hidden
-    assert all(t.user_attrs.get("timed") is False for t in study.trials if t not in timed_trials(study))
+    assert all(t.user_attrs.get(TIMED) is False for t in study.trials if t not in timed_trials(study))
 
 
 def test_failed_config_is_a_failed_trial_with_its_reason(storage):
@@ -61,9 +60,9 @@ def test_failed_config_is_a_failed_trial_with_its_reason(storage):
     study = load(storage, bench)
     (failed,) = [t for t in study.trials if config_of(t) == TOO_BIG]
     assert failed.state == TrialState.FAIL and failed.value is None
-    assert failed.user_attrs["status"] == "out_of_resources"
-    assert failed.user_attrs["reason"]
-    assert failed.user_attrs["timed"] is True  # a failure still spends the budget
+    assert failed.user_attrs[STATUS] == "out_of_resources"
+    assert failed.user_attrs[REASON]
+    assert failed.user_attrs[TIMED] is True  # a failure still spends the budget
     # Nothing reaches the sampler as infinity (or any other non-finite number).
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and all(math.isfinite(t.value) for t in complete)
@@ -79,8 +78,8 @@ def test_config_enqueued_twice_is_timed_once(storage):
     tune_problem(storage, PROBLEM, bench, TuneOptions(trials=3, seed=0), [])
     first, second = load(storage, bench).trials[:2]
     assert config_of(first) == config_of(second) == SLOW
-    assert first.user_attrs["timed"] is True and first.state == TrialState.COMPLETE
-    assert second.user_attrs["timed"] is False and second.user_attrs["status"] == "repeat"
+    assert first.user_attrs[TIMED] is True and first.state == TrialState.COMPLETE
+    assert second.user_attrs[TIMED] is False and second.user_attrs[STATUS] == "repeat"
     assert second.state == TrialState.FAIL
     assert bench.measurements == 3
 
@@ -92,11 +91,11 @@ def test_default_config_is_never_pruned(storage):
     tune_problem(storage, PROBLEM, bench, options, [OPTIMUM, DEFAULT, SLOW])
     by_config = {config_of(t): t for t in load(storage, bench).trials}
     assert by_config[DEFAULT].state == TrialState.COMPLETE
-    assert by_config[DEFAULT].user_attrs["status"] == "ok"
+    assert by_config[DEFAULT].user_attrs[STATUS] == "ok"
     assert by_config[DEFAULT].value == pytest.approx(7.202)
     # Pruning is on: a config as slow as the default would have been, but not the default, is pruned.
     assert by_config[SLOW].state == TrialState.PRUNED
-    assert by_config[SLOW].user_attrs["status"] == "pruned"
+    assert by_config[SLOW].user_attrs[STATUS] == "pruned"
 
 
 def test_wrong_result_stops_the_run(storage):
@@ -105,7 +104,7 @@ def test_wrong_result_stops_the_run(storage):
         tune_problem(storage, PROBLEM, bench, TuneOptions(trials=4, seed=0), [SLOW, DEFAULT])
     # The run stopped at the wrong result: the next seed never started.
     (trial,) = [t for t in load(storage, bench).trials if t.state != TrialState.WAITING]
-    assert trial.state == TrialState.FAIL and trial.user_attrs["status"] == "wrong_result"
+    assert trial.state == TrialState.FAIL and trial.user_attrs[STATUS] == "wrong_result"
 
 
 def test_configs_that_cannot_fit_in_shared_memory_are_never_measured(storage):
@@ -122,7 +121,7 @@ def test_configs_that_cannot_fit_in_shared_memory_are_never_measured(storage):
     tpe = optuna.samplers.RandomSampler(seed=0)
     tune_problem(fresh, PROBLEM, bench, TuneOptions(trials=40, seed=0), [], sampler=tpe)
     trials = load(fresh, bench).trials
-    skipped = [t for t in trials if t.user_attrs.get("reason", "").startswith("skipped: needs")]
+    skipped = [t for t in trials if t.user_attrs.get(REASON, "").startswith("skipped: needs")]
     assert skipped, "a random sampler over the full space proposes some of the large configs"
-    assert all(t.state == TrialState.FAIL and t.user_attrs["timed"] is False for t in skipped)
+    assert all(t.state == TrialState.FAIL and t.user_attrs[TIMED] is False for t in skipped)
     assert all(config_of(t).shared_memory_bytes() > 100_000 for t in skipped)

@@ -16,16 +16,12 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-import tuner.study
+import tuner.study._storage
 from tests.tuner.synthetic import synthetic_rows, write_landscape
+from tuner.benchmarkers import ReplayBenchmarker
 from tuner.export import read_config_file
-from tuner.measure import Problem
-from tuner.parallel import split_work
-from tuner.replay import ReplayBenchmarker
-from tuner.search import config_of
-from tuner.space import default_config
-from tuner.study import make_storage, study_name, timed_trials
-from tuner.tuning import TuneOptions, tune_problem, warm_starts
+from tuner.space import STATUS, TIMED, Problem, config_of, default_config
+from tuner.study import TuneOptions, make_storage, split_work, study_name, timed_trials, tune_problem, warm_starts
 
 SHAPES = [(512, 1024), (1024, 512)]
 BATCH_SIZES = [1, 16, 64]
@@ -56,7 +52,7 @@ def _check_studies(storage_url: str) -> None:
     for summary in summaries:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         assert len(timed_trials(study)) == TRIALS, summary.study_name
-        measured = [config_of(t) for t in study.trials if t.user_attrs.get("status") in MEASURED]
+        measured = [config_of(t) for t in study.trials if t.user_attrs.get(STATUS) in MEASURED]
         assert len(measured) == len(set(measured)) == TRIALS
 
 
@@ -64,7 +60,7 @@ def _exported(folder: Path, landscape: Path) -> dict[int, float]:
     """The latency, per batch size, of the configs a run exported: its quality, ties allowed."""
     (path,) = folder.glob("*.json")
     replay = ReplayBenchmarker.from_file(landscape)
-    return {M: replay.latency(Problem(512, 1024, M), config) for M, config in read_config_file(path).items()}
+    return {M: replay.latency(Problem(N=512, K=1024, M=M), config) for M, config in read_config_file(path).items()}
 
 
 def _postgres_database(name: str) -> str:
@@ -100,7 +96,7 @@ def one_worker_file(landscape, tmp_path_factory) -> dict[int, float]:
 # (shapes, workers): more workers than shapes split batch sizes into contiguous runs.
 @pytest.mark.parametrize(("n_shapes", "workers"), [(13, 8), (2, 4), (1, 3), (5, 1)])
 def test_split_work_covers_everything_once_and_balances(n_shapes, workers):
-    shapes = [[Problem(512 * (i + 1), 1024, M) for M in (1, 16, 256, 4096)] for i in range(n_shapes)]
+    shapes = [[Problem(N=512 * (i + 1), K=1024, M=M) for M in (1, 16, 256, 4096)] for i in range(n_shapes)]
     plan = split_work(shapes, workers)
     assigned = [p for units in plan for unit in units for p in unit]
     assert sorted(assigned, key=repr) == sorted((p for s in shapes for p in s), key=repr)
@@ -113,7 +109,7 @@ def test_split_work_covers_everything_once_and_balances(n_shapes, workers):
 def test_warm_starts_look_past_a_neighbour_another_process_has_only_begun():
     storage = optuna.storages.InMemoryStorage()
     bench = ReplayBenchmarker(synthetic_rows([SHAPES[0]], BATCH_SIZES))
-    small, begun, done = (Problem(*SHAPES[0], M) for M in BATCH_SIZES)
+    small, begun, done = (Problem(N=SHAPES[0][0], K=SHAPES[0][1], M=M) for M in BATCH_SIZES)
     optuna.create_study(storage=storage, study_name=study_name(begun, bench.device_name, bench.kind))
     tuned = tune_problem(storage, done, bench, TuneOptions(trials=4, seed=0), seeds=[])
     seeds = warm_starts(storage, bench, small, BATCH_SIZES, TuneOptions(), existing={})
@@ -136,8 +132,8 @@ def test_a_worker_that_loses_the_race_to_create_the_storage_tries_again(tmp_path
             raise race
         return RDBStorage(*args, **kwargs)
 
-    monkeypatch.setattr(tuner.study, "RDBStorage", racing)
-    monkeypatch.setattr(tuner.study.time, "sleep", lambda s: None)
+    monkeypatch.setattr(tuner.study._storage, "RDBStorage", racing)
+    monkeypatch.setattr(tuner.study._storage.time, "sleep", lambda s: None)
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     assert len(tries) == 2 and optuna.get_all_study_summaries(storage) == []
 
@@ -146,8 +142,8 @@ def test_a_storage_that_stays_unusable_is_one_usage_error(tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
 
-    monkeypatch.setattr(tuner.study, "RDBStorage", broken)
-    monkeypatch.setattr(tuner.study.time, "sleep", lambda s: None)
+    monkeypatch.setattr(tuner.study._storage, "RDBStorage", broken)
+    monkeypatch.setattr(tuner.study._storage.time, "sleep", lambda s: None)
     with pytest.raises(ValueError, match=r"is not usable: StorageInternalError: An exception is raised"):
         make_storage(f"sqlite:///{tmp_path}/s.db")
 
@@ -191,7 +187,9 @@ def _slow_worker(url: str, landscape: str) -> None:
     bench = ReplayBenchmarker.from_file(landscape, delay_s=30.0)  # stays inside its first measurement
     # Seeded with a config that runs, so that its retry must come back ok (a random first config
     # may be one the landscape records as failing).
-    tune_problem(storage, Problem(512, 1024, 16), bench, TuneOptions(trials=TRIALS), seeds=[default_config(128, 128)])
+    tune_problem(
+        storage, Problem(N=512, K=1024, M=16), bench, TuneOptions(trials=TRIALS), seeds=[default_config(128, 128)]
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -207,7 +205,7 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(landscape, tm
         summaries = optuna.get_all_study_summaries(make_storage(url))
         if summaries:
             study = optuna.load_study(study_name=summaries[0].study_name, storage=make_storage(url))
-            running = [t for t in study.trials if t.state == TrialState.RUNNING and t.user_attrs.get("timed")]
+            running = [t for t in study.trials if t.state == TrialState.RUNNING and t.user_attrs.get(TIMED)]
         if running:
             break
         time.sleep(0.2)
@@ -218,11 +216,11 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(landscape, tm
     time.sleep(4)  # past the grace period: the dead worker's heartbeat is stale
     storage = make_storage(url, heartbeat_s=1, grace_s=3)
     bench = ReplayBenchmarker.from_file(landscape)
-    tune_problem(storage, Problem(512, 1024, 16), bench, TuneOptions(trials=TRIALS), seeds=[])
+    tune_problem(storage, Problem(N=512, K=1024, M=16), bench, TuneOptions(trials=TRIALS), seeds=[])
     study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
     killed = study.trials[running[0].number]
     assert killed.state == TrialState.FAIL
     retries = [t for t in study.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number]
-    assert len(retries) == 1 and retries[0].user_attrs["status"] == "ok"
+    assert len(retries) == 1 and retries[0].user_attrs[STATUS] == "ok"
     assert config_of(retries[0]) == config_of(killed)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]

@@ -23,12 +23,10 @@ from tuner.analysis import (
     load_studies,
     summary_table,
 )
+from tuner.benchmarkers import FAILURES, HEADER, Row
+from tuner.cli.report import main
 from tuner.export import config_file_name, write_configs
-from tuner.landscape import HEADER, Row
-from tuner.measure import FAILURES
-from tuner.report import main
-from tuner.search import config_of
-from tuner.space import default_config, search_space
+from tuner.space import TIMED, config_of, default_config, search_space
 
 N, K = 512, 1024
 BATCH_SIZES = (1, 16, 256)
@@ -128,7 +126,7 @@ def test_history_is_the_non_increasing_best_so_far_over_timed_trials(tuned, tria
     table = summary_table(tuned[0]).set_index("M")
     for M, rows in steps.groupby("M"):
         assert list(rows["index"]) == list(range(1, TRIALS + 1))
-        timed = [t for t in trials_by_m[M] if t.user_attrs.get("timed")]
+        timed = [t for t in trials_by_m[M] if t.user_attrs.get(TIMED)]
         assert list(rows.trial) == [t.number for t in timed]
         best = rows.best_us.dropna()
         assert (best.diff().dropna() <= 0).all()

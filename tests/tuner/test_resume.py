@@ -16,12 +16,9 @@ import pytest
 import sqlalchemy.exc
 
 from tests.tuner.synthetic import synthetic_rows, write_landscape
-from tuner.measure import Problem
-from tuner.objective import MEASURED
-from tuner.replay import ReplayBenchmarker
-from tuner.space import default_config
-from tuner.study import make_storage, study_name
-from tuner.tuning import TuneOptions, tune_problem
+from tuner.benchmarkers import ReplayBenchmarker
+from tuner.space import STATUS, TIMED, Problem, default_config
+from tuner.study import MEASURED, TuneOptions, make_storage, study_name, tune_problem
 
 SHAPE = (256, 512)
 BATCH_SIZES = (1, 16, 64)
@@ -55,7 +52,7 @@ def run_args(tmp_path, landscape) -> list[str]:
 
 
 def timed(trials) -> list[optuna.trial.FrozenTrial]:
-    return [t for t in trials if t.user_attrs.get("timed") is True]
+    return [t for t in trials if t.user_attrs.get(TIMED) is True]
 
 
 # SIGKILL leaves no chance to clean up; SIGINT is Ctrl-C, which must stop cleanly with one line. Both
@@ -110,7 +107,7 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
         # A trial killed mid-measure is timed (timed=True, no status) and counts against the budget;
         # one killed before it was timed (RUNNING, no 'timed') does not.
         assert len(timed(trials)) >= TRIALS, name
-        measured = Counter(tuple(sorted(t.params.items())) for t in trials if t.user_attrs.get("status") in MEASURED)
+        measured = Counter(tuple(sorted(t.params.items())) for t in trials if t.user_attrs.get(STATUS) in MEASURED)
         assert max(measured.values()) == 1, f"{name}: a config was measured twice"
     # The kill can cut short one trial per worker only, so the budgets are spent at most once over each.
     assert sum(len(timed(trials)) for trials in found.values()) <= TRIALS * len(BATCH_SIZES) + workers
@@ -120,7 +117,7 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
 
 def test_rerun_right_after_a_kill_before_timing_still_times_the_full_budget(tmp_path):
     # The dead trial is waited for until it is DECIDING_S old, then no longer counts as a claim.
-    problem = Problem(*SHAPE, M=16)
+    problem = Problem(N=SHAPE[0], K=SHAPE[1], M=16)
     bench = ReplayBenchmarker(synthetic_rows([SHAPE], [problem.M]))
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     study = optuna.create_study(
@@ -144,26 +141,26 @@ def _optuna_cleanup_error():
 
 @pytest.mark.parametrize("raised", [KeyboardInterrupt(), _optuna_cleanup_error()], ids=["plain", "inside-optuna"])
 def test_ctrl_c_anywhere_ends_with_the_resume_line(tmp_path, monkeypatch, capsys, raised):
-    import tuner.run
+    import tuner.cli.run
 
     def interrupted(*run):
         raise raised
 
-    monkeypatch.setattr(tuner.run, "_execute", interrupted)
+    monkeypatch.setattr(tuner.cli.run, "_execute", interrupted)
     landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
     argv = run_args(tmp_path, landscape)
-    assert tuner.run.main(argv) == 1
+    assert tuner.cli.run.main(argv) == 1
     assert capsys.readouterr().err.startswith("interrupted: every finished measurement is stored")
 
 
 def test_an_error_not_from_ctrl_c_still_surfaces(tmp_path, monkeypatch):
-    import tuner.run
+    import tuner.cli.run
 
     def broken(*run):
         raise UnboundLocalError("a bug of ours")
 
-    monkeypatch.setattr(tuner.run, "_execute", broken)
+    monkeypatch.setattr(tuner.cli.run, "_execute", broken)
     landscape = write_landscape(tmp_path / "land.csv", [SHAPE], BATCH_SIZES)
     argv = run_args(tmp_path, landscape)
     with pytest.raises(UnboundLocalError, match="a bug of ours"):
-        tuner.run.main(argv)
+        tuner.cli.run.main(argv)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import optuna
 
-from tuner.replay import ReplayBenchmarker
-from tuner.tuning import TuneOptions, tune_problem, warm_starts
+from tuner.benchmarkers import ReplayBenchmarker
+from tuner.study import TuneOptions, tune_problem, warm_starts
 
 LANDSCAPE = Path(__file__).resolve().parents[2] / "studies" / "landscapes" / "h100_fp8_7168x18432.csv.gz"
 

@@ -1,6 +1,8 @@
-"""The config type and search space (SPEC section 3), and DeepSeek-V3's weight shapes per tensor-parallel size."""
+"""The config type and search space (docs/contracts.md), and DeepSeek-V3's weight shapes per tensor-parallel size."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
@@ -48,7 +50,7 @@ def test_every_config_round_trips_through_sglang_keys():
         assert Config.from_sglang(entry) == config
 
 
-_ENTRY = Config(32, 64, 128, 16, 8, 4).as_sglang()
+_ENTRY = Config(block_m=32, block_n=64, block_k=128, group_m=16, num_warps=8, num_stages=4).as_sglang()
 
 
 @pytest.mark.parametrize(
@@ -71,18 +73,29 @@ def test_from_sglang_rejects_a_bad_entry(entry):
 @pytest.mark.parametrize(
     ("config", "M", "collapsed"),
     [
-        (Config(64, 128, 128, 32, 4, 3), 1, True),  # one row of tiles: group order is the identity
-        (Config(64, 128, 128, 32, 4, 3), 64, True),  # M == BLOCK_SIZE_M is still one row of tiles
-        (Config(64, 128, 128, 32, 4, 3), 65, False),  # two rows: GROUP_SIZE_M reorders tiles
-        (Config(16, 32, 64, 64, 8, 5), 4096, False),  # many rows
+        (
+            Config(block_m=64, block_n=128, block_k=128, group_m=32, num_warps=4, num_stages=3),
+            1,
+            True,
+        ),  # one row of tiles: group order is the identity
+        (
+            Config(block_m=64, block_n=128, block_k=128, group_m=32, num_warps=4, num_stages=3),
+            64,
+            True,
+        ),  # M == BLOCK_SIZE_M is still one row of tiles
+        (
+            Config(block_m=64, block_n=128, block_k=128, group_m=32, num_warps=4, num_stages=3),
+            65,
+            False,
+        ),  # two rows: GROUP_SIZE_M reorders tiles
+        (Config(block_m=16, block_n=32, block_k=64, group_m=64, num_warps=8, num_stages=5), 4096, False),  # many rows
     ],
 )
 def test_schedule_key(config, M, collapsed):
     key = config.schedule_key(M)
-    assert key == (Config(config.block_m, config.block_n, config.block_k, 1, config.num_warps, config.num_stages)
-                   if collapsed else config)  # fmt: skip
+    assert key == (dataclasses.replace(config, group_m=1) if collapsed else config)
     # Configs that differ only in GROUP_SIZE_M share a key exactly when the group cannot matter.
-    other = Config(config.block_m, config.block_n, config.block_k, 16, config.num_warps, config.num_stages)
+    other = dataclasses.replace(config, group_m=16)
     assert (other.schedule_key(M) == key) == collapsed
 
 

@@ -6,20 +6,18 @@ from collections import defaultdict
 
 import torch
 
-import tuner.gpu
+import tuner.benchmarkers
 from tests.tuner.synthetic import synthetic_rows
-from tuner.landscape import LandscapeWriter, read_rows
-from tuner.measure import Problem
-from tuner.replay import ReplayBenchmarker
-from tuner.space import search_space
-from tuner.sweep import main, sweep
+from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker, read_rows
+from tuner.cli.sweep import main, sweep
+from tuner.space import Problem, search_space
 
 SHAPE = (256, 512)
 BATCH_SIZES = [1, 48]  # M=48: GROUP_SIZE_M matters for BLOCK_SIZE_M 16 and 32 only
 
 
 def _problems() -> list[Problem]:
-    return [Problem(*SHAPE, M) for M in BATCH_SIZES]
+    return [Problem(N=SHAPE[0], K=SHAPE[1], M=M) for M in BATCH_SIZES]
 
 
 def test_every_config_at_every_m_with_group_timed_once_per_schedule(tmp_path):
@@ -75,7 +73,7 @@ class _InterruptedGpu(ReplayBenchmarker):
 
 def test_ctrl_c_keeps_the_rows_measured_and_says_how_to_resume(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(tuner.gpu, "GpuBenchmarker", _InterruptedGpu)
+    monkeypatch.setattr(tuner.benchmarkers, "GpuBenchmarker", _InterruptedGpu)
     out = tmp_path / "l.csv"
     argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES), "--out", str(out)]
     assert main(argv) == 1

@@ -17,7 +17,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.space import BLOCK_SIZE_M, BLOCK_SIZE_N, GROUP_SIZE_M, NUM_STAGES, NUM_WARPS, SGLANG_KEYS, Config
+from tuner.space import BLOCK_SIZE_M, BLOCK_SIZE_N, GROUP_SIZE_M, NUM_STAGES, NUM_WARPS, SGLANG_KEYS, Config, config_of
 
 # Parameters whose neighbours are the adjacent values; GROUP_SIZE_M's values are all neighbours
 # of each other (it is a reordering, with no notion of near).
@@ -33,13 +33,6 @@ def distributions(space: Sequence[Config]) -> dict[str, CategoricalDistribution]
     """One categorical parameter per SGLang key, over the values the space holds."""
     values = {key: sorted({c.as_sglang()[key] for c in space}) for key in SGLANG_KEYS}
     return {key: CategoricalDistribution(values[key]) for key in SGLANG_KEYS}
-
-
-def config_of(trial: FrozenTrial | optuna.Trial) -> Config | None:
-    params = trial.params
-    if set(params) != set(SGLANG_KEYS):
-        return None
-    return Config.from_sglang({key: int(params[key]) for key in SGLANG_KEYS})
 
 
 def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | None:

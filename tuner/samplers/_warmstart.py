@@ -13,13 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tuner.landscape import Row, read_rows
-from tuner.measure import Problem
-from tuner.space import Config
+from tuner.benchmarkers import Row, read_rows
+from tuner.space import Config, Problem
 
 # Penalty ratio for a config that failed or is missing on a prior shape.
 _FAILED_RATIO = 10.0
-PRIOR_DIR = Path(__file__).resolve().parent.parent / "studies" / "landscapes"
+PRIOR_DIR = Path(__file__).resolve().parents[2] / "studies" / "landscapes"
 
 
 class Prior:

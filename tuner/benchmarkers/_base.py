@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from tuner.space import Config
+from tuner.space import Config, Problem
 
 Status = Literal["ok", "pruned", "out_of_resources", "compile_error", "wrong_result", "crash", "timeout"]
 FAILURES: tuple[Status, ...] = ("out_of_resources", "compile_error", "wrong_result", "crash", "timeout")
@@ -31,41 +31,6 @@ class Measurement:
     def __post_init__(self) -> None:
         if (self.us is None) == (self.status in ("ok", "pruned")):
             raise ValueError(f"a {self.status!r} measurement must {'' if self.us is None else 'not '}carry us.")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One GEMM to tune: a weight shape, a batch size, the quantization and the output dtype."""
-
-    N: int
-    K: int
-    M: int
-    block_n: int = 128
-    block_k: int = 128
-    input_type: Literal["fp8", "int8"] = "fp8"
-    out_dtype: Literal["bfloat16", "float16", "float32"] = "float16"
-
-    def __post_init__(self) -> None:
-        for name in ("N", "K", "M", "block_n", "block_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, but got {value!r}.")
-        if self.input_type not in ("fp8", "int8"):
-            raise ValueError(f"input type must be fp8 or int8, but got {self.input_type!r}.")
-        if self.out_dtype not in ("bfloat16", "float16", "float32"):
-            raise ValueError(f"out dtype must be bfloat16, float16 or float32, but got {self.out_dtype!r}.")
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.M * self.N * self.K
-
-    @property
-    def min_bytes(self) -> int:
-        """Each operand read once and C written once: the memory-bound floor's traffic."""
-        out_bytes = 4 if self.out_dtype == "float32" else 2
-        scale_groups = -(-self.K // self.block_k)
-        scales = 4 * (self.M * scale_groups + -(-self.N // self.block_n) * scale_groups)
-        return self.M * self.K + self.N * self.K + out_bytes * self.M * self.N + scales
 
 
 class Benchmarker(Protocol):

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tuner._cli import stopped_by_ctrl_c
-from tuner.measure import Problem
+from tuner.interrupt import stopped_by_ctrl_c
+from tuner.space import Problem
 
 _SPAWN = mp.get_context("spawn")
 
@@ -61,24 +61,27 @@ def split_work(shapes: Sequence[Sequence[Problem]], workers: int) -> list[list[l
     return plan
 
 
-def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]], *, progress: bool = False):
-    """Tune the given units on one device (or in replay); returns their StudyResults per unit."""
+def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]], *, progress: bool = False):
+    """Tune units of work on one device (or in replay): the single-GPU driver and each worker's body.
+
+    Returns (StudyResults, config file) per unit.
+    """
     import optuna
     from tqdm import tqdm
 
     from tuner.interrupt import held_outside_waits
-    from tuner.study import make_storage
-    from tuner.tuning import TuneOptions, tune_shape
-    from tuner.warmstart import Prior
+    from tuner.samplers import Prior
+    from tuner.study._storage import make_storage
+    from tuner.study._tuning import TuneOptions, tune_shape
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed configs are recorded, not logged
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if spec.replay is not None:
-        from tuner.replay import ReplayBenchmarker
+        from tuner.benchmarkers import ReplayBenchmarker
 
         bench = ReplayBenchmarker.from_file(spec.replay)
     else:
-        from tuner.gpu import GpuBenchmarker
+        from tuner.benchmarkers import GpuBenchmarker
 
         bench = GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers)
     storage = make_storage(spec.storage_url)
@@ -101,7 +104,7 @@ def work(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]
 def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]) -> None:
     """One worker process. Ctrl-C reaches every process of the terminal: the parent alone reports it."""
     try:
-        work(spec, device_index, units)
+        tune_units(spec, device_index, units)
     except BaseException as error:
         if stopped_by_ctrl_c(error):
             sys.exit(130)
@@ -130,8 +133,8 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
     import optuna
 
     from tuner.export import config_file_name, write_configs
-    from tuner.study import make_storage, study_name
-    from tuner.tuning import study_result
+    from tuner.study._storage import make_storage, study_name
+    from tuner.study._tuning import study_result
 
     storage = make_storage(spec.storage_url)
     outcome = []

@@ -1,6 +1,6 @@
 """The GPU-only part of timing: compile a config, check it once against the reference, time it.
 
-Runs inside worker processes (see tuner.gpu). Failures are classified exactly as Triton reports
+Runs inside worker processes (see tuner.benchmarkers._gpu). Failures are classified exactly as Triton reports
 them; anything else means the CUDA context can no longer be trusted and the process must go.
 """
 
@@ -10,15 +10,17 @@ import torch
 from triton.compiler.errors import CompilationError
 from triton.runtime.errors import OutOfResources, PTXASError
 
-from kernels import compile_w8a8_block_matmul, w8a8_block_matmul, w8a8_block_matmul_reference
+from kernels import (
+    INPUT_DTYPES,
+    OUTPUT_DTYPES,
+    RELATIVE_TOLERANCE,
+    compile_w8a8_block_matmul,
+    w8a8_block_matmul,
+    w8a8_block_matmul_reference,
+)
 from kernels.timing import make_operand_sets, make_weight_sets, rotation_sets_needed, time_launches
-from tuner.measure import Measurement, Problem
-from tuner.space import Config
-
-INPUT_DTYPES = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}
-OUTPUT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-# Relative Frobenius error against the float32 reference above which a config computes wrongly.
-TOLERANCE = {"float32": 1e-4, "float16": 2e-3, "bfloat16": 1e-2}
+from tuner.benchmarkers._base import Measurement
+from tuner.space import Config, Problem
 
 
 class ContextLost(Exception):
@@ -108,7 +110,7 @@ class CudaTimingSession:
             return failure
         reference = self._references[problem]
         error = ((out.float() - reference).norm() / reference.norm()).item()
-        if not error < TOLERANCE[problem.out_dtype]:
+        if not error < RELATIVE_TOLERANCE[out_dtype]:
             return Measurement("wrong_result", reason=f"relative error {error:.3g} vs the float32 reference")
         try:
             timing = time_launches(launch, len(sets), prune_above_us=prune_above_us)

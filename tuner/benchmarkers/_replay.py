@@ -1,4 +1,4 @@
-"""Replay: tune against a recorded landscape instead of a GPU (SPEC section 4).
+"""Replay: tune against a recorded landscape instead of a GPU (docs/contracts.md, "Landscape file").
 
 A trial's latency is read from the matching row; a config without an ok row is a failed config
 with the recorded reason. Needs no GPU and no Triton compiler, so the whole tuner can be tested and
@@ -11,14 +11,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from tuner.benchmarkers._base import Measurement
+from tuner.benchmarkers._landscape import Row, read_rows
 from tuner.interrupt import interruptible
-from tuner.landscape import Row, read_rows
-from tuner.measure import Measurement, Problem
-from tuner.space import Config
+from tuner.space import Config, Problem
 
 
 class ReplayBenchmarker:
-    """The Benchmarker over a landscape file (see tuner.measure)."""
+    """The Benchmarker over a landscape file (see tuner.benchmarkers)."""
 
     kind = "replay"
     shared_memory_limit = None

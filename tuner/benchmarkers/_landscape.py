@@ -1,4 +1,4 @@
-"""The landscape CSV (SPEC section 4): one timed (shape, M, config) per row, written as it is measured."""
+"""The landscape CSV (docs/contracts.md): one timed (shape, M, config) per row, written as it is measured."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.measure import Measurement, Problem
-from tuner.space import Config
+from tuner.benchmarkers._base import Measurement
+from tuner.space import SGLANG_KEYS, Config, Problem
 
 HEADER = (
     "device,input_type,out_dtype,N,K,M,block_n,block_k,"
@@ -66,8 +66,8 @@ def _parse(fields: list[str]) -> Row:
         raise ValueError(f"status must be one of {STATUSES}, but got {status!r}")
     if (status == "ok") != (us != ""):
         raise ValueError(f"us must be given exactly when status is ok, but got status {status!r} and us {us!r}")
-    problem = Problem(N, K, M, block_n, block_k, input_type, out_dtype)
-    return Row(device, problem, Config(*config), status, float(us) if us else None)
+    problem = Problem(N=N, K=K, M=M, block_n=block_n, block_k=block_k, input_type=input_type, out_dtype=out_dtype)
+    return Row(device, problem, Config.from_sglang(dict(zip(SGLANG_KEYS, config))), status, float(us) if us else None)
 
 
 class LandscapeWriter:

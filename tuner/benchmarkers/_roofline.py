@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tuner.measure import Problem
+from tuner.space import Problem
 
 # (8-bit dense peak in TFLOP/s, DRAM bandwidth in TB/s), as measured on the device, not datasheets.
-# H100 80GB HBM3, 2026-11-13 (see /work/.library device notes, quoted in issue 6): a device-to-device
+# H100 80GB HBM3, 2026-11-13, as the GPU host's own notes record it: a device-to-device
 # copy moved 3.00 TB/s counting reads and writes; the fp8 peak is estimated as twice the measured
 # 798 TFLOP/s bf16 matrix product, 1567 TFLOP/s (int8 shares the fp8 tensor-core rate on Hopper).
 PEAKS = {"NVIDIA_H100_80GB_HBM3": (1567.0, 3.00)}

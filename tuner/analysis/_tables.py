@@ -20,10 +20,9 @@ import pandas as pd
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.benchmarkers import FAILURES
 from tuner.export import nearest_entry, read_config_file
-from tuner.measure import FAILURES, Problem
-from tuner.search import config_of
-from tuner.space import Config, default_config
+from tuner.space import REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config
 from tuner.study import masked_url, raise_unusable
 
 # What identifies a shape; studies that share these differ only in M. Timing is part of it so that
@@ -119,7 +118,9 @@ def load_studies(storage: str | BaseStorage) -> list[StudyRecord]:
     for frozen in storage.get_all_studies():
         attrs = frozen.user_attrs
         try:
-            problem = Problem(*(attrs[key] for key in ("N", "K", "M", "block_n", "block_k", "input_type", "out_dtype")))
+            problem = Problem(
+                **{key: attrs[key] for key in ("N", "K", "M", "block_n", "block_k", "input_type", "out_dtype")}
+            )
             device, timing = str(attrs["device"]), str(attrs["timing"])
         except (KeyError, ValueError):
             continue
@@ -154,7 +155,7 @@ def _status(trial: FrozenTrial) -> str:
     """What happened to a trial, in the vocabulary of STATUSES."""
     if trial.state in (TrialState.RUNNING, TrialState.WAITING):
         return "running"
-    status = trial.user_attrs.get("status")
+    status = trial.user_attrs.get(STATUS)
     if status is None:
         return "interrupted" if trial.state == TrialState.FAIL else trial.state.name.lower()
     return str(status)
@@ -171,7 +172,7 @@ def studies(storage: StorageLike) -> pd.DataFrame:
                 "M": r.problem.M,
                 "study": r.name,
                 "trials": len(r.trials),
-                "timed": sum(1 for t in r.trials if t.user_attrs.get("timed")),
+                "timed": sum(1 for t in r.trials if t.user_attrs.get(TIMED)),
                 "complete": sum(1 for t in r.trials if t.state == TrialState.COMPLETE),
                 "torch": attrs.get("torch"),
                 "triton": attrs.get("triton"),
@@ -225,7 +226,7 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
             "M": p.M,
             "study": r.name,
             "trials": len(r.trials),
-            "timed": sum(1 for t in r.trials if t.user_attrs.get("timed")),
+            "timed": sum(1 for t in r.trials if t.user_attrs.get(TIMED)),
         }
         best = min(complete, key=lambda t: t.value) if complete else None
         best_us = best.value if best else math.nan
@@ -276,7 +277,7 @@ def history(storage: StorageLike) -> pd.DataFrame:
     rows = []
     for r in as_records(storage):
         best_us = math.nan
-        timed = [t for t in r.trials if t.user_attrs.get("timed")]
+        timed = [t for t in r.trials if t.user_attrs.get(TIMED)]
         for index, t in enumerate(timed, start=1):
             if t.state == TrialState.COMPLETE and not t.value >= best_us:  # NaN compares false
                 best_us = t.value
@@ -290,7 +291,7 @@ def history(storage: StorageLike) -> pd.DataFrame:
                     "trial": t.number,
                     "status": _status(t),
                     "config": config.short() if config else "",
-                    "us": t.user_attrs.get("us", math.nan),
+                    "us": t.user_attrs.get(US, math.nan),
                     "best_us": best_us,
                 }
             )
@@ -357,7 +358,7 @@ def failed_trials(storage: StorageLike) -> pd.DataFrame:
                         "trial": t.number,
                         "status": status,
                         "config": config.short() if config else "",
-                        "reason": t.user_attrs.get("reason", ""),
+                        "reason": t.user_attrs.get(REASON, ""),
                     }
                 )
     return pd.DataFrame(rows, columns=[*SHAPE_COLUMNS, "M", "study", "trial", "status", "config", "reason"])

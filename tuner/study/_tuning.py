@@ -6,6 +6,7 @@ replayed landscape, because timing is an injected Benchmarker.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,13 +17,15 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
-from tuner.measure import Benchmarker, Problem
-from tuner.objective import ConfigFailed, Objective
-from tuner.search import NeighbourhoodSampler, config_of
-from tuner.space import Config, default_config, search_space
-from tuner.study import best, latency_of, open_study, study_name, timed_trials
-from tuner.warmstart import Prior, dedupe
+from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
+from tuner.space import TIMED, Config, Problem, config_of, default_config, search_space
+from tuner.study._objective import ConfigFailed, Objective
+from tuner.study._storage import best, latency_of, open_study, study_name, timed_trials
+
+# How many of the sampler's next proposals compile while one config is timed.
+COMPILE_AHEAD = 12
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def _neighbour_bests(storage: BaseStorage, problem: Problem, bench: Benchmarker,
     configs: list[Config] = []
     for side in (lambda m: m < problem.M, lambda m: m > problem.M):
         for m in (m for m in others if side(m)):
-            neighbour = Problem(**{**vars(problem), "M": m})
+            neighbour = problem.at(m)
             name = study_name(neighbour, bench.device_name, bench.kind)
             if name not in names:
                 continue
@@ -107,17 +110,25 @@ def tune_problem(
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
             """Progress, and the stop once the budget is spent (one storage read for both)."""
             trials = study.get_trials(deepcopy=False)
-            if progress is not None and trial.user_attrs.get("timed"):
+            if progress is not None and trial.user_attrs.get(TIMED):
                 progress.update(1)
                 found = best(trials)
                 if found is not None:
                     status = f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us"
                     progress.set_postfix_str(status, refresh=False)  # drawn at the bar's own pace
-            if sum(1 for t in trials if t.user_attrs.get("timed")) >= options.trials or len(trials) >= max_trials:
+            if sum(1 for t in trials if t.user_attrs.get(TIMED)) >= options.trials or len(trials) >= max_trials:
                 study.stop()
 
+        lookahead = None
+        if isinstance(sampler, NeighbourhoodSampler):  # its next proposals are known: compile them ahead
+            lookahead = functools.partial(sampler.candidates, limit=COMPILE_AHEAD)
         objective = Objective(
-            problem, bench, budget=options.trials, prune_ratio=options.prune_ratio, never_prune=frozenset(never_prune)
+            problem,
+            bench,
+            budget=options.trials,
+            prune_ratio=options.prune_ratio,
+            never_prune=frozenset(never_prune),
+            lookahead=lookahead,
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
     return study_result(study, problem)
@@ -140,7 +151,7 @@ def warm_starts(
     options: TuneOptions,
     existing: dict[int, Config],
 ) -> list[Config]:
-    """Seeds for one study, most trusted first (see tuner.warmstart)."""
+    """Seeds for one study, most trusted first (see tuner.samplers)."""
     prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
     seeds = [
         *_neighbour_bests(storage, problem, bench, batch_sizes, options.neighbour_seeds),

@@ -3,7 +3,7 @@
 Compiling a config takes ~1.75 s on the H100 host while timing it takes ~10 ms, so compilation runs
 ahead in a pool of spawn-started processes that fill Triton's disk cache. One timing process owns
 the GPU; if a config kills its CUDA context or hangs, the process is replaced and the config costs
-one failed measurement, not the run. The GPU code itself is injected (tuner.cuda_timing by default),
+one failed measurement, not the run. The GPU code itself is injected (tuner.benchmarkers._cuda by default),
 so this orchestration is tested on the CPU.
 """
 
@@ -19,9 +19,9 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from tuner.benchmarkers._base import Measurement
 from tuner.interrupt import interruptible
-from tuner.measure import Measurement, Problem
-from tuner.space import Config
+from tuner.space import Config, Problem
 
 _SPAWN = mp.get_context("spawn")
 
@@ -34,13 +34,13 @@ class TimingSession(Protocol):
 
 
 def _cuda_session(device_index: int) -> TimingSession:
-    from tuner.cuda_timing import CudaTimingSession
+    from tuner.benchmarkers._cuda import CudaTimingSession
 
     return CudaTimingSession(device_index)
 
 
 def _cuda_compile(problem: Problem, config: Config) -> Measurement | None:
-    from tuner.cuda_timing import compile_config
+    from tuner.benchmarkers._cuda import compile_config
 
     return compile_config(problem, config)
 
@@ -84,7 +84,7 @@ def specialization(problem: Problem, config: Config) -> tuple:
 
 
 class GpuBenchmarker:
-    """The Benchmarker for a real GPU (see tuner.measure)."""
+    """The Benchmarker for a real GPU (see tuner.benchmarkers)."""
 
     kind = "gpu"
 

@@ -14,9 +14,8 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.measure import Benchmarker, Problem
-from tuner.search import config_of
-from tuner.space import Config
+from tuner.benchmarkers import Benchmarker
+from tuner.space import TIMED, Config, Problem, config_of
 
 DEFAULT_STORAGE = "sqlite:///studies/tuner.sqlite3"
 # A process that stops beating for GRACE_S seconds is dead: its RUNNING trial is failed and retried.
@@ -109,7 +108,7 @@ def open_study(
 
 def timed_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that spent a measurement (the budget's unit)."""
-    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("timed")]
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(TIMED)]
 
 
 def best(trials: Iterable[FrozenTrial]) -> tuple[Config, float] | None:

@@ -1,0 +1,28 @@
+"""Timing configs: the Benchmarker protocol and its two implementations, a GPU and a recorded landscape.
+
+The study layer sees only the protocol, so the whole tuner runs without a GPU against a landscape
+file. The GPU benchmarker imports CUDA code only inside its timing and compile processes.
+"""
+
+from __future__ import annotations
+
+from tuner.benchmarkers._base import FAILURES, Benchmarker, Measurement, Status
+from tuner.benchmarkers._gpu import GpuBenchmarker
+from tuner.benchmarkers._landscape import HEADER, LandscapeWriter, Row, read_rows
+from tuner.benchmarkers._replay import ReplayBenchmarker
+from tuner.benchmarkers._roofline import roofline_attrs, roofline_floor_us
+
+__all__ = [
+    "FAILURES",
+    "HEADER",
+    "Benchmarker",
+    "GpuBenchmarker",
+    "LandscapeWriter",
+    "Measurement",
+    "ReplayBenchmarker",
+    "Row",
+    "Status",
+    "read_rows",
+    "roofline_attrs",
+    "roofline_floor_us",
+]

@@ -1,0 +1,51 @@
+"""What every command of the tuner shares: one-line usage errors and checking outputs before any work."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from tuner.space import DEFAULT_OUT_DTYPE, INPUT_TYPES, OUT_DTYPES
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Raises ValueError instead of printing usage, so each CLI reports it as one line, exit 2."""
+
+    def error(self, message: str) -> None:
+        raise ValueError(message)
+
+
+def add_gemm_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that say which GEMM is tuned, with one default each across the commands."""
+    parser.add_argument("--input-type", choices=INPUT_TYPES, default="fp8", help="8-bit type of A and B")
+    parser.add_argument(
+        "--out-dtype", choices=OUT_DTYPES, default=DEFAULT_OUT_DTYPE, help="output dtype (default: %(default)s)"
+    )
+    parser.add_argument("--block-n", type=int, default=128, help="quantization block along N (default: %(default)s)")
+    parser.add_argument("--block-k", type=int, default=128, help="quantization block along K (default: %(default)s)")
+
+
+def gemm_setup(args: argparse.Namespace) -> dict[str, object]:
+    """add_gemm_flags' values as Problem's keyword arguments."""
+    return {
+        "block_n": args.block_n,
+        "block_k": args.block_k,
+        "input_type": args.input_type,
+        "out_dtype": args.out_dtype,
+    }
+
+
+def check_writable(path: Path, option: str, *, folder: bool) -> None:
+    """Fail before the work, not after it, when an output cannot be written; nothing is created here.
+
+    path is a folder to write into (folder=True) or a file to write; the deepest part of its folder
+    that already exists must be a writable folder, since the command creates the rest.
+    """
+    if not folder and path.is_dir():
+        raise ValueError(f"{option} {str(path)!r} is a folder; give a file name.")
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {str(path)!r} is not writable: {str(existing)!r} is not a writable folder.")

@@ -1,0 +1,115 @@
+"""Re-time competing configs in one harness, at every batch size, next to cuBLAS and the roofline.
+
+    python -m tuner.compare --N 7168 --K 18432 --out-dtype bfloat16 \\
+        --config tuned=configs/FILE.json --config sglang=benchmarks/sglang_shipped/FILE.json \\
+        --landscape studies/landscapes/h100_fp8_7168x18432.csv.gz --out compare.csv
+
+Each labelled config file gives SGLang's pick for each M (nearest key); --landscape adds the
+recorded optimum; SGLang's default config is always included. All are timed in the same process on
+the same operands, interleaved, several rounds, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Sequence
+
+from tuner.benchmarkers import roofline_attrs
+from tuner.cli._common import add_gemm_flags, gemm_setup
+from tuner.export import nearest_entry, read_config_file
+from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem, default_config
+
+
+def candidates(problem: Problem, files: dict[str, dict[int, Config]], optimum: Config | None) -> dict[str, Config]:
+    """The config each contender would run at problem.M."""
+    picks = {label: nearest_entry(entries, problem.M) for label, entries in files.items()}
+    if optimum is not None:
+        picks["optimum"] = optimum
+    picks["default"] = default_config(problem.block_n, problem.block_k)
+    return picks
+
+
+def _time_cublas(session, problem: Problem) -> float | None:
+    """torch._scaled_mm with block-wise scales (fails for M < 16 on torch 2.11): a reference point."""
+    import torch
+
+    from kernels.timing import time_launches
+
+    sets = session.operands(problem)
+    out_dtype = getattr(torch, problem.out_dtype)
+
+    def launch(i: int):
+        a, b, a_scales, b_scales = sets[i]
+        return torch._scaled_mm(a, b.t(), scale_a=a_scales.t().contiguous().t(), scale_b=b_scales.t(),
+                                out_dtype=out_dtype)  # fmt: skip
+
+    try:
+        launch(0)
+        torch.cuda.synchronize()
+        return time_launches(launch, len(sets)).median_us
+    except RuntimeError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--N", type=int, required=True)
+    parser.add_argument("--K", type=int, required=True)
+    add_gemm_flags(parser)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES))
+    parser.add_argument("--config", action="append", default=[], help="LABEL=PATH of a config file")
+    parser.add_argument("--landscape", default=None, help="add the recorded optimum of this landscape")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", required=True, help="CSV of every timing")
+    args = parser.parse_args(argv)
+    files = {}
+    for item in args.config:
+        label, _, path = item.partition("=")
+        files[label] = read_config_file(path)
+    problems = [Problem(N=args.N, K=args.K, M=M, **gemm_setup(args)) for M in args.batch_sizes]
+    optima: dict[Problem, Config] = {}
+    if args.landscape:
+        from tuner.benchmarkers import ReplayBenchmarker
+
+        replay = ReplayBenchmarker.from_file(args.landscape)
+        optima = {p: replay.optimum(p)[0] for p in problems if p in replay.problems}
+
+    from tuner.benchmarkers._cuda import CudaTimingSession
+
+    session = CudaTimingSession(0)
+    rows = []
+    print(f"device {session.device_name}; median of {args.rounds} rounds, us per launch in CUDA graphs")
+    for problem in problems:
+        picks = candidates(problem, files, optima.get(problem))
+        timings: dict[str, list[float]] = {label: [] for label in picks}
+        for _ in range(args.rounds):
+            for label, config in picks.items():
+                result = session.measure(problem, config, None)
+                if result.status == "ok":
+                    timings[label].append(result.us)
+        medians = {label: statistics.median(v) for label, v in timings.items() if v}
+        cublas = _time_cublas(session, problem)
+        for label, config in picks.items():
+            if label in medians:
+                attrs = roofline_attrs(problem, medians[label], session.device_name)
+                rows.append((problem.M, label, config.short(), medians[label], attrs))
+        if cublas is not None:
+            rows.append((problem.M, "cublas", "torch._scaled_mm", cublas,
+                         roofline_attrs(problem, cublas, session.device_name)))  # fmt: skip
+        line = "  ".join(f"{label} {us:.1f}" for label, us in {**medians, "cublas": cublas}.items() if us)
+        print(f"M={problem.M:>5}: {line}", flush=True)
+    with open(args.out, "w") as f:
+        f.write("M,label,config,us,tflops,gbps,roofline_pct\n")
+        for M, label, config, us, attrs in rows:
+            f.write(
+                f"{M},{label},{config},{us:.3f},{attrs['tflops']},{attrs['gbps']},{attrs.get('roofline_pct', '')}\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

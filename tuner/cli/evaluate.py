@@ -1,0 +1,142 @@
+"""Measure the searcher in replay: how close to each landscape's optimum does a budget get?
+
+    python -m tuner.evaluate studies/landscapes/*.csv.gz --budgets 16 32 64 --seeds 0 1 2
+
+For every (shape, M) of every landscape, runs the tuner (warm starts and prior included; the prior
+never sees the shape under test) and plain Optuna TPE and random search at the same budgets, and
+prints the share of points within 1%, 2% and 5% of the optimum and the geometric-mean and worst
+ratio of the latency found to the optimum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import sys
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import optuna
+
+from tuner.benchmarkers import ReplayBenchmarker, read_rows
+from tuner.samplers import Prior
+from tuner.study import TuneOptions, tune_problem, warm_starts
+
+STRATEGIES = ("tuner", "tpe", "random")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    strategy: str
+    budget: int
+    seed: int
+    landscape: str
+    N: int
+    K: int
+    M: int
+    ratio: float  # found latency / optimum
+
+
+@cache
+def _load(paths: tuple[str, ...]) -> tuple[dict[str, ReplayBenchmarker], Prior]:
+    benches = {path: ReplayBenchmarker.from_file(path) for path in paths}
+    prior = Prior(row for path in paths for row in read_rows(path))
+    return benches, prior
+
+
+def _sampler(strategy: str, seed: int) -> optuna.samplers.BaseSampler | None:
+    if strategy == "tpe":
+        return optuna.samplers.TPESampler(multivariate=True, seed=seed)
+    if strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return None
+
+
+def evaluate_shape(task: tuple[tuple[str, ...], str, tuple[int, int], tuple[int, ...], str, int, int]) -> list[Outcome]:
+    """The given batch sizes of one shape, in the order the tuner runs them, for one strategy/budget/seed."""
+    paths, path, (N, K), batch_sizes, strategy, budget, seed = task
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    benches, prior = _load(paths)
+    bench = benches[path]
+    problems = sorted((p for p in bench.problems if (p.N, p.K) == (N, K) and p.M in batch_sizes), key=lambda p: p.M)
+    options = TuneOptions(trials=budget, seed=seed, prior=prior)
+    storage = optuna.storages.InMemoryStorage()
+    outcomes = []
+    for problem in problems:
+        seeds = []
+        if strategy == "tuner":
+            seeds = warm_starts(storage, bench, problem, [p.M for p in problems], options, existing={})
+        result = tune_problem(storage, problem, bench, options, seeds, sampler=_sampler(strategy, seed))
+        _, optimum = bench.optimum(problem)
+        found = bench.latency(problem, result.best)
+        outcomes.append(Outcome(strategy, budget, seed, path, N, K, problem.M, found / optimum))
+    return outcomes
+
+
+def summarize(outcomes: Sequence[Outcome]) -> str:
+    """One line per (strategy, budget): shares within 1/2/5% of the optimum, geomean and worst ratio."""
+    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for o in outcomes:
+        groups[o.strategy, o.budget].append(o.ratio)
+    lines = [
+        f"{'strategy':>8} {'budget':>6} {'points':>6} {'<=1%':>6} {'<=2%':>6} {'<=5%':>6} {'geomean':>8} {'worst':>7}"
+    ]
+    for (strategy, budget), ratios in sorted(groups.items(), key=lambda kv: (STRATEGIES.index(kv[0][0]), kv[0][1])):
+        share = {t: sum(r <= 1 + t for r in ratios) / len(ratios) for t in (0.01, 0.02, 0.05)}
+        geomean = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        lines.append(
+            f"{strategy:>8} {budget:>6} {len(ratios):>6} {share[0.01]:>6.0%} {share[0.02]:>6.0%} "
+            f"{share[0.05]:>6.0%} {geomean:>8.4f} {max(ratios):>7.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("landscapes", nargs="+", help="landscape CSV files (.csv or .csv.gz)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="only these M (default: all)")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--details", default=None, help="also write one CSV row per (point, run) here")
+    args = parser.parse_args(argv)
+    try:
+        paths = tuple(args.landscapes)
+        benches, _ = _load(paths)
+        recorded = {p.M for bench in benches.values() for p in bench.problems}
+        batch_sizes = tuple(sorted(recorded if args.batch_sizes is None else set(args.batch_sizes)))
+        if not set(batch_sizes) <= recorded:
+            missing = sorted(set(batch_sizes) - recorded)
+            raise ValueError(f"--batch-sizes {missing} are in no landscape; they hold M = {sorted(recorded)}.")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    tasks = [
+        (paths, path, shape, batch_sizes, strategy, budget, seed)
+        for path, bench in benches.items()
+        for shape in dict.fromkeys((p.N, p.K) for p in bench.problems if p.M in batch_sizes)
+        for strategy in args.strategies
+        for budget in args.budgets
+        for seed in args.seeds
+    ]
+    with mp.get_context("spawn").Pool(args.processes) as pool:
+        outcomes = [o for chunk in pool.imap_unordered(evaluate_shape, tasks) for o in chunk]
+    if args.details:
+        with open(args.details, "w") as f:
+            f.write("strategy,budget,seed,landscape,N,K,M,ratio\n")
+            for o in sorted(outcomes, key=lambda o: (o.strategy, o.budget, o.seed, o.N, o.K, o.M)):
+                f.write(f"{o.strategy},{o.budget},{o.seed},{o.landscape},{o.N},{o.K},{o.M},{o.ratio:.5f}\n")
+    print(summarize(outcomes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Record a landscape: time every config of the space at every batch size of some shapes, on a GPU.
+
+    python -m tuner.sweep --N 7168 4096 --K 18432 7168 --batch-sizes 1 16 64 256 1024 4096 \\
+        --out studies/landscapes/h100.csv
+
+Timed exactly as the tuner times (tuner.benchmarkers: CUDA graphs over rotating buffers, compilation on
+every CPU core ahead of the GPU). Where M <= BLOCK_SIZE_M the launch does not depend on
+GROUP_SIZE_M: one of those configs is timed and its result recorded for all four. An interrupted
+sweep resumes: rows already in --out are not timed again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from tqdm import tqdm
+
+from tuner.benchmarkers import Benchmarker, LandscapeWriter, Measurement, read_rows
+from tuner.cli._common import add_gemm_flags, gemm_setup
+from tuner.space import Config, Problem, search_space
+
+SWEEP_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
+
+
+def sweep(
+    bench: Benchmarker,
+    problems: Sequence[Problem],
+    writer: LandscapeWriter,
+    *,
+    done: set[tuple[Problem, Config]] = frozenset(),
+    progress: bool = True,
+) -> dict[tuple[Problem, Config], Measurement]:
+    """Measure every (problem, config) not in done; returns what it measured, copies included."""
+    space = search_space(problems[0].block_k)
+    todo = [(p, c) for c in space for p in problems if (p, c) not in done]
+    # Compile every distinct schedule up front, in the order it will be timed.
+    for problem, config in todo:
+        if config.schedule_key(problem.M) == config:
+            bench.prepare(problem, [config])
+    results: dict[tuple[Problem, Config], Measurement] = {}
+    for problem, config in tqdm(todo, desc="sweep", unit="cfg", disable=not progress, mininterval=5):
+        representative = config.schedule_key(problem.M)
+        if (problem, representative) not in results:
+            results[problem, representative] = bench.measure(problem, representative)
+        results[problem, config] = results[problem, representative]
+        writer.write(bench.device_name, problem, config, results[problem, config])
+    return results
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tuner.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--N", type=int, nargs="+", required=True, help="weight rows, one per shape")
+    parser.add_argument("--K", type=int, nargs="+", required=True, help="weight columns, paired with --N")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(SWEEP_BATCH_SIZES))
+    add_gemm_flags(parser)
+    parser.add_argument("--out", required=True, help="landscape CSV to write (appended to, and resumed)")
+    parser.add_argument("--compile-workers", type=int, default=None, help="default: CPU cores - 1")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if len(args.N) != len(args.K):
+            raise ValueError(f"--N and --K must pair up, but got {len(args.N)} N and {len(args.K)} K values.")
+        problems_by_shape = [
+            [Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in args.batch_sizes] for N, K in zip(args.N, args.K)
+        ]
+        done = set()
+        try:
+            done = {(row.problem, row.config) for row in read_rows(args.out)}
+        except ValueError as error:
+            if "does not exist" not in str(error):
+                raise
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    import torch
+
+    if not torch.cuda.is_available():
+        print("error: tuner.sweep times kernels on a CUDA GPU and none is visible.", file=sys.stderr)
+        return 1
+    from tuner.benchmarkers import GpuBenchmarker
+
+    try:
+        with GpuBenchmarker(compile_workers=args.compile_workers) as bench, LandscapeWriter(args.out) as writer:
+            for problems in problems_by_shape:
+                started = time.perf_counter()
+                results = sweep(bench, problems, writer, done=done)
+                p = problems[0]
+                print(f"N={p.N} K={p.K}: {len(results)} rows in {time.perf_counter() - started:.0f} s, "
+                      f"{bench.restarts} timing-process restarts so far", flush=True)  # fmt: skip
+    except KeyboardInterrupt:
+        print(f"interrupted: every row measured is in {args.out}; rerun the same command to resume.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

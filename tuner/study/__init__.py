@@ -1,0 +1,54 @@
+"""Optuna studies: storage and names, one trial's objective, tuning a shape, several workers at once."""
+
+from __future__ import annotations
+
+from tuner.study._objective import MEASURED, ConfigFailed, Objective, WrongResult
+from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
+from tuner.study._storage import (
+    DEFAULT_STORAGE,
+    best,
+    latency_of,
+    make_storage,
+    masked_url,
+    open_study,
+    raise_unusable,
+    study_name,
+    timed_trials,
+)
+from tuner.study._tuning import (
+    StudyResult,
+    TuneOptions,
+    format_table,
+    study_result,
+    tune_problem,
+    tune_shape,
+    warm_starts,
+)
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "MEASURED",
+    "ConfigFailed",
+    "Objective",
+    "StudyResult",
+    "TuneOptions",
+    "WorkerSpec",
+    "WrongResult",
+    "best",
+    "collect",
+    "format_table",
+    "latency_of",
+    "make_storage",
+    "masked_url",
+    "open_study",
+    "raise_unusable",
+    "run_workers",
+    "split_work",
+    "study_name",
+    "study_result",
+    "timed_trials",
+    "tune_problem",
+    "tune_shape",
+    "tune_units",
+    "warm_starts",
+]
