@@ -6,6 +6,7 @@ Module-level so spawn-started processes can import it; it exercises the real pro
 from __future__ import annotations
 
 import os
+import random
 import time
 
 from tuner.benchmarkers import Measurement
@@ -34,6 +35,34 @@ class FakeSession:
         if prune_above_us is not None and us > prune_above_us:
             return Measurement("pruned", us=us)
         return Measurement("ok", us=us)
+
+    def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
+        return {config: [fake_latency(problem, config)] * rounds for config in configs}
+
+
+class LuckySession(FakeSession):
+    """Timings with 3% noise, where the search's one look at LUCKY came out 20% fast.
+
+    LUCKY truly runs at the default's speed: a confirmation round must not let it win.
+    """
+
+    def __init__(self, device_index: int) -> None:
+        super().__init__(device_index)
+        self._noise = random.Random(7)
+
+    def _truth(self, problem: Problem, config: Config) -> float:
+        default = Config(block_m=64, block_n=128, block_k=128, group_m=32, num_warps=4, num_stages=3)
+        return fake_latency(problem, default if config == LUCKY else config)
+
+    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        us = self._truth(problem, config) * (0.8 if config == LUCKY else self._noise.uniform(0.97, 1.03))
+        return Measurement("ok", us=us)
+
+    def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
+        return {c: [self._truth(problem, c) * self._noise.uniform(0.97, 1.03) for _ in range(rounds)] for c in configs}
+
+
+LUCKY = Config(block_m=32, block_n=128, block_k=128, group_m=32, num_warps=4, num_stages=3)
 
 
 def fake_compile(problem: Problem, config: Config) -> Measurement | None:

@@ -187,6 +187,9 @@ _TABLE_COLUMNS = [
     "file_status",
     "file_us",
     "file_speedup",
+    "exported_config",
+    "confirmed_us",
+    "confirm_reason",
 ]
 
 

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.benchmarkers import FAILURES
 from tuner.export import nearest_entry, read_config_file
 from tuner.space import REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config
-from tuner.study import masked_url, raise_unusable
+from tuner.study import CONFIRM_DEFAULT_US, CONFIRM_REASON, CONFIRMED, CONFIRMED_US, masked_url, raise_unusable
 
 # What identifies a shape; studies that share these differ only in M. Timing is part of it so that
 # a replay of a device's landscape and real timings on that device are never mixed in one curve.
@@ -48,6 +48,10 @@ SUMMARY_COLUMNS = [
     "file_us",
     "file_tflops",
     "file_speedup",
+    "exported_config",
+    "confirmed_us",
+    "confirm_default_us",
+    "confirm_reason",
 ]
 # Every value the objective writes into a trial's `status`, in the order a reader wants them, then
 # the trials it never finished: a FAIL without a status was interrupted (its process died).
@@ -261,6 +265,14 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
                 file_tflops=_tflops(p, file_us),
             )
         row["file_speedup"] = row["file_us"] / best_us
+        attrs = r.study.user_attrs
+        confirmed = Config.from_sglang(attrs[CONFIRMED]) if CONFIRMED in attrs else None
+        row.update(
+            exported_config=confirmed.short() if confirmed else row["best_config"],
+            confirmed_us=attrs.get(CONFIRMED_US, math.nan),
+            confirm_default_us=attrs.get(CONFIRM_DEFAULT_US) or math.nan,
+            confirm_reason=attrs.get(CONFIRM_REASON, "not confirmed"),
+        )
         rows.append(row)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     table.attrs["unmatched_files"] = [str(path) for key, (path, _) in files.items() if key not in used]

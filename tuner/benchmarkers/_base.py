@@ -6,7 +6,7 @@ landscape, and the GPU path is one thin implementation of it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -45,3 +45,9 @@ class Benchmarker(Protocol):
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
         """Time config on problem; a failure is a status with a reason, never an exception."""
+
+    def retime(self, problem: Problem, configs: Sequence[Config], *, rounds: int) -> dict[Config, list[float]]:
+        """Time configs again together, in rounds interleaved so that drift hits each alike.
+
+        Each config gets one latency per round (none if it fails now): what a pick is confirmed on.
+        """

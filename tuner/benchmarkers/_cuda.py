@@ -6,6 +6,8 @@ them; anything else means the CUDA context can no longer be trusted and the proc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from triton.compiler.errors import CompilationError
 from triton.runtime.errors import OutOfResources, PTXASError
@@ -90,15 +92,32 @@ class CudaTimingSession:
             self._references[p] = w8a8_block_matmul_reference(a, b, a_scales, b_scales, block_size, torch.float32)
         return self._operands[p]
 
-    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
-        """Check config once against the reference, then time it in CUDA graphs."""
+    def retime(self, problem: Problem, configs: Sequence[Config], rounds: int) -> dict[Config, list[float]]:
+        """Time configs again in interleaved rounds, each starting with a different config.
+
+        They ran and passed the check when they were measured, so a failure here is a lost context.
+        """
         sets = self.operands(problem)
+        launches = {config: self._launcher(problem, config, sets) for config in configs}
+        times: dict[Config, list[float]] = {config: [] for config in configs}
+        for r in range(rounds):
+            for config in [*configs[r % len(configs) :], *configs[: r % len(configs)]]:
+                try:
+                    times[config].append(time_launches(launches[config], len(sets)).median_us)
+                except Exception as error:  # noqa: BLE001 - the context is suspect
+                    raise ContextLost(f"{type(error).__name__}: {error}") from error
+        return times
+
+    def _launcher(self, problem: Problem, config: Config, sets: list):
         block_size = [problem.block_n, problem.block_k]
         out_dtype = OUTPUT_DTYPES[problem.out_dtype]
         kernel_config = config.as_sglang()
+        return lambda i: w8a8_block_matmul(*sets[i], block_size, out_dtype, kernel_config)
 
-        def launch(i: int) -> torch.Tensor:
-            return w8a8_block_matmul(*sets[i], block_size, out_dtype, kernel_config)
+    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        """Check config once against the reference, then time it in CUDA graphs."""
+        sets = self.operands(problem)
+        launch = self._launcher(problem, config, sets)
 
         try:
             out = launch(0)
@@ -110,7 +129,7 @@ class CudaTimingSession:
             return failure
         reference = self._references[problem]
         error = ((out.float() - reference).norm() / reference.norm()).item()
-        if not error < RELATIVE_TOLERANCE[out_dtype]:
+        if not error < RELATIVE_TOLERANCE[OUTPUT_DTYPES[problem.out_dtype]]:
             return Measurement("wrong_result", reason=f"relative error {error:.3g} vs the float32 reference")
         try:
             timing = time_launches(launch, len(sets), prune_above_us=prune_above_us)

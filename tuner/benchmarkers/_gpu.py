@@ -13,7 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
@@ -32,6 +32,8 @@ class TimingSession(Protocol):
 
     def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement: ...
 
+    def retime(self, problem: Problem, configs: Sequence[Config], rounds: int) -> dict[Config, list[float]]: ...
+
 
 def _cuda_session(device_index: int) -> TimingSession:
     from tuner.benchmarkers._cuda import CudaTimingSession
@@ -46,14 +48,14 @@ def _cuda_compile(problem: Problem, config: Config) -> Measurement | None:
 
 
 def _timing_process(conn: Connection, session_factory: Callable[[int], TimingSession], device_index: int) -> None:
-    """Serve measure requests until told to stop; exit after any error that is not a measurement."""
+    """Serve measure and retime requests until told to stop; exit after any error that is not a measurement."""
     try:
         session = session_factory(device_index)
         conn.send((session.device_name, session.shared_memory_limit))
         while (request := conn.recv()) is not None:
-            problem, config, prune_above_us = request
+            method, args = request
             try:
-                conn.send(session.measure(problem, config, prune_above_us))
+                conn.send(getattr(session, method)(*args))
             except Exception as error:  # noqa: BLE001 - the context is suspect: report, then die
                 conn.send(Measurement("crash", reason=f"{type(error).__name__}: {str(error)[:300]}"))
                 os._exit(1)
@@ -173,18 +175,27 @@ class GpuBenchmarker:
         result = self._time(problem, config, prune_above_us)
         return Measurement(result.status, result.us, result.reason, compile_s)
 
+    def retime(self, problem: Problem, configs: Sequence[Config], *, rounds: int) -> dict[Config, list[float]]:
+        """Time configs (already compiled and measured) again, interleaved, in the timing process."""
+        result = self._ask("retime", (problem, list(configs), rounds), self.timeout_s * max(1, len(configs)) * rounds)
+        return result if isinstance(result, dict) else {config: [] for config in configs}
+
     def _time(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        return self._ask("measure", (problem, config, prune_above_us), self.timeout_s)
+
+    def _ask(self, method: str, args: tuple, timeout_s: float) -> Any:
+        """One request to the timing process; a dead or silent process is replaced, and says why."""
         assert self._conn is not None
         try:
-            self._conn.send((problem, config, prune_above_us))
+            self._conn.send((method, args))
             with interruptible():
-                answered = self._conn.poll(self.timeout_s)
+                answered = self._conn.poll(timeout_s)
             if answered:
                 result = self._conn.recv()
-                if not self._process.is_alive() or result.status == "crash":
+                if not self._process.is_alive() or getattr(result, "status", None) == "crash":
                     self._restart()
                 return result
-            reason = f"no result within {self.timeout_s:.0f} s"
+            reason = f"no result within {timeout_s:.0f} s"
             status = "timeout"
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             reason, status = "the timing process died", "crash"

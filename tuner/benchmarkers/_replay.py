@@ -8,7 +8,7 @@ its search measured anywhere.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tuner.benchmarkers._base import Measurement
@@ -55,6 +55,11 @@ class ReplayBenchmarker:
         if prune_above_us is not None and row.us > prune_above_us:
             return Measurement("pruned", us=row.us)
         return Measurement("ok", us=row.us)
+
+    def retime(self, problem: Problem, configs: Sequence[Config], *, rounds: int) -> dict[Config, list[float]]:
+        """The recorded latencies again: a landscape holds one number per config, so no spread."""
+        times = {config: self.latency(problem, config) for config in configs}
+        return {config: [us] * rounds if us is not None else [] for config, us in times.items()}
 
     def optimum(self, problem: Problem) -> tuple[Config, float]:
         """The landscape's best config and latency for a problem (for evaluation)."""

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from tuner.study._confirm import (
+    CONFIRM_DEFAULT_US,
+    CONFIRM_REASON,
+    CONFIRM_ROUND,
+    CONFIRMED,
+    CONFIRMED_US,
+    Confirmation,
+    confirm,
+    decide,
+)
 from tuner.study._objective import MEASURED, ConfigFailed, Objective, WrongResult
 from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
 from tuner.study._storage import (
@@ -26,6 +36,14 @@ from tuner.study._tuning import (
 )
 
 __all__ = [
+    "CONFIRMED",
+    "CONFIRMED_US",
+    "CONFIRM_DEFAULT_US",
+    "CONFIRM_REASON",
+    "CONFIRM_ROUND",
+    "Confirmation",
+    "confirm",
+    "decide",
     "DEFAULT_STORAGE",
     "MEASURED",
     "ConfigFailed",

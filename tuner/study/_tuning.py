@@ -21,6 +21,7 @@ from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
 from tuner.space import TIMED, Config, Problem, config_of, default_config, search_space
+from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
 from tuner.study._objective import ConfigFailed, Objective
 from tuner.study._storage import best, latency_of, open_study, study_name, timed_trials
 
@@ -85,9 +86,12 @@ def tune_problem(
     progress: tqdm | None = None,
     *,
     sampler: optuna.samplers.BaseSampler | None = None,
-    never_prune: Sequence[Config] = (),
+    existing: Config | None = None,
 ) -> StudyResult:
-    """Run (or resume) one study until options.trials configs were timed; return its best.
+    """Run (or resume) one study until options.trials configs were timed, then confirm its pick.
+
+    existing is the entry an existing config file gives this M: always measured in full, and a
+    contender of the confirmation round beside SGLang's default.
 
     The sampler defaults to the tuner's own, which tries the seeds first; evaluations pass plain
     Optuna samplers (and no seeds) to compare.
@@ -127,20 +131,30 @@ def tune_problem(
             bench,
             budget=options.trials,
             prune_ratio=options.prune_ratio,
-            never_prune=frozenset(never_prune),
+            never_prune=frozenset([existing] if existing is not None else []),
             lookahead=lookahead,
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
+    if CONFIRMED not in study.user_attrs and best(study.get_trials(deepcopy=False)) is not None:
+        confirm(study, problem, bench, existing=existing)
     return study_result(study, problem)
 
 
 def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
-    """What a finished (or resumed) study found for problem."""
+    """What a finished (or resumed) study found for problem: its confirmed pick, once confirmed.
+
+    Latencies then come from the confirmation round, where pick and default were timed together.
+    """
     found = best(study.get_trials(deepcopy=False))
     if found is None:
         raise RuntimeError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
+    attrs = study.user_attrs
+    timed = len(timed_trials(study))
+    if CONFIRMED in attrs:
+        pick = Config.from_sglang(attrs[CONFIRMED])
+        return StudyResult(problem, pick, attrs[CONFIRMED_US], attrs[CONFIRM_DEFAULT_US], timed)
     default_us = latency_of(study, default_config(problem.block_n, problem.block_k))
-    return StudyResult(problem, found[0], found[1], default_us, len(timed_trials(study)))
+    return StudyResult(problem, found[0], found[1], default_us, timed)
 
 
 def warm_starts(
@@ -179,8 +193,8 @@ def tune_shape(
     results = []
     for problem in sorted(problems, key=lambda p: p.M):
         seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing)
-        baseline = [nearest_entry(existing, problem.M)] if existing else []
-        result = tune_problem(storage, problem, bench, options, seeds, progress, never_prune=baseline)
+        pick = nearest_entry(existing, problem.M) if existing else None
+        result = tune_problem(storage, problem, bench, options, seeds, progress, existing=pick)
         write_configs(path, {problem.M: result.best})
         results.append(result)
     return results, path

@@ -1,0 +1,103 @@
+"""Confirm a study's pick before it is exported: re-time the contenders together, keep only a clear win.
+
+A search times each config once, and at large M the spread between runs (and GPUs) is as large as
+the margins between the best configs: a config can win by luck. So at the end of a study the best
+few configs, SGLang's default and an existing file's pick are timed again in one process, in
+several interleaved rounds, and the fastest is exported only if it beats the default by more than
+the spread that round itself measured; otherwise the default (or the existing pick, if that clearly
+beats the default) is the safer choice.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner.benchmarkers import Benchmarker
+from tuner.space import Config, Problem, config_of, default_config
+
+# How many of the study's best configs are re-timed, and how many interleaved rounds.
+CONTENDERS = 3
+ROUNDS = 5
+# Study user attributes the round is recorded in (optuna-dashboard and the report show them).
+CONFIRMED = "confirmed"  # the exported config's six keys
+CONFIRMED_US = "confirmed_us"  # its median over the rounds
+CONFIRM_DEFAULT_US = "confirm_default_us"  # the default's median in the same rounds, if it ran
+CONFIRM_REASON = "confirm_reason"
+CONFIRM_ROUND = "confirm_round"  # config label -> its latency in each round
+
+
+@dataclass(frozen=True, kw_only=True)
+class Confirmation:
+    """What the confirmation round decided, and the numbers it decided on."""
+
+    pick: Config
+    reason: str
+    medians: Mapping[Config, float]
+
+    @property
+    def pick_us(self) -> float:
+        return self.medians[self.pick]
+
+
+def _spread(times: Mapping[Config, Sequence[float]], *configs: Config) -> float:
+    """The widest range of any of configs' latencies over the rounds: the noise a win must exceed."""
+    return max(max(times[c]) - min(times[c]) for c in configs)
+
+
+def decide(times: Mapping[Config, Sequence[float]], *, default: Config, existing: Config | None) -> Confirmation:
+    """The config to export from each contender's latencies over the rounds (µs, one per round)."""
+    times = {c: ts for c, ts in times.items() if ts}
+    if not times:
+        raise ValueError("no contender ran in the confirmation round.")
+    medians = {c: statistics.median(ts) for c, ts in times.items()}
+    winner = min(medians, key=lambda c: (medians[c], c))
+    if default not in medians:
+        return Confirmation(pick=winner, reason="fastest; the default did not run", medians=medians)
+    if winner == default:
+        return Confirmation(pick=default, reason="the default is fastest", medians=medians)
+
+    def clearly_beats_default(config: Config) -> bool:
+        return medians[default] - medians[config] > _spread(times, config, default)
+
+    if clearly_beats_default(winner):
+        return Confirmation(pick=winner, reason="beats the default by more than the round's spread", medians=medians)
+    if existing is not None and existing in medians and existing != default and clearly_beats_default(existing):
+        reason = "the fastest was within the round's spread of the default; the existing pick clearly beats it"
+        return Confirmation(pick=existing, reason=reason, medians=medians)
+    reason = "the fastest was within the round's spread of the default: the default is kept"
+    return Confirmation(pick=default, reason=reason, medians=medians)
+
+
+def contenders(study: optuna.Study, problem: Problem, existing: Config | None) -> list[Config]:
+    """The study's best few completed configs, the default and the existing pick, where they completed."""
+    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    ran = {config_of(t) for t in complete}
+    best = list(dict.fromkeys(config_of(t) for t in complete))[:CONTENDERS]
+    baselines = [default_config(problem.block_n, problem.block_k), existing]
+    return list(dict.fromkeys([*best, *(c for c in baselines if c in ran)]))
+
+
+def confirm(
+    study: optuna.Study, problem: Problem, bench: Benchmarker, *, existing: Config | None, rounds: int = ROUNDS
+) -> Confirmation:
+    """Re-time the contenders in interleaved rounds, decide, and record the round on the study."""
+    configs = contenders(study, problem, existing)
+    times = bench.retime(problem, configs, rounds=rounds)
+    if any(times.values()):
+        decision = decide(times, default=default_config(problem.block_n, problem.block_k), existing=existing)
+    else:  # the timing process was lost: nothing to confirm with, the search's best stands
+        search_best = min(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+        medians = {configs[0]: search_best.value}
+        decision = Confirmation(pick=configs[0], reason="the confirmation round failed to run", medians=medians)
+    default_us = decision.medians.get(default_config(problem.block_n, problem.block_k))
+    study.set_user_attr(CONFIRMED, decision.pick.as_sglang())
+    study.set_user_attr(CONFIRMED_US, round(decision.pick_us, 3))
+    study.set_user_attr(CONFIRM_DEFAULT_US, None if default_us is None else round(default_us, 3))
+    study.set_user_attr(CONFIRM_REASON, decision.reason)
+    study.set_user_attr(CONFIRM_ROUND, {c.short(): [round(t, 3) for t in ts] for c, ts in times.items()})
+    return decision
