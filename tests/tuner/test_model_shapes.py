@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -51,6 +52,14 @@ def test_head_dim_and_kv_heads_default_like_hugging_face():
 def test_deepseek_v3_config_maps_to_the_spec_list():
     config = {"model_type": "deepseek_v3", "kv_lora_rank": 512, "hidden_size": 7168}
     assert [(N, K) for _, N, K in model_shapes(config, 8)] == deepseek_v3_shapes(8)
+
+
+@pytest.mark.parametrize("args", [["--tp-size", "8"], []])
+def test_tp_size_alone_still_plans_deepseek_v3s_fixed_list(capsys, args):
+    assert main([*args, "--trials", "1", "--dry-run"]) == 0
+    shapes = re.findall(r"^  N=(\d+) +K=(\d+) +\((\w+)\)", capsys.readouterr().out, flags=re.MULTILINE)
+    assert [(int(N), int(K)) for N, K, _ in shapes] == deepseek_v3_shapes(8)
+    assert {name for *_, name in shapes} == {"deepseek_v3"}
 
 
 @pytest.mark.parametrize(
