@@ -10,18 +10,9 @@ from kernels._checks import check_inputs, resolve_config
 
 
 @triton.jit
-def _w8a8_block_matmul_kernel(
-    a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr,
-    M, N, K,
-    group_n, group_k,
-    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-    stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
-    BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr,
-    GROUP_SIZE_M: tl.constexpr, EVEN_K: tl.constexpr,
-):  # fmt: skip
-    # Map the 1-D program id to a (pid_m, pid_n) tile in grouped order: GROUP_SIZE_M rows of tiles
-    # are walked column by column so that the B tiles they share stay in L2.
-    pid = tl.program_id(axis=0)
+def _grouped_tile(pid, M, N, BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, GROUP_SIZE_M: tl.constexpr):
+    # Map a 1-D program id to a (pid_m, pid_n) tile in grouped order: GROUP_SIZE_M rows of tiles are
+    # walked column by column so that the B tiles they share stay in L2.
     num_pid_m = tl.cdiv(M, BLOCK_SIZE_M)
     num_pid_n = tl.cdiv(N, BLOCK_SIZE_N)
     num_pid_in_group = GROUP_SIZE_M * num_pid_n
@@ -30,14 +21,29 @@ def _w8a8_block_matmul_kernel(
     group_size_m = min(num_pid_m - first_pid_m, GROUP_SIZE_M)
     pid_m = first_pid_m + pid % group_size_m
     pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def _scaled_dot_over_k(
+    a_ptr, b_ptr, as_ptr, bs_ptr,
+    pid_m, pid_n, first_tile, last_tile,
+    M, N, K,
+    group_n, group_k,
+    stride_am, stride_ak, stride_bk, stride_bn,
+    stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
+    BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr, EVEN_K: tl.constexpr,
+):  # fmt: skip
+    # The float32 (BLOCK_SIZE_M, BLOCK_SIZE_N) tile (pid_m, pid_n) of the scaled product, summed over
+    # the K tiles [first_tile, last_tile).
 
     # Pointers to the first K step. Rows and columns past M and N wrap around (% M, % N) so every
-    # load stays in bounds without a mask; the store below drops those rows and columns.
+    # load stays in bounds without a mask; the store drops those rows and columns.
     offs_am = (pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)) % M
     offs_bn = (pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)) % N
     offs_k = tl.arange(0, BLOCK_SIZE_K)
-    a_ptrs = a_ptr + offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
+    a_ptrs = a_ptr + offs_am[:, None] * stride_am + (first_tile * BLOCK_SIZE_K + offs_k[None, :]) * stride_ak
+    b_ptrs = b_ptr + (first_tile * BLOCK_SIZE_K + offs_k[:, None]) * stride_bk + offs_bn[None, :] * stride_bn
     as_ptrs = as_ptr + offs_am * stride_as_m
     bs_ptrs = bs_ptr + (offs_bn // group_n) * stride_bs_n
 
@@ -45,7 +51,7 @@ def _w8a8_block_matmul_kernel(
     # scaled once, in float32, before it joins the accumulator. A K tail is masked to zero; when
     # BLOCK_SIZE_K divides K (EVEN_K) there is none and the loads go unmasked.
     accumulator = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_SIZE_K)):
+    for k in range(first_tile, last_tile):
         if EVEN_K:
             a = tl.load(a_ptrs)
             b = tl.load(b_ptrs)
@@ -60,8 +66,15 @@ def _w8a8_block_matmul_kernel(
         accumulator += tl.dot(a, b).to(tl.float32) * a_scale[:, None] * b_scale[None, :]
         a_ptrs += BLOCK_SIZE_K * stride_ak
         b_ptrs += BLOCK_SIZE_K * stride_bk
+    return accumulator
 
-    # Round once to the output dtype and write back the in-bounds part of the tile.
+
+@triton.jit
+def _store_tile(
+    c_ptr, accumulator, pid_m, pid_n, M, N, stride_cm, stride_cn,
+    BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr,
+):  # fmt: skip
+    # Round once to c's dtype and write back the in-bounds part of the tile.
     c = accumulator.to(c_ptr.dtype.element_ty)
     offs_cm = pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)
     offs_cn = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
@@ -70,8 +83,47 @@ def _w8a8_block_matmul_kernel(
     tl.store(c_ptrs, c, mask=c_mask)
 
 
-def _grid(M: int, N: int, config: dict[str, int]) -> tuple[int]:
-    return (triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"]),)
+@triton.jit
+def _w8a8_block_matmul_kernel(
+    a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr,
+    M, N, K,
+    group_n, group_k,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+    stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
+    BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr,
+    GROUP_SIZE_M: tl.constexpr, EVEN_K: tl.constexpr,
+):  # fmt: skip
+    # One program per C tile, over all of K.
+    pid_m, pid_n = _grouped_tile(tl.program_id(axis=0), M, N, BLOCK_SIZE_M, BLOCK_SIZE_N, GROUP_SIZE_M)
+    accumulator = _scaled_dot_over_k(
+        a_ptr, b_ptr, as_ptr, bs_ptr,
+        pid_m, pid_n, 0, tl.cdiv(K, BLOCK_SIZE_K),
+        M, N, K,
+        group_n, group_k,
+        stride_am, stride_ak, stride_bk, stride_bn,
+        stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
+        BLOCK_SIZE_M, BLOCK_SIZE_N, BLOCK_SIZE_K, EVEN_K,
+    )  # fmt: skip
+    _store_tile(c_ptr, accumulator, pid_m, pid_n, M, N, stride_cm, stride_cn, BLOCK_SIZE_M, BLOCK_SIZE_N)
+
+
+def _launch(kernel, grid: tuple[int, ...], args: tuple, constexprs: dict, *, compile_only: bool) -> None:
+    """Launch kernel, or with compile_only compile into Triton's cache exactly what that launch runs."""
+    if compile_only:
+        kernel.warmup(*args, grid=grid, **constexprs)
+    else:
+        kernel[grid](*args, **constexprs)
+
+
+def _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config, *, compile_only: bool = False) -> None:
+    """Run config's kernels on tensors, or with compile_only on dtypes in their place.
+
+    One function serves both, so a compile specialises every argument as the launch does.
+    """
+    grid = (triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"]),)
+    args = (A, B, C, As, Bs, M, N, K, *block_size, *strides)
+    constexprs = {"EVEN_K": K % config["BLOCK_SIZE_K"] == 0, **config}
+    _launch(_w8a8_block_matmul_kernel, grid, args, constexprs, compile_only=compile_only)
 
 
 def w8a8_block_matmul(
@@ -84,20 +136,14 @@ def w8a8_block_matmul(
     config: dict[str, int] | None = None,
 ) -> torch.Tensor:
     """C = (A * As) @ (B * Bs).T with per-block scales, launched exactly as SGLang launches it."""
-    block_n, block_k = check_inputs(A, B, As, Bs, block_size, output_dtype)
-    config = resolve_config(config, block_n, block_k)
+    block_size = check_inputs(A, B, As, Bs, block_size, output_dtype)
+    config = resolve_config(config, *block_size)
     M, K = A.shape
     N = B.shape[0]
     C = torch.empty((M, N), dtype=output_dtype, device=A.device)
-    _w8a8_block_matmul_kernel[_grid(M, N, config)](
-        A, B, C, As, Bs,
-        M, N, K,
-        block_n, block_k,
-        A.stride(0), A.stride(1), B.stride(1), B.stride(0), C.stride(0), C.stride(1),
-        As.stride(0), As.stride(1), Bs.stride(1), Bs.stride(0),
-        EVEN_K=K % config["BLOCK_SIZE_K"] == 0,
-        **config,
-    )  # fmt: skip
+    strides = (A.stride(0), A.stride(1), B.stride(1), B.stride(0), C.stride(0), C.stride(1),
+               As.stride(0), As.stride(1), Bs.stride(1), Bs.stride(0))  # fmt: skip
+    _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config)
     return C
 
 
@@ -120,13 +166,6 @@ def compile_w8a8_block_matmul(
     config = resolve_config(config, block_n, block_k)
     a_scale_cols = triton.cdiv(K, block_k)
     # Contiguous tensors of these shapes have exactly these strides; pointers are passed as dtypes.
-    _w8a8_block_matmul_kernel.warmup(
-        input_dtype, input_dtype, output_dtype, torch.float32, torch.float32,
-        M, N, K,
-        block_n, block_k,
-        K, 1, 1, K, N, 1,
-        a_scale_cols, 1, 1, a_scale_cols,
-        EVEN_K=K % config["BLOCK_SIZE_K"] == 0,
-        grid=_grid(M, N, config),
-        **config,
-    )  # fmt: skip
+    strides = (K, 1, 1, K, N, 1, a_scale_cols, 1, 1, a_scale_cols)
+    dtypes = (input_dtype, input_dtype, output_dtype, torch.float32, torch.float32)
+    _matmul(*dtypes, M, N, K, (block_n, block_k), strides, config, compile_only=True)
