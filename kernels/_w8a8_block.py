@@ -198,22 +198,23 @@ def _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config, *, compile_on
     if not uses_hopper_path(config):
         _launch(_w8a8_block_matmul_kernel, (tiles,), args(C), constexprs, compile_only=compile_only)
         return
+    # One split writes C; several write float32 partials that a second kernel sums into C.
     split_k = config["SPLIT_K"]
     if split_k == 1:
-        _launch(_w8a8_block_matmul_split_kernel, (tiles, 1), args(C), constexprs, compile_only=compile_only)
-        return
-    if compile_only:
-        partials = torch.float32
+        split_out = C
+    elif compile_only:
+        split_out = torch.float32
     else:
-        partials = torch.empty((split_k, M, N), dtype=torch.float32, device=C.device)
-    _launch(_w8a8_block_matmul_split_kernel, (tiles, split_k), args(partials), constexprs, compile_only=compile_only)
-    _launch(
-        _sum_splits_kernel,
-        (triton.cdiv(M * N, _SUM_BLOCK_SIZE),),
-        (partials, C, M * N),
-        {"SPLIT_K": split_k, "BLOCK_SIZE": _SUM_BLOCK_SIZE},
-        compile_only=compile_only,
-    )
+        split_out = torch.empty((split_k, M, N), dtype=torch.float32, device=C.device)
+    _launch(_w8a8_block_matmul_split_kernel, (tiles, split_k), args(split_out), constexprs, compile_only=compile_only)
+    if split_k > 1:
+        _launch(
+            _sum_splits_kernel,
+            (triton.cdiv(M * N, _SUM_BLOCK_SIZE),),
+            (split_out, C, M * N),
+            {"SPLIT_K": split_k, "BLOCK_SIZE": _SUM_BLOCK_SIZE},
+            compile_only=compile_only,
+        )
 
 
 def w8a8_block_matmul(
