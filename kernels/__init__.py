@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kernels._config import CONFIG_KEYS, default_config
+from kernels._config import CONFIG_KEYS, HOPPER_KEYS, MAX_SPLIT_K, default_config, uses_hopper_path
 
 _LAZY = {
     "INPUT_DTYPES": "kernels._checks",
@@ -22,7 +22,7 @@ _LAZY = {
     "compile_w8a8_block_matmul": "kernels._w8a8_block",
 }
 
-__all__ = ["CONFIG_KEYS", "default_config", *_LAZY]
+__all__ = ["CONFIG_KEYS", "HOPPER_KEYS", "MAX_SPLIT_K", "default_config", "uses_hopper_path", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from kernels._config import CONFIG_KEYS, default_config
+from kernels._config import CONFIG_KEYS, HOPPER_KEYS, MAX_SPLIT_K, default_config, uses_hopper_path
 
 # By the names config files, landscapes and command lines use.
 INPUT_DTYPES = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}
@@ -84,14 +84,13 @@ def resolve_config(config: dict[str, int] | None, block_n: int, block_k: int) ->
     """Return the config to launch: the default when None, else a validated copy."""
     if config is None:
         return default_config(block_n, block_k)
+    expected = f"the keys {list(CONFIG_KEYS)}, and both {list(HOPPER_KEYS)} on the Hopper path"
     if not isinstance(config, dict):
-        raise ValueError(f"config must be a dict with keys {list(CONFIG_KEYS)}, but got {type(config).__name__}.")
+        raise ValueError(f"config must be a dict with {expected}, but got {type(config).__name__}.")
     missing = [k for k in CONFIG_KEYS if k not in config]
-    unknown = [k for k in config if k not in CONFIG_KEYS]
+    unknown = [k for k in config if k not in CONFIG_KEYS + HOPPER_KEYS]
     if missing or unknown:
-        raise ValueError(
-            f"config must have exactly the keys {list(CONFIG_KEYS)}, but misses {missing} and has unknown {unknown}."
-        )
+        raise ValueError(f"config must have exactly {expected}, but misses {missing} and has unknown {unknown}.")
     for key in CONFIG_KEYS:
         value = config[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -104,4 +103,25 @@ def resolve_config(config: dict[str, int] | None, block_n: int, block_k: int) ->
             raise ValueError(f"config[{key!r}] must be at least 16 (the smallest tl.dot tile), but got {config[key]}.")
     if block_k % config["BLOCK_SIZE_K"] != 0:
         raise ValueError(f"config['BLOCK_SIZE_K'] must divide block_k={block_k}, but got {config['BLOCK_SIZE_K']}.")
-    return {key: config[key] for key in CONFIG_KEYS}
+    hopper_keys = [k for k in HOPPER_KEYS if k in config]
+    if hopper_keys:
+        _check_hopper_keys(config, hopper_keys)
+    return {key: config[key] for key in CONFIG_KEYS + tuple(hopper_keys)}
+
+
+def _check_hopper_keys(config: dict[str, int], present: list[str]) -> None:
+    if len(present) != len(HOPPER_KEYS):
+        raise ValueError(
+            f"config must have both {list(HOPPER_KEYS)} (the Hopper path) or neither, but got only {present[0]!r}."
+        )
+    split_k, swap_ab = config["SPLIT_K"], config["SWAP_AB"]
+    if not is_power_of_two(split_k) or split_k > MAX_SPLIT_K:
+        raise ValueError(f"config['SPLIT_K'] must be a power of two from 1 to {MAX_SPLIT_K}, but got {split_k!r}.")
+    if not isinstance(swap_ab, bool):
+        raise ValueError(f"config['SWAP_AB'] must be a bool, but got {swap_ab!r}.")
+    if not uses_hopper_path(config):
+        # SGLang would launch the base kernel with both keys, which it does not take.
+        raise ValueError(
+            "config with SPLIT_K and SWAP_AB must take the Hopper path (SPLIT_K > 1 or SWAP_AB True), but got "
+            "SPLIT_K=1 and SWAP_AB=False; a base-kernel config has neither key."
+        )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 CONFIG_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
+# The keys an entry adds for SGLang's Hopper kernel, both together and only on that path: SGLang
+# launches the base kernel with every key of an entry, and the base kernel takes neither.
+HOPPER_KEYS = ("SPLIT_K", "SWAP_AB")
+MAX_SPLIT_K = 64
 
 
 def default_config(block_n: int, block_k: int) -> dict[str, int]:
@@ -15,3 +21,8 @@ def default_config(block_n: int, block_k: int) -> dict[str, int]:
         "num_warps": 4,
         "num_stages": 3,
     }
+
+
+def uses_hopper_path(entry: Mapping[str, int]) -> bool:
+    """Whether SGLang runs a config entry on its Hopper kernel: swapped operands or K split in several."""
+    return entry.get("SWAP_AB", False) is True or entry.get("SPLIT_K", 1) > 1

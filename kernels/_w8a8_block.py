@@ -1,4 +1,4 @@
-"""The block-scaled W8A8 Triton GEMM: SGLang's launch contract, one kernel body for fp8 and int8."""
+"""The block-scaled W8A8 Triton GEMM as SGLang launches it: the base kernel and the Hopper path."""
 
 from __future__ import annotations
 
@@ -7,6 +7,97 @@ import triton
 import triton.language as tl
 
 from kernels._checks import check_inputs, resolve_config
+from kernels._config import uses_hopper_path
+
+# Elements of C per program of the kernel that sums the splits.
+_SUM_BLOCK_SIZE = 256
+
+
+@triton.jit
+def _grouped_tile(pid, M, N, BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, GROUP_SIZE_M: tl.constexpr):
+    # Map a 1-D program id to a (pid_m, pid_n) tile in grouped order: GROUP_SIZE_M rows of tiles are
+    # walked column by column so that the B tiles they share stay in L2.
+    num_pid_m = tl.cdiv(M, BLOCK_SIZE_M)
+    num_pid_n = tl.cdiv(N, BLOCK_SIZE_N)
+    num_pid_in_group = GROUP_SIZE_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_SIZE_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_SIZE_M)
+    pid_m = first_pid_m + pid % group_size_m
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def _scaled_dot_over_k(
+    a_ptr, b_ptr, as_ptr, bs_ptr,
+    pid_m, pid_n, first_tile, last_tile,
+    M, N, K,
+    group_n, group_k,
+    stride_am, stride_ak, stride_bk, stride_bn,
+    stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
+    BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr, EVEN_K: tl.constexpr,
+    SWAP_AB: tl.constexpr,
+):  # fmt: skip
+    # The float32 (BLOCK_SIZE_M, BLOCK_SIZE_N) tile (pid_m, pid_n) of the scaled product, summed over
+    # the K tiles [first_tile, last_tile); an empty range gives zeros.
+
+    # Pointers to the first K step. Rows and columns past M and N wrap around (% M, % N) so every
+    # load stays in bounds without a mask; the store drops those rows and columns.
+    offs_am = (pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)) % M
+    offs_bn = (pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)) % N
+    offs_k = tl.arange(0, BLOCK_SIZE_K)
+    a_ptrs = a_ptr + offs_am[:, None] * stride_am + (first_tile * BLOCK_SIZE_K + offs_k[None, :]) * stride_ak
+    b_ptrs = b_ptr + (first_tile * BLOCK_SIZE_K + offs_k[:, None]) * stride_bk + offs_bn[None, :] * stride_bn
+    as_ptrs = as_ptr + offs_am * stride_as_m
+    bs_ptrs = bs_ptr + (offs_bn // group_n) * stride_bs_n
+
+    # SWAP_AB accumulates the transposed tile, (BLOCK_SIZE_N, BLOCK_SIZE_M): Hopper's wgmma is at
+    # least 64 rows tall, so for a small BLOCK_SIZE_M the N side fills it instead.
+    if SWAP_AB:
+        accumulator = tl.zeros((BLOCK_SIZE_N, BLOCK_SIZE_M), dtype=tl.float32)
+    else:
+        accumulator = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
+
+    # Iterate over K. BLOCK_SIZE_K divides group_k, so each step lies in one scale group and is
+    # scaled once, in float32, before it joins the accumulator. k counts tiles from the start of K,
+    # so the first step reads the scale group of first_tile. A K tail is masked to zero; when
+    # BLOCK_SIZE_K divides K (EVEN_K) there is none and the loads go unmasked.
+    for k in range(first_tile, last_tile):
+        if EVEN_K:
+            a = tl.load(a_ptrs)
+            b = tl.load(b_ptrs)
+        else:
+            k_left = K - k * BLOCK_SIZE_K
+            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
+            b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
+        scale_group = (k * BLOCK_SIZE_K) // group_k
+        a_scale = tl.load(as_ptrs + scale_group * stride_as_k)
+        b_scale = tl.load(bs_ptrs + scale_group * stride_bs_k)
+        # fp8 dots return float32 and int8 dots int32: the cast makes one body serve both.
+        if SWAP_AB:
+            accumulator += tl.dot(tl.trans(b), tl.trans(a)).to(tl.float32) * b_scale[:, None] * a_scale[None, :]
+        else:
+            accumulator += tl.dot(a, b).to(tl.float32) * a_scale[:, None] * b_scale[None, :]
+        a_ptrs += BLOCK_SIZE_K * stride_ak
+        b_ptrs += BLOCK_SIZE_K * stride_bk
+    if SWAP_AB:
+        accumulator = tl.trans(accumulator)
+    return accumulator
+
+
+@triton.jit
+def _store_tile(
+    c_ptr, accumulator, pid_m, pid_n, M, N, stride_cm, stride_cn,
+    BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr,
+):  # fmt: skip
+    # Round once to c's dtype and write back the in-bounds part of the tile.
+    c = accumulator.to(c_ptr.dtype.element_ty)
+    offs_cm = pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)
+    offs_cn = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
+    c_ptrs = c_ptr + offs_cm[:, None] * stride_cm + offs_cn[None, :] * stride_cn
+    c_mask = (offs_cm[:, None] < M) & (offs_cn[None, :] < N)
+    tl.store(c_ptrs, c, mask=c_mask)
 
 
 @triton.jit
@@ -19,59 +110,111 @@ def _w8a8_block_matmul_kernel(
     BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr,
     GROUP_SIZE_M: tl.constexpr, EVEN_K: tl.constexpr,
 ):  # fmt: skip
-    # Map the 1-D program id to a (pid_m, pid_n) tile in grouped order: GROUP_SIZE_M rows of tiles
-    # are walked column by column so that the B tiles they share stay in L2.
-    pid = tl.program_id(axis=0)
-    num_pid_m = tl.cdiv(M, BLOCK_SIZE_M)
-    num_pid_n = tl.cdiv(N, BLOCK_SIZE_N)
-    num_pid_in_group = GROUP_SIZE_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_SIZE_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_SIZE_M)
-    pid_m = first_pid_m + pid % group_size_m
-    pid_n = (pid % num_pid_in_group) // group_size_m
-
-    # Pointers to the first K step. Rows and columns past M and N wrap around (% M, % N) so every
-    # load stays in bounds without a mask; the store below drops those rows and columns.
-    offs_am = (pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)) % M
-    offs_bn = (pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)) % N
-    offs_k = tl.arange(0, BLOCK_SIZE_K)
-    a_ptrs = a_ptr + offs_am[:, None] * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
-    as_ptrs = as_ptr + offs_am * stride_as_m
-    bs_ptrs = bs_ptr + (offs_bn // group_n) * stride_bs_n
-
-    # Iterate over K. BLOCK_SIZE_K divides group_k, so each step lies in one scale group and is
-    # scaled once, in float32, before it joins the accumulator. A K tail is masked to zero; when
-    # BLOCK_SIZE_K divides K (EVEN_K) there is none and the loads go unmasked.
-    accumulator = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_SIZE_K)):
-        if EVEN_K:
-            a = tl.load(a_ptrs)
-            b = tl.load(b_ptrs)
-        else:
-            k_left = K - k * BLOCK_SIZE_K
-            a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
-            b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        scale_group = (k * BLOCK_SIZE_K) // group_k
-        a_scale = tl.load(as_ptrs + scale_group * stride_as_k)
-        b_scale = tl.load(bs_ptrs + scale_group * stride_bs_k)
-        # fp8 dots return float32 and int8 dots int32: the cast makes one body serve both.
-        accumulator += tl.dot(a, b).to(tl.float32) * a_scale[:, None] * b_scale[None, :]
-        a_ptrs += BLOCK_SIZE_K * stride_ak
-        b_ptrs += BLOCK_SIZE_K * stride_bk
-
-    # Round once to the output dtype and write back the in-bounds part of the tile.
-    c = accumulator.to(c_ptr.dtype.element_ty)
-    offs_cm = pid_m * BLOCK_SIZE_M + tl.arange(0, BLOCK_SIZE_M)
-    offs_cn = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
-    c_ptrs = c_ptr + offs_cm[:, None] * stride_cm + offs_cn[None, :] * stride_cn
-    c_mask = (offs_cm[:, None] < M) & (offs_cn[None, :] < N)
-    tl.store(c_ptrs, c, mask=c_mask)
+    # One program per C tile, over all of K.
+    pid_m, pid_n = _grouped_tile(tl.program_id(axis=0), M, N, BLOCK_SIZE_M, BLOCK_SIZE_N, GROUP_SIZE_M)
+    accumulator = _scaled_dot_over_k(
+        a_ptr, b_ptr, as_ptr, bs_ptr,
+        pid_m, pid_n, 0, tl.cdiv(K, BLOCK_SIZE_K),
+        M, N, K,
+        group_n, group_k,
+        stride_am, stride_ak, stride_bk, stride_bn,
+        stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
+        BLOCK_SIZE_M, BLOCK_SIZE_N, BLOCK_SIZE_K, EVEN_K, False,
+    )  # fmt: skip
+    _store_tile(c_ptr, accumulator, pid_m, pid_n, M, N, stride_cm, stride_cn, BLOCK_SIZE_M, BLOCK_SIZE_N)
 
 
-def _grid(M: int, N: int, config: dict[str, int]) -> tuple[int]:
-    return (triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"]),)
+@triton.jit
+def _w8a8_block_matmul_split_kernel(
+    a_ptr, b_ptr, c_ptr, as_ptr, bs_ptr,
+    M, N, K,
+    group_n, group_k,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
+    stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
+    BLOCK_SIZE_M: tl.constexpr, BLOCK_SIZE_N: tl.constexpr, BLOCK_SIZE_K: tl.constexpr,
+    GROUP_SIZE_M: tl.constexpr, SPLIT_K: tl.constexpr, SWAP_AB: tl.constexpr, EVEN_K: tl.constexpr,
+):  # fmt: skip
+    # One program per (C tile, split of K): a small M has too few tiles to fill the GPU, and splitting
+    # K multiplies the programs.
+    pid_m, pid_n = _grouped_tile(tl.program_id(axis=0), M, N, BLOCK_SIZE_M, BLOCK_SIZE_N, GROUP_SIZE_M)
+    split = tl.program_id(axis=1)
+
+    # This split's share of K: t = cdiv(K tiles, SPLIT_K) tiles, cut at the end of K. Trailing splits
+    # may get none and then store zeros, since the sum below adds every split.
+    num_k_tiles = tl.cdiv(K, BLOCK_SIZE_K)
+    tiles_per_split = tl.cdiv(num_k_tiles, SPLIT_K)
+    first_tile = split * tiles_per_split
+    last_tile = tl.minimum(first_tile + tiles_per_split, num_k_tiles)
+    accumulator = _scaled_dot_over_k(
+        a_ptr, b_ptr, as_ptr, bs_ptr,
+        pid_m, pid_n, first_tile, last_tile,
+        M, N, K,
+        group_n, group_k,
+        stride_am, stride_ak, stride_bk, stride_bn,
+        stride_as_m, stride_as_k, stride_bs_k, stride_bs_n,
+        BLOCK_SIZE_M, BLOCK_SIZE_N, BLOCK_SIZE_K, EVEN_K, SWAP_AB,
+    )  # fmt: skip
+
+    # One split writes C itself; several write their own float32 (M, N) slab of the partials, laid
+    # out like C. The slab offset is 64-bit: SPLIT_K * M * N can pass 2**31.
+    if SPLIT_K > 1:
+        c_ptr += split.to(tl.int64) * M * N
+    _store_tile(c_ptr, accumulator, pid_m, pid_n, M, N, stride_cm, stride_cn, BLOCK_SIZE_M, BLOCK_SIZE_N)
+
+
+@triton.jit
+def _sum_splits_kernel(partials_ptr, c_ptr, MN, SPLIT_K: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+    # C = the sum of the SPLIT_K float32 partials, rounded once to C's dtype. C and each slab are
+    # contiguous (M, N), so one flat offset addresses an element in all of them.
+    offs = tl.program_id(axis=0) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = offs < MN
+    partial_ptrs = partials_ptr + offs
+    total = tl.zeros((BLOCK_SIZE,), dtype=tl.float32)
+    for _ in range(SPLIT_K):
+        total += tl.load(partial_ptrs, mask=mask, other=0.0)
+        partial_ptrs += MN  # a pointer step, so the offset of the last slab never overflows 32 bits
+    tl.store(c_ptr + offs, total.to(c_ptr.dtype.element_ty), mask=mask)
+
+
+def _launch(kernel, grid: tuple[int, ...], args: tuple, constexprs: dict, *, compile_only: bool) -> None:
+    """Launch kernel, or with compile_only compile into Triton's cache exactly what that launch runs."""
+    if compile_only:
+        kernel.warmup(*args, grid=grid, **constexprs)
+    else:
+        kernel[grid](*args, **constexprs)
+
+
+def _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config, *, compile_only: bool = False) -> None:
+    """Run config's kernels on tensors, or with compile_only on dtypes in their place.
+
+    One function serves both, so a compile specialises every argument as the launch does.
+    """
+    tiles = triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"])
+    constexprs = {"EVEN_K": K % config["BLOCK_SIZE_K"] == 0, **config}
+
+    def args(c):
+        return (A, B, c, As, Bs, M, N, K, *block_size, *strides)
+
+    if not uses_hopper_path(config):
+        _launch(_w8a8_block_matmul_kernel, (tiles,), args(C), constexprs, compile_only=compile_only)
+        return
+    # One split writes C; several write float32 partials that a second kernel sums into C.
+    split_k = config["SPLIT_K"]
+    if split_k == 1:
+        split_out = C
+    elif compile_only:
+        split_out = torch.float32
+    else:
+        split_out = torch.empty((split_k, M, N), dtype=torch.float32, device=C.device)
+    _launch(_w8a8_block_matmul_split_kernel, (tiles, split_k), args(split_out), constexprs, compile_only=compile_only)
+    if split_k > 1:
+        _launch(
+            _sum_splits_kernel,
+            (triton.cdiv(M * N, _SUM_BLOCK_SIZE),),
+            (split_out, C, M * N),
+            {"SPLIT_K": split_k, "BLOCK_SIZE": _SUM_BLOCK_SIZE},
+            compile_only=compile_only,
+        )
 
 
 def w8a8_block_matmul(
@@ -83,21 +226,18 @@ def w8a8_block_matmul(
     output_dtype: torch.dtype = torch.float16,
     config: dict[str, int] | None = None,
 ) -> torch.Tensor:
-    """C = (A * As) @ (B * Bs).T with per-block scales, launched exactly as SGLang launches it."""
-    block_n, block_k = check_inputs(A, B, As, Bs, block_size, output_dtype)
-    config = resolve_config(config, block_n, block_k)
+    """C = (A * As) @ (B * Bs).T with per-block scales, launched exactly as SGLang launches it.
+
+    A config with SPLIT_K > 1 or SWAP_AB True takes SGLang's Hopper path, on any device.
+    """
+    block_size = check_inputs(A, B, As, Bs, block_size, output_dtype)
+    config = resolve_config(config, *block_size)
     M, K = A.shape
     N = B.shape[0]
     C = torch.empty((M, N), dtype=output_dtype, device=A.device)
-    _w8a8_block_matmul_kernel[_grid(M, N, config)](
-        A, B, C, As, Bs,
-        M, N, K,
-        block_n, block_k,
-        A.stride(0), A.stride(1), B.stride(1), B.stride(0), C.stride(0), C.stride(1),
-        As.stride(0), As.stride(1), Bs.stride(1), Bs.stride(0),
-        EVEN_K=K % config["BLOCK_SIZE_K"] == 0,
-        **config,
-    )  # fmt: skip
+    strides = (A.stride(0), A.stride(1), B.stride(1), B.stride(0), C.stride(0), C.stride(1),
+               As.stride(0), As.stride(1), Bs.stride(1), Bs.stride(0))  # fmt: skip
+    _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config)
     return C
 
 
@@ -120,13 +260,6 @@ def compile_w8a8_block_matmul(
     config = resolve_config(config, block_n, block_k)
     a_scale_cols = triton.cdiv(K, block_k)
     # Contiguous tensors of these shapes have exactly these strides; pointers are passed as dtypes.
-    _w8a8_block_matmul_kernel.warmup(
-        input_dtype, input_dtype, output_dtype, torch.float32, torch.float32,
-        M, N, K,
-        block_n, block_k,
-        K, 1, 1, K, N, 1,
-        a_scale_cols, 1, 1, a_scale_cols,
-        EVEN_K=K % config["BLOCK_SIZE_K"] == 0,
-        grid=_grid(M, N, config),
-        **config,
-    )  # fmt: skip
+    strides = (K, 1, 1, K, N, 1, a_scale_cols, 1, 1, a_scale_cols)
+    dtypes = (input_dtype, input_dtype, output_dtype, torch.float32, torch.float32)
+    _matmul(*dtypes, M, N, K, (block_n, block_k), strides, config, compile_only=True)

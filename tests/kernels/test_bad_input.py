@@ -46,7 +46,7 @@ BAD_INPUTS = {
     "block_size one number": (_with(block_size=[128]), "[block_n, block_k]"),
     "block_n not a power of two": (_with(block_size=[96, 64]), "block_n must be a power of two"),
     "config key missing": (_with(config={k: v for k, v in GOOD_CONFIG.items() if k != "num_stages"}), "num_stages"),
-    "config key unknown": (_with(config=_config_with(SPLIT_K=1)), "SPLIT_K"),
+    "config key unknown": (_with(config=_config_with(BLOCK_SIZE_Q=1)), "BLOCK_SIZE_Q"),
     "BLOCK_SIZE_N not a power of two": (_with(config=_config_with(BLOCK_SIZE_N=48)), "power of two"),
     "BLOCK_SIZE_K not dividing block_k": (_with(config=_config_with(BLOCK_SIZE_K=128)), "divide block_k=64"),
     "num_warps zero": (_with(config=_config_with(num_warps=0)), "positive int"),

@@ -5,19 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import (
-    quantize_blockwise,
-    quantize_per_token_group,
-    w8a8_block_matmul,
-    w8a8_block_matmul_reference,
-)
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-# Relative Frobenius error allowed per output dtype. Kernel and reference see the same quantized
-# inputs and differ only in fp32 summation order and the final rounding. Triton's CPU interpreter
-# truncates fp32 to bf16 instead of rounding it, which costs up to one bf16 ulp (2**-7).
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
+from kernels import RELATIVE_TOLERANCE, w8a8_block_matmul, w8a8_block_matmul_reference
+from tests.kernels.operands import random_operands, relative_error
 
 # (M, N, K, block_size, config tile M/N/K, GROUP_SIZE_M): what each row covers.
 SHAPES = [
@@ -29,21 +18,11 @@ SHAPES = [
 ]
 
 
-def _inputs(M: int, N: int, K: int, block_size: list[int], dtype: torch.dtype):
-    a, a_scales = quantize_per_token_group(torch.randn(M, K, device=DEVICE), block_size[1], dtype)
-    b, b_scales = quantize_blockwise(torch.randn(N, K, device=DEVICE), block_size, dtype)
-    return a, b, a_scales, b_scales
-
-
-def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
-
-
 @pytest.mark.parametrize("input_dtype", [torch.float8_e4m3fn, torch.int8])
 @pytest.mark.parametrize("output_dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize(("M", "N", "K", "block_size", "tile", "group_m"), SHAPES)
 def test_matches_reference(M, N, K, block_size, tile, group_m, input_dtype, output_dtype):
-    a, b, a_scales, b_scales = _inputs(M, N, K, block_size, input_dtype)
+    a, b, a_scales, b_scales = random_operands(M, N, K, block_size, input_dtype)
     config = dict(zip(("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K"), tile))
     config.update(GROUP_SIZE_M=group_m, num_warps=4, num_stages=2)
 
@@ -52,25 +31,25 @@ def test_matches_reference(M, N, K, block_size, tile, group_m, input_dtype, outp
 
     assert out.shape == (M, N) and out.dtype == output_dtype
     assert torch.isfinite(out).all()
-    assert _relative_error(out, ref) < TOLERANCE[output_dtype]
+    assert relative_error(out, ref) < RELATIVE_TOLERANCE[output_dtype]
 
 
 @pytest.mark.parametrize("block_size_k", [64, 128])
 def test_every_block_size_k_of_the_space(block_size_k):
     # The space's two K tiles at [128, 128]: 128 is one step per scale group, 64 two steps.
-    a, b, a_scales, b_scales = _inputs(33, 130, 257, [128, 128], torch.float8_e4m3fn)
+    a, b, a_scales, b_scales = random_operands(33, 130, 257, [128, 128], torch.float8_e4m3fn)
     config = {"BLOCK_SIZE_M": 32, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": block_size_k,
               "GROUP_SIZE_M": 16, "num_warps": 8, "num_stages": 4}  # fmt: skip
     out = w8a8_block_matmul(a, b, a_scales, b_scales, [128, 128], torch.float32, config)
     ref = w8a8_block_matmul_reference(a, b, a_scales, b_scales, [128, 128], torch.float32)
-    assert _relative_error(out, ref) < TOLERANCE[torch.float32]
+    assert relative_error(out, ref) < RELATIVE_TOLERANCE[torch.float32]
 
 
 def test_default_config_when_none():
-    a, b, a_scales, b_scales = _inputs(5, 130, 300, [128, 128], torch.int8)
+    a, b, a_scales, b_scales = random_operands(5, 130, 300, [128, 128], torch.int8)
     out = w8a8_block_matmul(a, b, a_scales, b_scales, [128, 128], torch.float16)
     ref = w8a8_block_matmul_reference(a, b, a_scales, b_scales, [128, 128], torch.float16)
-    assert _relative_error(out, ref) < TOLERANCE[torch.float16]
+    assert relative_error(out, ref) < RELATIVE_TOLERANCE[torch.float16]
 
 
 def test_every_output_element_is_written(monkeypatch):
@@ -81,7 +60,7 @@ def test_every_output_element_is_written(monkeypatch):
         return real_empty(*args, **kwargs).fill_(float("nan"))
 
     monkeypatch.setattr(torch, "empty", poisoned_empty)
-    a, b, a_scales, b_scales = _inputs(19, 100, 160, [64, 64], torch.float8_e4m3fn)
+    a, b, a_scales, b_scales = random_operands(19, 100, 160, [64, 64], torch.float8_e4m3fn)
     config = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": 32,
               "GROUP_SIZE_M": 2, "num_warps": 4, "num_stages": 2}  # fmt: skip
     out = w8a8_block_matmul(a, b, a_scales, b_scales, [64, 64], torch.float32, config)
@@ -90,8 +69,8 @@ def test_every_output_element_is_written(monkeypatch):
 
 def test_reference_matches_float64_dequantized_product():
     # The reference itself, checked against an independent float64 computation.
-    a, b, a_scales, b_scales = _inputs(7, 70, 150, [64, 64], torch.int8)
+    a, b, a_scales, b_scales = random_operands(7, 70, 150, [64, 64], torch.int8)
     a64 = a.double() * a_scales.double().repeat_interleave(64, dim=1)[:, :150]
     b64 = b.double() * b_scales.double().repeat_interleave(64, dim=0)[:70].repeat_interleave(64, dim=1)[:, :150]
     ref = w8a8_block_matmul_reference(a, b, a_scales, b_scales, [64, 64], torch.float32)
-    assert _relative_error(ref, a64 @ b64.T) < 1e-6
+    assert relative_error(ref, a64 @ b64.T) < 1e-6
