@@ -6,6 +6,7 @@ The bottom layer: every other part of the tuner imports these names and retypes 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -32,6 +33,11 @@ BLOCK_SIZE_K = (64, 128)
 GROUP_SIZE_M = (1, 16, 32, 64)
 NUM_WARPS = (4, 8)
 NUM_STAGES = (2, 3, 4, 5)
+# SGLang's Hopper kernel adds these (docs/contracts.md, "Hopper path"): K split over programs whose
+# fp32 partials a second kernel sums, and A and B swapped so a small M fills the MMA's wide side.
+SPLIT_K = (1, 2, 4, 8, 16, 32)
+SWAP_AB = (False, True)
+SPACES = ("base", "hopper")
 
 # Field name -> SGLang's key, in SGLang's order.
 _SGLANG_KEYS = {
@@ -44,6 +50,7 @@ _SGLANG_KEYS = {
 }
 SGLANG_KEYS = kernels.CONFIG_KEYS
 assert SGLANG_KEYS == tuple(_SGLANG_KEYS.values())
+HOPPER_KEYS = kernels.HOPPER_KEYS
 
 
 @dataclass(frozen=True, order=True, kw_only=True)
@@ -56,27 +63,52 @@ class Config:
     group_m: int
     num_warps: int
     num_stages: int
+    split_k: int = 1
+    swap_ab: bool = False
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for name, key in _SGLANG_KEYS.items():
+            value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{_SGLANG_KEYS[field.name]} must be a positive int, but got {value!r}.")
+                raise ValueError(f"{key} must be a positive int, but got {value!r}.")
+        split_ks = [2**i for i in range(kernels.MAX_SPLIT_K.bit_length())]
+        if self.split_k not in split_ks or isinstance(self.split_k, bool) or not isinstance(self.swap_ab, bool):
+            raise ValueError(f"SPLIT_K must be one of {split_ks} and SWAP_AB a bool, but got {self.split_k!r}, "
+                             f"{self.swap_ab!r}.")  # fmt: skip
 
-    def as_sglang(self) -> dict[str, int]:
-        """The six keys SGLang's kernel and config files use."""
-        return {_SGLANG_KEYS[name]: value for name, value in asdict(self).items()}
+    def params(self, keys: Sequence[str]) -> dict[str, int | bool]:
+        """The values of keys (SGLang's six, and SPLIT_K and SWAP_AB in a Hopper study): a trial's parameters."""
+        entry = {**self.as_sglang(), "SPLIT_K": self.split_k, "SWAP_AB": self.swap_ab}
+        return {key: entry[key] for key in keys}
+
+    @property
+    def hopper(self) -> bool:
+        """Whether SGLang runs this config on its Hopper kernel (and its file entry carries the two keys)."""
+        return self.split_k > 1 or self.swap_ab
+
+    def as_sglang(self) -> dict[str, int | bool]:
+        """The entry SGLang's kernel and config files use: six keys, plus SPLIT_K and SWAP_AB on the Hopper path."""
+        entry: dict[str, int | bool] = {key: getattr(self, name) for name, key in _SGLANG_KEYS.items()}
+        if self.hopper:
+            entry.update(SPLIT_K=self.split_k, SWAP_AB=self.swap_ab)
+        return entry
 
     @classmethod
-    def from_sglang(cls, entry: dict[str, int]) -> Config:
+    def from_sglang(cls, entry: dict[str, int | bool]) -> Config:
+        """The config of a file entry or of a trial's parameters (which carry SPLIT_K 1 in a Hopper study)."""
         keys = set(entry)
-        if keys != set(SGLANG_KEYS):
-            raise ValueError(f"a config needs exactly the keys {list(SGLANG_KEYS)}, but got {sorted(keys)}.")
-        return cls(**{name: entry[key] for name, key in _SGLANG_KEYS.items()})
+        if keys != set(SGLANG_KEYS) and keys != {*SGLANG_KEYS, *HOPPER_KEYS}:
+            raise ValueError(
+                f"a config needs exactly the keys {list(SGLANG_KEYS)} (and both of {list(HOPPER_KEYS)} or neither), "
+                f"but got {sorted(keys)}."
+            )
+        hopper = {"split_k": entry.get("SPLIT_K", 1), "swap_ab": entry.get("SWAP_AB", False)}
+        return cls(**{name: entry[key] for name, key in _SGLANG_KEYS.items()}, **hopper)
 
     def short(self) -> str:
-        """Compact label for tables: BM/BN/BK G w s."""
-        return f"{self.block_m}/{self.block_n}/{self.block_k} G{self.group_m} w{self.num_warps} s{self.num_stages}"
+        """Compact label for tables: BM/BN/BK G w s, then K<split> and swap on the Hopper path."""
+        label = f"{self.block_m}/{self.block_n}/{self.block_k} G{self.group_m} w{self.num_warps} s{self.num_stages}"
+        return label + (f" K{self.split_k}" if self.split_k > 1 else "") + (" swap" if self.swap_ab else "")
 
     def shared_memory_bytes(self, element_bytes: int = 1) -> int:
         """Shared memory the software pipeline holds: num_stages tiles of A and of B."""
@@ -104,22 +136,30 @@ def default_config(block_n: int, block_k: int) -> Config:
     return Config.from_sglang(kernels.default_config(block_n, block_k))
 
 
-def search_space(block_k: int) -> list[Config]:
-    """SGLang's 1280 configs (fewer when block_k < 128: BLOCK_SIZE_K must divide block_k)."""
+def search_space(block_k: int, space: str = "base") -> list[Config]:
+    """SGLang's 1280 configs (fewer when block_k < 128: BLOCK_SIZE_K must divide block_k).
+
+    The hopper space is each of them at every SPLIT_K and SWAP_AB: twelve times as many, the base
+    space among them (SPLIT_K 1, no swap).
+    """
+    if space not in SPACES:
+        raise ValueError(f"--space must be one of {SPACES}, but got {space!r}.")
     block_ks = [bk for bk in BLOCK_SIZE_K if block_k % bk == 0]
     if not block_ks:
         raise ValueError(f"block_k must be a multiple of one of {BLOCK_SIZE_K}, but got {block_k}.")
     names = [field.name for field in fields(Config)]
-    product = itertools.product(BLOCK_SIZE_M, BLOCK_SIZE_N, block_ks, GROUP_SIZE_M, NUM_WARPS, NUM_STAGES)
-    return [Config(**dict(zip(names, values))) for values in product]
+    axes = [BLOCK_SIZE_M, BLOCK_SIZE_N, block_ks, GROUP_SIZE_M, NUM_WARPS, NUM_STAGES]
+    if space == "hopper":
+        axes += [SPLIT_K, SWAP_AB]
+    return [Config(**dict(zip(names, values))) for values in itertools.product(*axes)]
 
 
 def config_of(trial: Any) -> Config | None:
     """The config an Optuna trial sampled, or None when it holds no complete set of parameters."""
     params = trial.params
-    if set(params) != set(SGLANG_KEYS):
+    if set(params) != set(SGLANG_KEYS) and set(params) != {*SGLANG_KEYS, *HOPPER_KEYS}:
         return None
-    return Config.from_sglang({key: int(params[key]) for key in SGLANG_KEYS})
+    return Config.from_sglang({key: value if key == "SWAP_AB" else int(value) for key, value in params.items()})
 
 
 @dataclass(frozen=True, kw_only=True)

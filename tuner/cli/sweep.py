@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker, LandscapeWriter, Measurement, read_rows
 from tuner.cli._common import add_gemm_flags, gemm_setup
-from tuner.space import Config, Problem, search_space
+from tuner.space import SPACES, Config, Problem, search_space
 
 SWEEP_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
 
@@ -32,10 +32,11 @@ def sweep(
     *,
     done: set[tuple[Problem, Config]] = frozenset(),
     progress: bool = True,
+    space: str = "base",
 ) -> dict[tuple[Problem, Config], Measurement]:
-    """Measure every (problem, config) not in done; returns what it measured, copies included."""
-    space = search_space(problems[0].block_k)
-    todo = [(p, c) for c in space for p in problems if (p, c) not in done]
+    """Measure every (problem, config) of the space not in done; returns what it measured, copies included."""
+    configs = search_space(problems[0].block_k, space)
+    todo = [(p, c) for c in configs for p in problems if (p, c) not in done]
     # Compile every distinct schedule up front, in the order it will be timed.
     for problem, config in todo:
         if config.schedule_key(problem.M) == config:
@@ -59,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(SWEEP_BATCH_SIZES))
     add_gemm_flags(parser)
     parser.add_argument("--out", required=True, help="landscape CSV to write (appended to, and resumed)")
+    parser.add_argument(
+        "--space",
+        choices=SPACES,
+        default="base",
+        help="base: SGLang's 1280 configs; hopper: each at every SPLIT_K and SWAP_AB as well (12x, an SM90 GPU)",
+    )
     parser.add_argument("--compile-workers", type=int, default=None, help="default: CPU cores - 1")
     return parser
 
@@ -88,10 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuner.benchmarkers import GpuBenchmarker
 
     try:
-        with GpuBenchmarker(compile_workers=args.compile_workers) as bench, LandscapeWriter(args.out) as writer:
+        with (
+            GpuBenchmarker(compile_workers=args.compile_workers) as bench,
+            LandscapeWriter(args.out, hopper=args.space == "hopper") as writer,
+        ):
             for problems in problems_by_shape:
                 started = time.perf_counter()
-                results = sweep(bench, problems, writer, done=done)
+                results = sweep(bench, problems, writer, done=done, space=args.space)
                 p = problems[0]
                 print(f"N={p.N} K={p.K}: {len(results)} rows in {time.perf_counter() - started:.0f} s, "
                       f"{bench.restarts} timing-process restarts so far", flush=True)  # fmt: skip

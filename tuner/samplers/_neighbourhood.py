@@ -17,22 +17,41 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.space import BLOCK_SIZE_M, BLOCK_SIZE_N, GROUP_SIZE_M, NUM_STAGES, NUM_WARPS, SGLANG_KEYS, Config, config_of
+from tuner.space import (
+    BLOCK_SIZE_M,
+    BLOCK_SIZE_N,
+    GROUP_SIZE_M,
+    HOPPER_KEYS,
+    NUM_STAGES,
+    NUM_WARPS,
+    SGLANG_KEYS,
+    SPLIT_K,
+    Config,
+    config_of,
+)
 
 # Parameters whose neighbours are the adjacent values; GROUP_SIZE_M's values are all neighbours
 # of each other (it is a reordering, with no notion of near).
+# SWAP_AB is a flip, a neighbour of either value.
 _ORDERED = {
     "BLOCK_SIZE_M": BLOCK_SIZE_M,
     "BLOCK_SIZE_N": BLOCK_SIZE_N,
     "num_warps": NUM_WARPS,
     "num_stages": NUM_STAGES,
+    "SPLIT_K": SPLIT_K,
 }
 
 
+def parameter_keys(space: Sequence[Config]) -> tuple[str, ...]:
+    """A study's parameters: SGLang's six keys, and SPLIT_K and SWAP_AB when the space has Hopper configs."""
+    return (*SGLANG_KEYS, *HOPPER_KEYS) if any(c.hopper for c in space) else SGLANG_KEYS
+
+
 def distributions(space: Sequence[Config]) -> dict[str, CategoricalDistribution]:
-    """One categorical parameter per SGLang key, over the values the space holds."""
-    values = {key: sorted({c.as_sglang()[key] for c in space}) for key in SGLANG_KEYS}
-    return {key: CategoricalDistribution(values[key]) for key in SGLANG_KEYS}
+    """One categorical parameter per key, over the values the space holds."""
+    keys = parameter_keys(space)
+    values = {key: sorted({c.params(keys)[key] for c in space}) for key in keys}
+    return {key: CategoricalDistribution(values[key]) for key in keys}
 
 
 def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | None:
@@ -41,19 +60,22 @@ def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | N
     return {**entry, key: values[i]} if 0 <= i < len(values) else None
 
 
-def neighbours(config: Config, block_ks: Sequence[int]) -> list[Config]:
-    """Configs near config, nearest first.
+def neighbours(config: Config, block_ks: Sequence[int], keys: Sequence[str] = SGLANG_KEYS) -> list[Config]:
+    """Configs near config among those with parameters keys, nearest first.
 
     First those one parameter away (one step along an ordered parameter, any other K tile or
-    group); then those two steps away along two ordered parameters, because tile sizes, warps and
-    stages pay off together (a wider tile needs more warps), so the better config is often a
-    joint move that neither single step reveals.
+    group, the other SWAP_AB); then those two steps away along two ordered parameters, because
+    tile sizes, warps, stages and splits pay off together (a wider tile needs more warps), so the
+    better config is often a joint move that neither single step reveals.
     """
-    entry = config.as_sglang()
-    out = [moved for key in _ORDERED for d in (-1, 1) if (moved := _step(entry, key, d)) is not None]
+    entry = config.params(keys)
+    ordered = [key for key in _ORDERED if key in entry]
+    out = [moved for key in ordered for d in (-1, 1) if (moved := _step(entry, key, d)) is not None]
     out += [{**entry, "BLOCK_SIZE_K": bk} for bk in block_ks if bk != entry["BLOCK_SIZE_K"]]
     out += [{**entry, "GROUP_SIZE_M": g} for g in GROUP_SIZE_M if g != entry["GROUP_SIZE_M"]]
-    for first, second in itertools.combinations(_ORDERED, 2):
+    if "SWAP_AB" in entry:
+        out.append({**entry, "SWAP_AB": not entry["SWAP_AB"]})
+    for first, second in itertools.combinations(ordered, 2):
         for d1, d2 in itertools.product((-1, 1), repeat=2):
             once = _step(entry, first, d1)
             twice = _step(once, second, d2) if once is not None else None
@@ -89,6 +111,7 @@ class NeighbourhoodSampler(BaseSampler):
         self._space = frozenset(space)
         self._seeds = [c for c in seeds if c in self._space]
         self._distributions = distributions(space)
+        self._keys = tuple(self._distributions)
         self._block_ks = self._distributions["BLOCK_SIZE_K"].choices
         with warnings.catch_warnings():  # TPE's multivariate/group options are marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -104,7 +127,7 @@ class NeighbourhoodSampler(BaseSampler):
         if len(out) == limit:
             return out
         for _, config in scored:
-            for candidate in neighbours(config, self._block_ks):
+            for candidate in neighbours(config, self._block_ks, self._keys):
                 if candidate in self._space and candidate not in visited and candidate not in out:
                     out.append(candidate)
                     if len(out) == limit:
@@ -121,7 +144,7 @@ class NeighbourhoodSampler(BaseSampler):
             return self._fallback.sample_relative(
                 study, trial, self._fallback.infer_relative_search_space(study, trial)
             )
-        return picked[0].as_sglang()
+        return picked[0].params(self._keys)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)

@@ -45,6 +45,7 @@ class Objective:
         budget: int,
         prune_ratio: float = 1.5,
         lookahead: Callable[[Sequence[FrozenTrial]], Sequence[Config]] | None = None,
+        space: Sequence[Config] | None = None,
         never_prune: frozenset[Config] = frozenset(),
     ) -> None:
         self.problem = problem
@@ -56,7 +57,7 @@ class Objective:
         # Baselines that reports compare with (SGLang's default, an existing file's pick) are
         # always measured in full.
         self.never_prune = never_prune | {default_config(problem.block_n, problem.block_k)}
-        self._distributions = distributions(search_space(problem.block_k))
+        self._distributions = distributions(space if space is not None else search_space(problem.block_k))
 
     def __call__(self, trial: optuna.Trial) -> float:
         raise_if_held()  # before the trial claims a measurement, so an interrupted one costs no budget

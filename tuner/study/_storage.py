@@ -24,11 +24,11 @@ GRACE_S = 30
 _CREATE_ATTEMPTS = 4
 
 
-def study_name(problem: Problem, device_name: str, kind: str = "gpu") -> str:
-    """Deterministic, so the same command maps to the same study again; replays are kept apart."""
+def study_name(problem: Problem, device_name: str, kind: str = "gpu", space: str = "base") -> str:
+    """Deterministic, so the same command maps to the same study again; replays and spaces are kept apart."""
     p = problem
     name = f"{p.input_type}_w8a8_N{p.N}_K{p.K}_M{p.M}_block{p.block_n}x{p.block_k}_{p.out_dtype}_{device_name}"
-    return name + ("_replay" if kind == "replay" else "")
+    return name + ("_hopper" if space == "hopper" else "") + ("_replay" if kind == "replay" else "")
 
 
 def masked_url(url: str) -> str:
@@ -83,18 +83,23 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
 
 
 def open_study(
-    storage: BaseStorage, problem: Problem, bench: Benchmarker, sampler: optuna.samplers.BaseSampler
+    storage: BaseStorage,
+    problem: Problem,
+    bench: Benchmarker,
+    sampler: optuna.samplers.BaseSampler,
+    *,
+    space: str = "base",
 ) -> optuna.Study:
     """Create the study for problem or load it, recording what a reader needs to interpret it."""
     study = optuna.create_study(
         storage=storage,
-        study_name=study_name(problem, bench.device_name, bench.kind),
+        study_name=study_name(problem, bench.device_name, bench.kind, space),
         direction="minimize",
         sampler=sampler,
         load_if_exists=True,
     )
     if "M" not in study.user_attrs:
-        attrs = {**vars(problem), "device": bench.device_name, "timing": bench.kind}
+        attrs = {**vars(problem), "device": bench.device_name, "timing": bench.kind, "space": space}
         attrs["python"] = platform.python_version()
         if bench.kind == "gpu":  # the versions that produced the timings; replay ran neither
             import torch

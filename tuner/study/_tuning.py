@@ -39,8 +39,10 @@ class TuneOptions:
     neighbour_seeds: int = 2
     prior_seeds: int = 4
     prior: Prior | None = field(default=None, compare=False)
+    space: str = "base"
 
     def __post_init__(self) -> None:
+        search_space(128, self.space)  # an unknown space is a usage error
         if not isinstance(self.trials, int) or self.trials < 1:
             raise ValueError(f"--trials must be a positive int, but got {self.trials!r}.")
 
@@ -58,22 +60,32 @@ class StudyResult:
         return self.problem.flops / self.best_us / 1e6
 
 
-def _neighbour_bests(storage: BaseStorage, problem: Problem, bench: Benchmarker, batch_sizes: Sequence[int], k: int):
-    """Top-k configs of the nearest smaller and larger batch sizes already tuned for this shape."""
+def _bests(storage: BaseStorage, names: set[str], name: str, k: int) -> list[Config]:
+    """The k fastest completed configs of the named study, if it exists."""
+    if name not in names:
+        return []
+    study = optuna.load_study(study_name=name, storage=storage)
+    done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    return [config_of(t) for t in done[:k]]
+
+
+def _tuned_bests(
+    storage: BaseStorage, problem: Problem, bench: Benchmarker, batch_sizes: Sequence[int], options: TuneOptions
+) -> list[Config]:
+    """What this shape's studies already found: the nearest smaller and larger tuned batch sizes' best
+    configs in this space, and in a Hopper study the base space's best at this M."""
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    k = options.neighbour_seeds
     others = sorted((m for m in batch_sizes if m != problem.M), key=lambda m: abs(math.log(m / problem.M)))
     configs: list[Config] = []
     for side in (lambda m: m < problem.M, lambda m: m > problem.M):
         for m in (m for m in others if side(m)):
-            neighbour = problem.at(m)
-            name = study_name(neighbour, bench.device_name, bench.kind)
-            if name not in names:
-                continue
-            study = optuna.load_study(study_name=name, storage=storage)
-            done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
-            if done:  # a neighbour another process has only begun teaches nothing yet: look further
-                configs += [config_of(t) for t in done[:k]]
+            found = _bests(storage, names, study_name(problem.at(m), bench.device_name, bench.kind, options.space), k)
+            if found:  # a neighbour another process has only begun teaches nothing yet: look further
+                configs += found
                 break
+    if options.space != "base":
+        configs += _bests(storage, names, study_name(problem, bench.device_name, bench.kind), k)
     return configs
 
 
@@ -96,13 +108,13 @@ def tune_problem(
     The sampler defaults to the tuner's own, which tries the seeds first; evaluations pass plain
     Optuna samplers (and no seeds) to compare.
     """
-    space = [c for c in search_space(problem.block_k) if c.fits(bench.shared_memory_limit)]
+    space = [c for c in search_space(problem.block_k, options.space) if c.fits(bench.shared_memory_limit)]
     seeds = dedupe(seeds, space)
     if sampler is None:
         sampler = NeighbourhoodSampler(space=space, seeds=seeds, seed=options.seed)
     elif seeds:
         raise ValueError("seeds are the tuner's own sampler's first proposals; give a plain sampler none.")
-    study = open_study(storage, problem, bench, sampler)
+    study = open_study(storage, problem, bench, sampler, space=options.space)
     already = len(timed_trials(study))
     if progress is not None:
         progress.update(min(already, options.trials))
@@ -132,6 +144,7 @@ def tune_problem(
             budget=options.trials,
             prune_ratio=options.prune_ratio,
             never_prune=frozenset([existing] if existing is not None else []),
+            space=space,
             lookahead=lookahead,
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
@@ -168,12 +181,12 @@ def warm_starts(
     """Seeds for one study, most trusted first (see tuner.samplers)."""
     prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
     seeds = [
-        *_neighbour_bests(storage, problem, bench, batch_sizes, options.neighbour_seeds),
+        *_tuned_bests(storage, problem, bench, batch_sizes, options),
         nearest_entry(existing, problem.M) if existing else None,
         default_config(problem.block_n, problem.block_k),
         *prior[: options.prior_seeds],
     ]
-    return dedupe(seeds, search_space(problem.block_k))
+    return dedupe(seeds, search_space(problem.block_k, options.space))
 
 
 def tune_shape(
