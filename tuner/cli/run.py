@@ -1,7 +1,7 @@
 """The command line: python -m tuner.run --N 5120 --K 25600 --trials 200.
 
 Parses and validates everything before any study or file is touched, then calls tuner.study.
-Exit status: 0 on success, 2 on a usage error (one line says why), 1 on any other failure.
+Exit status: 0 on success, 2 on a usage error (one line says why), 130 after Ctrl-C, 1 on any other failure.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stopped_by_ctrl_c(error):
             print("interrupted: every finished measurement is stored; rerun the same command to resume.",
                   file=sys.stderr)  # fmt: skip
-            return 1
+            return 130  # as shells report a process stopped by SIGINT
         if isinstance(error, (RuntimeError, ValueError)):  # WrongResult included: a bug, reported, the run stops
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1

@@ -14,16 +14,15 @@ from collections.abc import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.benchmarkers import FAILURES, Benchmarker, Measurement, roofline_attrs
+from tuner.benchmarkers import MEASURED, Benchmarker, Measurement, roofline_attrs
 from tuner.interrupt import interruptible, raise_if_held
 from tuner.samplers import distributions
 from tuner.space import COMPILE_S, REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config, search_space
-from tuner.study._storage import best
+from tuner.study._storage import best, is_timed
 
 # How long a trial may take from its start to claiming a measurement before it counts as dead.
 DECIDING_S = 10.0
-# Statuses that mean "this config was measured"; other FAIL trials (interrupted, repeats) were not.
-MEASURED = ("ok", "pruned", *FAILURES)
+INTERRUPTED = "interrupted"
 
 
 class ConfigFailed(Exception):
@@ -59,6 +58,17 @@ class Objective:
         self._distributions = distributions(search_space(problem.block_k))
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:
+            # Stored as FAIL by Optuna either way; say why, and give back any claim on the budget
+            # (the measurement did not finish), so a rerun times exactly the budget.
+            trial.set_user_attr(TIMED, False)
+            trial.set_user_attr(STATUS, INTERRUPTED)
+            trial.set_user_attr(REASON, "stopped by Ctrl-C before its measurement finished")
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         raise_if_held()  # before the trial claims a measurement, so an interrupted one costs no budget
         for name, distribution in self._distributions.items():
             trial.suggest_categorical(name, distribution.choices)
@@ -76,9 +86,10 @@ class Objective:
                 trial.set_user_attr(STATUS, "repeat")
                 trial.set_user_attr(REASON, f"same config as trial {t.number}")
                 raise ConfigFailed(f"repeat of trial {t.number}")
-        if sum(1 for t in earlier if t.user_attrs.get(TIMED)) >= self.budget:  # spent by other workers
+        if sum(1 for t in earlier if is_timed(t)) >= self.budget:  # spent by other workers
             trial.set_user_attr(TIMED, False)
             trial.set_user_attr(STATUS, "over_budget")
+            trial.set_user_attr(REASON, f"other workers spent the budget of {self.budget} configs first")
             trial.study.stop()
             raise ConfigFailed("budget spent")
 
@@ -117,8 +128,8 @@ class Objective:
 
     def _record(self, trial: optuna.Trial, result: Measurement) -> None:
         trial.set_user_attr(STATUS, result.status)
-        if result.reason:
-            trial.set_user_attr(REASON, result.reason)
+        if result.reason or result.status not in ("ok", "pruned"):  # every failed trial says why
+            trial.set_user_attr(REASON, result.reason or result.status)
         if result.compile_s is not None:
             trial.set_user_attr(COMPILE_S, round(result.compile_s, 3))
         if result.us is not None:

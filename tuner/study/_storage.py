@@ -14,8 +14,8 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.benchmarkers import Benchmarker
-from tuner.space import TIMED, Config, Problem, config_of
+from tuner.benchmarkers import MEASURED, Benchmarker
+from tuner.space import STATUS, TIMED, Config, Problem, config_of
 
 DEFAULT_STORAGE = "sqlite:///studies/tuner.sqlite3"
 # A process that stops beating for GRACE_S seconds is dead: its RUNNING trial is failed and retried.
@@ -106,9 +106,21 @@ def open_study(
     return study
 
 
+def is_timed(trial: FrozenTrial) -> bool:
+    """Whether trial spends a measurement of the budget: it claimed one, and measures or measured it.
+
+    A trial that claimed a measurement and then failed without one (stopped by Ctrl-C, or its process
+    died and Optuna failed it by heartbeat) gave its claim back: its retry, or a later trial, spends
+    it. A waiting trial has claimed nothing, whatever attributes it was created with.
+    """
+    if trial.user_attrs.get(TIMED) is not True or trial.state == TrialState.WAITING:
+        return False
+    return trial.state != TrialState.FAIL or trial.user_attrs.get(STATUS) in MEASURED
+
+
 def timed_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that spent a measurement (the budget's unit)."""
-    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(TIMED)]
+    return [t for t in study.get_trials(deepcopy=False) if is_timed(t)]
 
 
 def best(trials: Iterable[FrozenTrial]) -> tuple[Config, float] | None:

@@ -20,9 +20,9 @@ from tqdm import tqdm
 from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
-from tuner.space import TIMED, Config, Problem, config_of, default_config, search_space
+from tuner.space import Config, Problem, config_of, default_config, search_space
 from tuner.study._objective import ConfigFailed, Objective
-from tuner.study._storage import best, latency_of, open_study, study_name, timed_trials
+from tuner.study._storage import best, is_timed, latency_of, open_study, study_name, timed_trials
 
 # How many of the sampler's next proposals compile while one config is timed.
 COMPILE_AHEAD = 12
@@ -110,13 +110,13 @@ def tune_problem(
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
             """Progress, and the stop once the budget is spent (one storage read for both)."""
             trials = study.get_trials(deepcopy=False)
-            if progress is not None and trial.user_attrs.get(TIMED):
+            if progress is not None and is_timed(trial):
                 progress.update(1)
                 found = best(trials)
                 if found is not None:
                     status = f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us"
                     progress.set_postfix_str(status, refresh=False)  # drawn at the bar's own pace
-            if sum(1 for t in trials if t.user_attrs.get(TIMED)) >= options.trials or len(trials) >= max_trials:
+            if sum(1 for t in trials if is_timed(t)) >= options.trials or len(trials) >= max_trials:
                 study.stop()
 
         lookahead = None
