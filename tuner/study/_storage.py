@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import platform
 import sys
 import time
@@ -45,6 +46,20 @@ def raise_unusable(url: str, error: BaseException) -> None:
     raise ValueError(f"--storage {masked_url(url)} is not usable: {type(error).__name__}: {reason}") from None
 
 
+class _RetryWithoutClaim(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Retries a dead trial's config as a fresh trial that has claimed nothing yet.
+
+    Optuna's callback copies the dead trial's user attributes onto the waiting retry, the claim on
+    the budget ('timed') included, so the retry would count before it ran and look decided to the
+    workers that wait for it. The retry keeps the config and its retry history, and decides anew.
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        unclaimed = copy.deepcopy(trial)
+        unclaimed.user_attrs = {}
+        super().__call__(study, unclaimed)
+
+
 def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
     """An RDB storage with heartbeats, safe for several processes on one SQLite file or PostgreSQL.
 
@@ -64,7 +79,7 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_s,
                     grace_period=grace_s,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    heartbeat_stale_trial_callback=_RetryWithoutClaim(max_retry=1),
                 )
             break
         except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
@@ -116,6 +131,17 @@ def is_timed(trial: FrozenTrial) -> bool:
     if trial.user_attrs.get(TIMED) is not True or trial.state == TrialState.WAITING:
         return False
     return trial.state != TrialState.FAIL or trial.user_attrs.get(STATUS) in MEASURED
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and retry) the trials of processes that stopped beating, as Optuna does between trials.
+
+    Called before a study's timed trials are counted, so a claim a dead process left is given back
+    and its retry runs, instead of the study looking finished with that measurement never made.
+    """
+    with warnings.catch_warnings():  # marked experimental; heartbeats are what a shared storage needs
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def timed_trials(study: optuna.Study) -> list[FrozenTrial]:

@@ -22,7 +22,7 @@ from tuner.export import config_file_name, nearest_entry, read_config_file, writ
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
 from tuner.space import Config, Problem, config_of, default_config, search_space
 from tuner.study._objective import ConfigFailed, Objective
-from tuner.study._storage import best, is_timed, latency_of, open_study, study_name, timed_trials
+from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
 
 # How many of the sampler's next proposals compile while one config is timed.
 COMPILE_AHEAD = 12
@@ -99,6 +99,7 @@ def tune_problem(
     elif seeds:
         raise ValueError("seeds are the tuner's own sampler's first proposals; give a plain sampler none.")
     study = open_study(storage, problem, bench, sampler)
+    fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
     already = len(timed_trials(study))
     if progress is not None:
         progress.update(min(already, options.trials))
