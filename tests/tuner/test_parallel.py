@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import multiprocessing as mp
 import os
 import signal
@@ -24,6 +25,8 @@ from tuner.export import read_config_file
 from tuner.samplers import distributions
 from tuner.space import STATUS, TIMED, Config, Problem, config_of, default_config, search_space
 from tuner.study import (
+    ConfigFailed,
+    Objective,
     TuneOptions,
     is_timed,
     make_storage,
@@ -293,3 +296,66 @@ def test_a_stale_claimed_trial_is_retried_once_and_spends_one_measurement(tmp_pa
     assert result.timed == bench.measurements == budget
     measured = [config_of(t) for t in trials if t.user_attrs.get(STATUS) in MEASURED]
     assert len(measured) == len(set(measured)) == budget
+
+
+class _FakeClock:
+    """Time that passes only when the objective sleeps; another host may act on the nth pause."""
+
+    def __init__(self, on_pause=None, at: int = 0):
+        self.now = 0.0
+        self.pauses: list[float] = []
+        self._on_pause, self._at = on_pause, at
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+        if self._on_pause is not None and len(self.pauses) == self._at:
+            self._on_pause()
+
+
+def _skew(storage: RDBStorage, trial_number: int, hours: float) -> None:
+    """Stamp the trial's start as a host whose clock is hours off (or in another time zone) would."""
+    start = datetime.datetime.now() + datetime.timedelta(hours=hours)
+    with storage.engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text("UPDATE trials SET datetime_start = :start WHERE number = :number"),
+            {"start": start, "number": trial_number},
+        )
+
+
+@pytest.mark.parametrize("hours", [-5, 5], ids=["host-behind", "host-ahead"])
+def test_a_live_trial_of_a_skewed_host_is_waited_for_and_not_timed_twice(tmp_path, hours):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    study = optuna.create_study(storage=storage, study_name="skew", direction="minimize")
+    other_host = _claim(study, DEFAULT, timed=None)  # deciding, on a host whose clock is hours off
+    _skew(storage, other_host.number, hours)
+    clock = _FakeClock(lambda: other_host.set_user_attr(TIMED, True), at=4)  # it claims after ~0.75 s
+    objective = Objective(PROBLEM, bench, budget=4, clock=lambda: clock.now, sleep=clock.sleep)
+    study.enqueue_trial(DEFAULT.as_sglang())
+    with pytest.raises(ConfigFailed, match=f"repeat of trial {other_host.number}"):
+        objective(study.ask())
+    assert bench.measurements == 0
+    assert clock.pauses == [0.05, 0.1, 0.2, 0.4]  # the storage is read less and less often
+
+
+@pytest.mark.parametrize("hours", [-5, 5], ids=["host-behind", "host-ahead"])
+def test_a_dead_undecided_trial_is_waited_for_the_deciding_window_whatever_its_hosts_clock(tmp_path, hours):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    study = optuna.create_study(storage=storage, study_name="skew", direction="minimize")
+    dead = _claim(study, DEFAULT, timed=None)  # its process died before it decided
+    _skew(storage, dead.number, hours)
+    clock = _FakeClock()
+    objective = Objective(PROBLEM, bench, budget=4, deciding_s=10.0, clock=lambda: clock.now, sleep=clock.sleep)
+    study.enqueue_trial(OTHER.as_sglang())
+    trial = study.ask()
+    assert objective(trial) == pytest.approx(bench.latency(PROBLEM, OTHER))
+    assert 10.0 <= clock.now < 11.0 and max(clock.pauses) == 1.0
+    # A second trial of the same process does not wait for the same dead trial again.
+    study.tell(trial, bench.latency(PROBLEM, OTHER))
+    waited = clock.now
+    study.enqueue_trial(DEFAULT.as_sglang())
+    with pytest.raises(ConfigFailed, match="repeat"):  # the dead trial still holds DEFAULT
+        objective(study.ask())
+    assert clock.now == waited

@@ -21,7 +21,7 @@ from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
 from tuner.space import Config, Problem, config_of, default_config, search_space
-from tuner.study._objective import ConfigFailed, Objective
+from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
 from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
 
 # How many of the sampler's next proposals compile while one config is timed.
@@ -38,6 +38,7 @@ class TuneOptions:
     neighbour_seeds: int = 2
     prior_seeds: int = 4
     prior: Prior | None = field(default=None, compare=False)
+    deciding_s: float = DECIDING_S  # how long a trial left undecided by another worker is waited for
 
     def __post_init__(self) -> None:
         if not isinstance(self.trials, int) or self.trials < 1:
@@ -130,6 +131,7 @@ def tune_problem(
             prune_ratio=options.prune_ratio,
             never_prune=frozenset(never_prune),
             lookahead=lookahead,
+            deciding_s=options.deciding_s,
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
     return study_result(study, problem)
