@@ -14,6 +14,7 @@ from pathlib import Path
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
 from tuner.export import config_file_name, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
+from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
 from tuner.space import DEFAULT_BATCH_SIZES, Problem, search_space
 
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-path", default="configs", help="folder for the SGLang config files")
     parser.add_argument("--replay", default=None, help="tune against this landscape CSV instead of a GPU")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="auto",
+        help=f"local: local search around the best configs; tpe, gp, random: Optuna's; auto: {AUTO} (default)",
+    )
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
     parser.add_argument("--model", default=None, help="a Hugging Face config.json: tune its linear layers at --tp-size")
     parser.add_argument("--gpus", default=None, help="comma-separated GPUs, one worker each (default: all visible)")
@@ -175,6 +182,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         seed=args.seed,
         use_prior=not args.no_prior,
         replay=args.replay,
+        sampler=args.sampler,
     )
     make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
     return spec, devices, device_name, kind, shapes

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
-from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
-from tuner.space import Config, Problem, config_of, default_config, search_space
+from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
+from tuner.space import SAMPLER, Config, Problem, config_of, default_config, search_space
 from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
 from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
 
@@ -38,11 +38,13 @@ class TuneOptions:
     neighbour_seeds: int = 2
     prior_seeds: int = 4
     prior: Prior | None = field(default=None, compare=False)
+    sampler: str = "auto"  # one of tuner.samplers.SAMPLERS
     deciding_s: float = DECIDING_S  # how long a trial left undecided by another worker is waited for
 
     def __post_init__(self) -> None:
         if not isinstance(self.trials, int) or self.trials < 1:
             raise ValueError(f"--trials must be a positive int, but got {self.trials!r}.")
+        resolve(self.sampler)  # raises for an unknown name
 
 
 @dataclass(frozen=True)
@@ -85,21 +87,17 @@ def tune_problem(
     seeds: Sequence[Config],
     progress: tqdm | None = None,
     *,
-    sampler: optuna.samplers.BaseSampler | None = None,
     never_prune: Sequence[Config] = (),
 ) -> StudyResult:
     """Run (or resume) one study until options.trials configs were timed; return its best.
 
-    The sampler defaults to the tuner's own, which tries the seeds first; evaluations pass plain
-    Optuna samplers (and no seeds) to compare.
+    Whichever sampler options.sampler names proposes the seeds first.
     """
     space = [c for c in search_space(problem.block_k) if c.fits(bench.shared_memory_limit)]
     seeds = dedupe(seeds, space)
-    if sampler is None:
-        sampler = NeighbourhoodSampler(space=space, seeds=seeds, seed=options.seed)
-    elif seeds:
-        raise ValueError("seeds are the tuner's own sampler's first proposals; give a plain sampler none.")
+    sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed)
     study = open_study(storage, problem, bench, sampler)
+    _record_sampler(study, resolve(options.sampler))
     fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
     already = len(timed_trials(study))
     if progress is not None:
@@ -135,6 +133,13 @@ def tune_problem(
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
     return study_result(study, problem)
+
+
+def _record_sampler(study: optuna.Study, name: str) -> None:
+    """The sampler is part of what the user chose: a study resumed with another one lists both."""
+    recorded = study.user_attrs.get(SAMPLER)
+    if recorded is None or name not in recorded.split("+"):
+        study.set_user_attr(SAMPLER, name if recorded is None else f"{recorded}+{name}")
 
 
 def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
