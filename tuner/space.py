@@ -26,6 +26,8 @@ STATUS = "status"  # ok, pruned, a failure (FAILURES) or why nothing was timed
 REASON = "reason"
 US = "us"
 COMPILE_S = "compile_s"
+# Study user attribute: the sampler that chose the study's configs ("local+tpe" if resumed with another).
+SAMPLER = "sampler"
 
 BLOCK_SIZE_M = (16, 32, 64, 128, 256)
 BLOCK_SIZE_N = (32, 64, 128, 256)

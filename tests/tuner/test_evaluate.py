@@ -22,7 +22,7 @@ def landscape(tmp_path_factory):
 
 def test_chosen_batch_sizes_of_every_shape_are_run_and_their_ratios_recorded(landscape, tmp_path, capsys):
     details = tmp_path / "details.csv"
-    argv = [str(landscape), "--budgets", "4", "12", "--seeds", "0", "--strategies", "tuner", "random",
+    argv = [str(landscape), "--budgets", "4", "12", "--seeds", "0", "--strategies", "local", "random",
             "--batch-sizes", "1", "64", "--processes", "1", "--details", str(details)]  # fmt: skip
     assert main(argv) == 0
     rows = list(csv.DictReader(details.open()))
@@ -37,10 +37,24 @@ def test_chosen_batch_sizes_of_every_shape_are_run_and_their_ratios_recorded(lan
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["strategy", "budget", "points", "<=1%", "<=2%", "<=5%", "geomean", "worst"]
     assert [line.split()[:3] for line in table[1:]] == [
-        ["tuner", "4", "4"], ["tuner", "12", "4"], ["random", "4", "4"], ["random", "12", "4"]
+        ["local", "4", "4"], ["local", "12", "4"], ["random", "4", "4"], ["random", "12", "4"]
     ]  # fmt: skip
 
 
 def test_a_batch_size_no_landscape_holds_is_a_usage_error(landscape, capsys):
     assert main([str(landscape), "--batch-sizes", "1", "256", "--processes", "1"]) == 2
     assert "[256] are in no landscape" in capsys.readouterr().err
+
+
+def test_every_sampler_is_compared_by_default_each_with_the_warm_starts(landscape, tmp_path, capsys):
+    details = tmp_path / "details.csv"
+    argv = [str(landscape), "--budgets", "3", "--seeds", "0", "--batch-sizes", "16", "--processes", "1",
+            "--details", str(details)]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table[1:]] == ["local", "tpe", "gp", "random"]
+    # With as many configs as warm starts, every sampler times exactly the warm starts: the same
+    # configs, so the same best (SGLang's default and the other shape's best configs come first).
+    ratios = {(r["strategy"], r["N"]): r["ratio"] for r in csv.DictReader(details.open())}
+    for N, _ in SHAPES:
+        assert len({ratios[s, str(N)] for s in ("local", "tpe", "gp", "random")}) == 1

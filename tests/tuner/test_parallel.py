@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import multiprocessing as mp
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -20,8 +22,20 @@ import tuner.study._storage
 from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import ReplayBenchmarker
 from tuner.export import read_config_file
-from tuner.space import STATUS, TIMED, Problem, config_of, default_config
-from tuner.study import TuneOptions, make_storage, split_work, study_name, timed_trials, tune_problem, warm_starts
+from tuner.samplers import distributions
+from tuner.space import STATUS, TIMED, Config, Problem, config_of, default_config, search_space
+from tuner.study import (
+    ConfigFailed,
+    Objective,
+    TuneOptions,
+    is_timed,
+    make_storage,
+    split_work,
+    study_name,
+    timed_trials,
+    tune_problem,
+    warm_starts,
+)
 
 SHAPES = [(512, 1024), (1024, 512)]
 BATCH_SIZES = [1, 16, 64]
@@ -224,3 +238,124 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(landscape, tm
     assert len(retries) == 1 and retries[0].user_attrs[STATUS] == "ok"
     assert config_of(retries[0]) == config_of(killed)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    # The dead trial and its retry spend one measurement between them, and the budget is exact.
+    assert not is_timed(killed) and is_timed(retries[0])
+    measured = [config_of(t) for t in study.trials if t.user_attrs.get(STATUS) in MEASURED]
+    assert len(timed_trials(study)) == len(measured) == len(set(measured)) == TRIALS
+
+
+PROBLEM = Problem(N=512, K=1024, M=16)
+DEFAULT = default_config(128, 128)
+OTHER = Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3)
+
+
+def _claim(study: optuna.Study, config: Config, *, timed: bool | None) -> optuna.Trial:
+    """A trial another process started on config: claimed (timed=True) or still deciding (None)."""
+    study.enqueue_trial(config.as_sglang())
+    trial = study.ask()
+    for name, distribution in distributions(search_space(128)).items():
+        trial.suggest_categorical(name, distribution.choices)
+    if timed is not None:
+        trial.set_user_attr(TIMED, timed)
+    return trial
+
+
+def test_a_dead_trials_retry_waits_with_its_config_and_no_claim(tmp_path):
+    # Optuna's own callback copies the dead trial's user attributes: the retry would look claimed
+    # (decided, and counted) before it ran.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=1, grace_s=1)
+    study = optuna.create_study(storage=storage, study_name="retry", direction="minimize")
+    dead = _claim(study, DEFAULT, timed=True)
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)  # past the grace period
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+        (retry,) = study.get_trials(states=(TrialState.WAITING,))
+        assert RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == dead.number
+    assert config_of(retry) == DEFAULT and retry.user_attrs == {}
+
+
+@pytest.mark.parametrize("budget", [1, 3])
+def test_a_stale_claimed_trial_is_retried_once_and_spends_one_measurement(tmp_path, budget):
+    # A process claimed a measurement, beat once and died: Optuna fails its trial by heartbeat and
+    # retries the config in a waiting trial, onto which it copies the dead trial's claim.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=1, grace_s=1)
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    name = study_name(PROBLEM, bench.device_name, bench.kind)
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
+    dead = _claim(study, DEFAULT, timed=True)
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)  # past the grace period
+    result = tune_problem(storage, PROBLEM, bench, TuneOptions(trials=budget, seed=0), seeds=[DEFAULT])
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    (retry,) = [t for t in trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == dead.number]
+    assert trials[dead.number].state == TrialState.FAIL and not is_timed(trials[dead.number])
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs[STATUS] == "ok" and is_timed(retry)
+    # Counted once, run before the study stopped, and the budget spent exactly.
+    assert result.timed == bench.measurements == budget
+    measured = [config_of(t) for t in trials if t.user_attrs.get(STATUS) in MEASURED]
+    assert len(measured) == len(set(measured)) == budget
+
+
+class _FakeClock:
+    """Time that passes only when the objective sleeps; another host may act on the nth pause."""
+
+    def __init__(self, on_pause=None, at: int = 0):
+        self.now = 0.0
+        self.pauses: list[float] = []
+        self._on_pause, self._at = on_pause, at
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+        if self._on_pause is not None and len(self.pauses) == self._at:
+            self._on_pause()
+
+
+def _skew(storage: RDBStorage, trial_number: int, hours: float) -> None:
+    """Stamp the trial's start as a host whose clock is hours off (or in another time zone) would."""
+    start = datetime.datetime.now() + datetime.timedelta(hours=hours)
+    with storage.engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text("UPDATE trials SET datetime_start = :start WHERE number = :number"),
+            {"start": start, "number": trial_number},
+        )
+
+
+@pytest.mark.parametrize("hours", [-5, 5], ids=["host-behind", "host-ahead"])
+def test_a_live_trial_of_a_skewed_host_is_waited_for_and_not_timed_twice(tmp_path, hours):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    study = optuna.create_study(storage=storage, study_name="skew", direction="minimize")
+    other_host = _claim(study, DEFAULT, timed=None)  # deciding, on a host whose clock is hours off
+    _skew(storage, other_host.number, hours)
+    clock = _FakeClock(lambda: other_host.set_user_attr(TIMED, True), at=4)  # it claims after ~0.75 s
+    objective = Objective(PROBLEM, bench, budget=4, clock=lambda: clock.now, sleep=clock.sleep)
+    study.enqueue_trial(DEFAULT.as_sglang())
+    with pytest.raises(ConfigFailed, match=f"repeat of trial {other_host.number}"):
+        objective(study.ask())
+    assert bench.measurements == 0
+    assert clock.pauses == [0.05, 0.1, 0.2, 0.4]  # the storage is read less and less often
+
+
+@pytest.mark.parametrize("hours", [-5, 5], ids=["host-behind", "host-ahead"])
+def test_a_dead_undecided_trial_is_waited_for_the_deciding_window_whatever_its_hosts_clock(tmp_path, hours):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    study = optuna.create_study(storage=storage, study_name="skew", direction="minimize")
+    dead = _claim(study, DEFAULT, timed=None)  # its process died before it decided
+    _skew(storage, dead.number, hours)
+    clock = _FakeClock()
+    objective = Objective(PROBLEM, bench, budget=4, deciding_s=10.0, clock=lambda: clock.now, sleep=clock.sleep)
+    study.enqueue_trial(OTHER.as_sglang())
+    trial = study.ask()
+    assert objective(trial) == pytest.approx(bench.latency(PROBLEM, OTHER))
+    assert 10.0 <= clock.now < 11.0 and max(clock.pauses) == 1.0
+    # A second trial of the same process does not wait for the same dead trial again.
+    study.tell(trial, bench.latency(PROBLEM, OTHER))
+    waited = clock.now
+    study.enqueue_trial(DEFAULT.as_sglang())
+    with pytest.raises(ConfigFailed, match="repeat"):  # the dead trial still holds DEFAULT
+        objective(study.ask())
+    assert clock.now == waited

@@ -21,6 +21,7 @@ from tuner.analysis import (
     history,
     importances,
     load_studies,
+    studies,
     summary_table,
 )
 from tuner.benchmarkers import FAILURES, HEADER, Row
@@ -246,3 +247,18 @@ def test_bad_input_is_one_line_and_exit_2(case, tuned, tmp_path, capsys):
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert not (tmp_path / "r.html").exists()
     assert not (tmp_path / "nothing.db").exists()  # a typo in the URL never creates a storage
+
+
+def test_a_claim_given_back_is_not_counted_as_timed(tmp_path):
+    # A trial whose process died mid-measure (FAIL, timed, no status) measured nothing: the tables
+    # count the budget as the tuner does, so a study shows its --trials configs, not one more.
+    url, _ = replay_storage(tmp_path, batch_sizes=(16,), trials=4)
+    (summary,) = optuna.get_all_study_summaries(url)
+    study = optuna.load_study(study_name=summary.study_name, storage=url)
+    measured = study.trials[0]
+    dead = optuna.trial.create_trial(
+        state=TrialState.FAIL, params=measured.params, distributions=measured.distributions, user_attrs={TIMED: True}
+    )
+    study.add_trial(dead)
+    assert list(studies(url).timed) == [4]
+    assert list(history(url)["index"]) == [1, 2, 3, 4]

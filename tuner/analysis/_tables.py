@@ -22,8 +22,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import FAILURES
 from tuner.export import nearest_entry, read_config_file
-from tuner.space import REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config
-from tuner.study import CONFIRM_DEFAULT_US, CONFIRM_REASON, CONFIRMED, CONFIRMED_US, masked_url, raise_unusable
+from tuner.space import REASON, STATUS, US, Config, Problem, config_of, default_config
+from tuner.study import (
+    CONFIRM_DEFAULT_US,
+    CONFIRM_REASON,
+    CONFIRMED,
+    CONFIRMED_US,
+    is_timed,
+    masked_url,
+    raise_unusable,
+)
 
 # What identifies a shape; studies that share these differ only in M. Timing is part of it so that
 # a replay of a device's landscape and real timings on that device are never mixed in one curve.
@@ -176,7 +184,7 @@ def studies(storage: StorageLike) -> pd.DataFrame:
                 "M": r.problem.M,
                 "study": r.name,
                 "trials": len(r.trials),
-                "timed": sum(1 for t in r.trials if t.user_attrs.get(TIMED)),
+                "timed": sum(1 for t in r.trials if is_timed(t)),
                 "complete": sum(1 for t in r.trials if t.state == TrialState.COMPLETE),
                 "torch": attrs.get("torch"),
                 "triton": attrs.get("triton"),
@@ -230,7 +238,7 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
             "M": p.M,
             "study": r.name,
             "trials": len(r.trials),
-            "timed": sum(1 for t in r.trials if t.user_attrs.get(TIMED)),
+            "timed": sum(1 for t in r.trials if is_timed(t)),
         }
         best = min(complete, key=lambda t: t.value) if complete else None
         best_us = best.value if best else math.nan
@@ -289,7 +297,7 @@ def history(storage: StorageLike) -> pd.DataFrame:
     rows = []
     for r in as_records(storage):
         best_us = math.nan
-        timed = [t for t in r.trials if t.user_attrs.get(TIMED)]
+        timed = [t for t in r.trials if is_timed(t)]
         for index, t in enumerate(timed, start=1):
             if t.state == TrialState.COMPLETE and not t.value >= best_us:  # NaN compares false
                 best_us = t.value

@@ -6,7 +6,7 @@ file. The GPU benchmarker imports CUDA code only inside its timing and compile p
 
 from __future__ import annotations
 
-from tuner.benchmarkers._base import FAILURES, Benchmarker, Measurement, Status
+from tuner.benchmarkers._base import FAILURES, MEASURED, Benchmarker, Measurement, Status
 from tuner.benchmarkers._gpu import GpuBenchmarker
 from tuner.benchmarkers._landscape import HEADER, LandscapeWriter, Row, read_rows
 from tuner.benchmarkers._replay import ReplayBenchmarker
@@ -15,6 +15,7 @@ from tuner.benchmarkers._roofline import roofline_attrs, roofline_floor_us
 __all__ = [
     "FAILURES",
     "HEADER",
+    "MEASURED",
     "Benchmarker",
     "GpuBenchmarker",
     "LandscapeWriter",

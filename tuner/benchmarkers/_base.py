@@ -14,6 +14,9 @@ from tuner.space import Config, Problem
 
 Status = Literal["ok", "pruned", "out_of_resources", "compile_error", "wrong_result", "crash", "timeout"]
 FAILURES: tuple[Status, ...] = ("out_of_resources", "compile_error", "wrong_result", "crash", "timeout")
+# Statuses that mean "this config was measured"; a trial that failed with any other status (stopped
+# by Ctrl-C, a repeat, over the budget) or with none (its process died) measured nothing.
+MEASURED: tuple[Status, ...] = ("ok", "pruned", *FAILURES)
 
 
 @dataclass(frozen=True)

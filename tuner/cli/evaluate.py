@@ -1,11 +1,12 @@
-"""Measure the searcher in replay: how close to each landscape's optimum does a budget get?
+"""Measure the samplers in replay: how close to each landscape's optimum does a budget get?
 
     python -m tuner.evaluate studies/landscapes/*.csv.gz --budgets 16 32 64 --seeds 0 1 2
 
-For every (shape, M) of every landscape, runs the tuner (warm starts and prior included; the prior
-never sees the shape under test) and plain Optuna TPE and random search at the same budgets, and
-prints the share of points within 1%, 2% and 5% of the optimum and the geometric-mean and worst
-ratio of the latency found to the optimum.
+For every (shape, M) of every landscape, runs each sampler a run can choose (the tuner's local
+search, Optuna's TPE, GP and random search) at the same budgets, each with the same warm starts
+(prior included; the prior never sees the shape under test), and prints the share of points
+within 1%, 2% and 5% of the optimum and the geometric-mean and worst ratio of the latency found
+to the optimum.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from functools import cache
 import optuna
 
 from tuner.benchmarkers import ReplayBenchmarker, read_rows
-from tuner.samplers import Prior
+from tuner.samplers import SAMPLERS, Prior
 from tuner.study import TuneOptions, tune_problem, warm_starts
 
-STRATEGIES = ("tuner", "tpe", "random")
+STRATEGIES = tuple(name for name in SAMPLERS if name != "auto")  # auto is one of them
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,6 @@ def _load(paths: tuple[str, ...]) -> tuple[dict[str, ReplayBenchmarker], Prior]:
     return benches, prior
 
 
-def _sampler(strategy: str, seed: int) -> optuna.samplers.BaseSampler | None:
-    if strategy == "tpe":
-        return optuna.samplers.TPESampler(multivariate=True, seed=seed)
-    if strategy == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return None
-
-
 def evaluate_shape(task: tuple[tuple[str, ...], str, tuple[int, int], tuple[int, ...], str, int, int]) -> list[Outcome]:
     """The given batch sizes of one shape, in the order the tuner runs them, for one strategy/budget/seed."""
     paths, path, (N, K), batch_sizes, strategy, budget, seed = task
@@ -64,14 +57,12 @@ def evaluate_shape(task: tuple[tuple[str, ...], str, tuple[int, int], tuple[int,
     benches, prior = _load(paths)
     bench = benches[path]
     problems = sorted((p for p in bench.problems if (p.N, p.K) == (N, K) and p.M in batch_sizes), key=lambda p: p.M)
-    options = TuneOptions(trials=budget, seed=seed, prior=prior)
+    options = TuneOptions(trials=budget, seed=seed, prior=prior, sampler=strategy)
     storage = optuna.storages.InMemoryStorage()
     outcomes = []
     for problem in problems:
-        seeds = []
-        if strategy == "tuner":
-            seeds = warm_starts(storage, bench, problem, [p.M for p in problems], options, existing={})
-        result = tune_problem(storage, problem, bench, options, seeds, sampler=_sampler(strategy, seed))
+        seeds = warm_starts(storage, bench, problem, [p.M for p in problems], options, existing={})
+        result = tune_problem(storage, problem, bench, options, seeds)
         _, optimum = bench.optimum(problem)
         found = bench.latency(problem, result.best)
         outcomes.append(Outcome(strategy, budget, seed, path, N, K, problem.M, found / optimum))

@@ -1,7 +1,7 @@
 """The command line: python -m tuner.run --N 5120 --K 25600 --trials 200.
 
 Parses and validates everything before any study or file is touched, then calls tuner.study.
-Exit status: 0 on success, 2 on a usage error (one line says why), 1 on any other failure.
+Exit status: 0 on success, 2 on a usage error (one line says why), 130 after Ctrl-C, 1 on any other failure.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
 from tuner.export import config_file_name, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
+from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
 from tuner.space import DEFAULT_BATCH_SIZES, Problem, search_space
 
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-path", default="configs", help="folder for the SGLang config files")
     parser.add_argument("--replay", default=None, help="tune against this landscape CSV instead of a GPU")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default="auto",
+        help=f"local: local search around the best configs; tpe, gp, random: Optuna's; auto: {AUTO} (default)",
+    )
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
     parser.add_argument("--model", default=None, help="a Hugging Face config.json: tune its linear layers at --tp-size")
     parser.add_argument("--gpus", default=None, help="comma-separated GPUs, one worker each (default: all visible)")
@@ -116,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stopped_by_ctrl_c(error):
             print("interrupted: every finished measurement is stored; rerun the same command to resume.",
                   file=sys.stderr)  # fmt: skip
-            return 1
+            return 130  # as shells report a process stopped by SIGINT
         if isinstance(error, (RuntimeError, ValueError)):  # WrongResult included: a bug, reported, the run stops
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
@@ -175,6 +182,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         seed=args.seed,
         use_prior=not args.no_prior,
         replay=args.replay,
+        sampler=args.sampler,
     )
     make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
     return spec, devices, device_name, kind, shapes

@@ -17,6 +17,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.benchmarkers import MEASURED
 from tuner.space import (
     BLOCK_SIZE_M,
     BLOCK_SIZE_N,
@@ -26,6 +27,7 @@ from tuner.space import (
     NUM_WARPS,
     SGLANG_KEYS,
     SPLIT_K,
+    STATUS,
     Config,
     config_of,
 )
@@ -84,6 +86,19 @@ def neighbours(config: Config, block_ks: Sequence[int], keys: Sequence[str] = SG
     return [Config.from_sglang(e) for e in out]
 
 
+def visited(trials: Sequence[FrozenTrial]) -> set[Config]:
+    """Configs the study has measured, is measuring or holds for a retry: never proposed again.
+
+    A trial that failed without a measurement (stopped by Ctrl-C, its process killed, over the
+    budget) leaves its config unvisited, so a resumed study still tries that seed or neighbour.
+    """
+    return {
+        config
+        for t in trials
+        if (config := config_of(t)) is not None and (t.state != TrialState.FAIL or t.user_attrs.get(STATUS) in MEASURED)
+    }
+
+
 def observed_value(trial: FrozenTrial) -> float | None:
     """A trial's latency: its value, or for a pruned one its first estimate."""
     if trial.state == TrialState.COMPLETE:
@@ -119,16 +134,16 @@ class NeighbourhoodSampler(BaseSampler):
 
     def candidates(self, trials: Sequence[FrozenTrial], limit: int) -> list[Config]:
         """The next configs local search would try, best first (also used to compile ahead)."""
-        visited = {config for t in trials if (config := config_of(t)) is not None}
+        tried = visited(trials)
         scored = sorted(
             (value, config_of(t)) for t in trials if (value := observed_value(t)) is not None and config_of(t)
         )
-        out = [c for c in self._seeds if c not in visited][:limit]
+        out = [c for c in self._seeds if c not in tried][:limit]
         if len(out) == limit:
             return out
         for _, config in scored:
             for candidate in neighbours(config, self._block_ks, self._keys):
-                if candidate in self._space and candidate not in visited and candidate not in out:
+                if candidate in self._space and candidate not in tried and candidate not in out:
                     out.append(candidate)
                     if len(out) == limit:
                         return out

@@ -95,9 +95,10 @@ def confirm(
         medians = {configs[0]: search_best.value}
         decision = Confirmation(pick=configs[0], reason="the confirmation round failed to run", medians=medians)
     default_us = decision.medians.get(default_config(problem.block_n, problem.block_k))
-    study.set_user_attr(CONFIRMED, decision.pick.as_sglang())
     study.set_user_attr(CONFIRMED_US, round(decision.pick_us, 3))
     study.set_user_attr(CONFIRM_DEFAULT_US, None if default_us is None else round(default_us, 3))
     study.set_user_attr(CONFIRM_REASON, decision.reason)
     study.set_user_attr(CONFIRM_ROUND, {c.short(): [round(t, 3) for t in ts] for c, ts in times.items()})
+    # Last: other processes read the round once this is set, so everything else must be there.
+    study.set_user_attr(CONFIRMED, decision.pick.as_sglang())
     return decision

@@ -34,6 +34,7 @@ class WorkerSpec:
     use_prior: bool
     replay: str | None = None
     compile_workers: int | None = None
+    sampler: str = "auto"
 
 
 def _cost(problems: Sequence[Problem]) -> float:
@@ -85,7 +86,8 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
 
         bench = GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers)
     storage = make_storage(spec.storage_url)
-    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=Prior.shipped() if spec.use_prior else None)
+    prior = Prior.shipped() if spec.use_prior else None
+    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler)
     total = sum(len(unit) for unit in units) * spec.trials
     outcome = []
     try:

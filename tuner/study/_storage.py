@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import platform
 import sys
 import time
@@ -14,8 +15,8 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.benchmarkers import Benchmarker
-from tuner.space import TIMED, Config, Problem, config_of
+from tuner.benchmarkers import MEASURED, Benchmarker
+from tuner.space import STATUS, TIMED, Config, Problem, config_of
 
 DEFAULT_STORAGE = "sqlite:///studies/tuner.sqlite3"
 # A process that stops beating for GRACE_S seconds is dead: its RUNNING trial is failed and retried.
@@ -45,6 +46,20 @@ def raise_unusable(url: str, error: BaseException) -> None:
     raise ValueError(f"--storage {masked_url(url)} is not usable: {type(error).__name__}: {reason}") from None
 
 
+class _RetryWithoutClaim(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Retries a dead trial's config as a fresh trial that has claimed nothing yet.
+
+    Optuna's callback copies the dead trial's user attributes onto the waiting retry, the claim on
+    the budget ('timed') included, so the retry would count before it ran and look decided to the
+    workers that wait for it. The retry keeps the config and its retry history, and decides anew.
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        unclaimed = copy.deepcopy(trial)
+        unclaimed.user_attrs = {}
+        super().__call__(study, unclaimed)
+
+
 def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
     """An RDB storage with heartbeats, safe for several processes on one SQLite file or PostgreSQL.
 
@@ -64,7 +79,7 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_s,
                     grace_period=grace_s,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                    heartbeat_stale_trial_callback=_RetryWithoutClaim(max_retry=1),
                 )
             break
         except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
@@ -111,9 +126,32 @@ def open_study(
     return study
 
 
+def is_timed(trial: FrozenTrial) -> bool:
+    """Whether trial spends a measurement of the budget: it claimed one, and measures or measured it.
+
+    A trial that claimed a measurement and then failed without one (stopped by Ctrl-C, or its process
+    died and Optuna failed it by heartbeat) gave its claim back: its retry, or a later trial, spends
+    it. A waiting trial has claimed nothing, whatever attributes it was created with.
+    """
+    if trial.user_attrs.get(TIMED) is not True or trial.state == TrialState.WAITING:
+        return False
+    return trial.state != TrialState.FAIL or trial.user_attrs.get(STATUS) in MEASURED
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail (and retry) the trials of processes that stopped beating, as Optuna does between trials.
+
+    Called before a study's timed trials are counted, so a claim a dead process left is given back
+    and its retry runs, instead of the study looking finished with that measurement never made.
+    """
+    with warnings.catch_warnings():  # marked experimental; heartbeats are what a shared storage needs
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
 def timed_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that spent a measurement (the budget's unit)."""
-    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(TIMED)]
+    return [t for t in study.get_trials(deepcopy=False) if is_timed(t)]
 
 
 def best(trials: Iterable[FrozenTrial]) -> tuple[Config, float] | None:

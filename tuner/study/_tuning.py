@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
-from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
-from tuner.space import TIMED, Config, Problem, config_of, default_config, search_space
+from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
+from tuner.space import SAMPLER, Config, Problem, config_of, default_config, search_space
 from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
-from tuner.study._objective import ConfigFailed, Objective
-from tuner.study._storage import best, latency_of, open_study, study_name, timed_trials
+from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
+from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
 
 # How many of the sampler's next proposals compile while one config is timed.
 COMPILE_AHEAD = 12
@@ -40,11 +40,14 @@ class TuneOptions:
     prior_seeds: int = 4
     prior: Prior | None = field(default=None, compare=False)
     space: str = "base"
+    sampler: str = "auto"  # one of tuner.samplers.SAMPLERS
+    deciding_s: float = DECIDING_S  # how long a trial left undecided by another worker is waited for
 
     def __post_init__(self) -> None:
         search_space(128, self.space)  # an unknown space is a usage error
         if not isinstance(self.trials, int) or self.trials < 1:
             raise ValueError(f"--trials must be a positive int, but got {self.trials!r}.")
+        resolve(self.sampler)  # raises for an unknown name
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,6 @@ def tune_problem(
     seeds: Sequence[Config],
     progress: tqdm | None = None,
     *,
-    sampler: optuna.samplers.BaseSampler | None = None,
     existing: Config | None = None,
 ) -> StudyResult:
     """Run (or resume) one study until options.trials configs were timed, then confirm its pick.
@@ -105,16 +107,14 @@ def tune_problem(
     existing is the entry an existing config file gives this M: always measured in full, and a
     contender of the confirmation round beside SGLang's default.
 
-    The sampler defaults to the tuner's own, which tries the seeds first; evaluations pass plain
-    Optuna samplers (and no seeds) to compare.
+    Whichever sampler options.sampler names proposes the seeds first.
     """
     space = [c for c in search_space(problem.block_k, options.space) if c.fits(bench.shared_memory_limit)]
     seeds = dedupe(seeds, space)
-    if sampler is None:
-        sampler = NeighbourhoodSampler(space=space, seeds=seeds, seed=options.seed)
-    elif seeds:
-        raise ValueError("seeds are the tuner's own sampler's first proposals; give a plain sampler none.")
+    sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed)
     study = open_study(storage, problem, bench, sampler, space=options.space)
+    _record_sampler(study, resolve(options.sampler))
+    fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
     already = len(timed_trials(study))
     if progress is not None:
         progress.update(min(already, options.trials))
@@ -126,13 +126,13 @@ def tune_problem(
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
             """Progress, and the stop once the budget is spent (one storage read for both)."""
             trials = study.get_trials(deepcopy=False)
-            if progress is not None and trial.user_attrs.get(TIMED):
+            if progress is not None and is_timed(trial):
                 progress.update(1)
                 found = best(trials)
                 if found is not None:
                     status = f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us"
                     progress.set_postfix_str(status, refresh=False)  # drawn at the bar's own pace
-            if sum(1 for t in trials if t.user_attrs.get(TIMED)) >= options.trials or len(trials) >= max_trials:
+            if sum(1 for t in trials if is_timed(t)) >= options.trials or len(trials) >= max_trials:
                 study.stop()
 
         lookahead = None
@@ -146,11 +146,19 @@ def tune_problem(
             never_prune=frozenset([existing] if existing is not None else []),
             space=space,
             lookahead=lookahead,
+            deciding_s=options.deciding_s,
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
     if CONFIRMED not in study.user_attrs and best(study.get_trials(deepcopy=False)) is not None:
         confirm(study, problem, bench, existing=existing)
     return study_result(study, problem)
+
+
+def _record_sampler(study: optuna.Study, name: str) -> None:
+    """The sampler is part of what the user chose: a study resumed with another one lists both."""
+    recorded = study.user_attrs.get(SAMPLER)
+    if recorded is None or name not in recorded.split("+"):
+        study.set_user_attr(SAMPLER, name if recorded is None else f"{recorded}+{name}")
 
 
 def study_result(study: optuna.Study, problem: Problem) -> StudyResult:

@@ -1,0 +1,134 @@
+"""The samplers a run can choose: each tries the warm starts first, times no config twice, spends the budget."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.samplers import GPSampler, RandomSampler, TPESampler
+from optuna.trial import TrialState
+
+from tests.tuner.synthetic import synthetic_rows, write_landscape
+from tuner.benchmarkers import ReplayBenchmarker
+from tuner.samplers import NeighbourhoodSampler, SeedsFirstSampler, distributions, make_sampler, neighbours
+from tuner.space import SAMPLER, STATUS, Config, Problem, config_of, default_config, search_space
+from tuner.study import TuneOptions, study_name, timed_trials, tune_problem
+
+PROBLEM = Problem(N=256, K=512, M=16)
+DEFAULT = default_config(128, 128)
+SEEDS = [
+    DEFAULT,
+    Config(block_m=16, block_n=32, block_k=128, group_m=1, num_warps=4, num_stages=3),
+    Config(block_m=32, block_n=64, block_k=64, group_m=16, num_warps=8, num_stages=2),
+]
+CHOICES = ["local", "tpe", "gp", "random"]
+
+
+def bench() -> ReplayBenchmarker:
+    return ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+
+
+def study_of(storage, replay: ReplayBenchmarker) -> optuna.Study:
+    return optuna.load_study(study_name=study_name(PROBLEM, replay.device_name, replay.kind), storage=storage)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("auto", NeighbourhoodSampler), ("local", NeighbourhoodSampler), ("tpe", TPESampler), ("gp", GPSampler),
+     ("random", RandomSampler)],
+)  # fmt: skip
+def test_each_name_builds_its_sampler(name, kind):
+    sampler = make_sampler(name, space=search_space(128), seeds=SEEDS, seed=0)
+    inner = sampler.sampler if isinstance(sampler, SeedsFirstSampler) else sampler
+    assert type(inner) is kind
+
+
+def test_an_unknown_sampler_names_the_flag():
+    with pytest.raises(ValueError, match=r"--sampler must be one of auto, local, tpe, gp, random, but got 'cmaes'"):
+        TuneOptions(sampler="cmaes")
+
+
+@pytest.mark.parametrize("name", CHOICES)
+def test_every_sampler_tries_the_warm_starts_first(name):
+    storage = optuna.storages.InMemoryStorage()
+    replay = bench()
+    tune_problem(storage, PROBLEM, replay, TuneOptions(trials=6, seed=0, sampler=name), SEEDS)
+    trials = study_of(storage, replay).trials
+    assert [config_of(t) for t in trials[:3]] == SEEDS
+
+
+# GP is the slow one: 24 configs, past its 10 random startup trials, fit its model on the categorical
+# parameters (Hamming distance) in well under a second each here.
+@pytest.mark.parametrize("name", CHOICES)
+def test_every_sampler_spends_the_budget_without_timing_a_config_twice(name):
+    storage = optuna.storages.InMemoryStorage()
+    replay = bench()
+    result = tune_problem(storage, PROBLEM, replay, TuneOptions(trials=24, seed=1, sampler=name), SEEDS)
+    trials = study_of(storage, replay).trials
+    measured = [config_of(t) for t in timed_trials(study_of(storage, replay))]
+    assert result.timed == replay.measurements == len(measured) == len(set(measured)) == 24
+    # A proposal of a visited config is moved before it costs a trial: no repeat is even recorded.
+    assert len(trials) == 24 and not [t for t in trials if t.user_attrs.get(STATUS) == "repeat"]
+
+
+class _Stuck(RandomSampler):
+    """A sampler that learns nothing from what was measured: it proposes one config forever."""
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return DEFAULT.as_sglang()[param_name]
+
+
+def test_a_sampler_stuck_on_a_visited_config_is_moved_to_its_nearest_unvisited_neighbours():
+    # As GP did on pruned configs, which it does not model: thousands of repeats in one study.
+    storage = optuna.storages.InMemoryStorage()
+    replay = bench()
+    space = search_space(128)
+    sampler = SeedsFirstSampler(sampler=_Stuck(), space=space, seeds=[], seed=0)
+    name = study_name(PROBLEM, replay.device_name, replay.kind)
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler)
+    for _ in range(5):
+        trial = study.ask()
+        for key, distribution in sampler.infer_relative_search_space(study, trial).items():
+            trial.suggest_categorical(key, distribution.choices)
+        study.tell(trial, 1.0)
+    near = [c for c in neighbours(DEFAULT, (64, 128)) if c in space]
+    assert [config_of(t) for t in study.trials] == [DEFAULT, *near[:4]]
+
+
+def test_a_resumed_study_skips_the_warm_starts_it_tried_and_records_each_sampler_chosen():
+    storage = optuna.storages.InMemoryStorage()
+    replay = bench()
+    tune_problem(storage, PROBLEM, replay, TuneOptions(trials=2, seed=0), SEEDS)
+    assert study_of(storage, replay).user_attrs[SAMPLER] == "local"  # what auto chose
+    tune_problem(storage, PROBLEM, replay, TuneOptions(trials=5, seed=0, sampler="tpe"), SEEDS)
+    study = study_of(storage, replay)
+    assert [config_of(t) for t in study.trials[:3]] == SEEDS and len(study.trials) == 5
+    assert study.user_attrs[SAMPLER] == "local+tpe"
+
+
+def test_a_seed_whose_trial_was_interrupted_is_tried_again_on_resume():
+    storage = optuna.storages.InMemoryStorage()
+    replay = bench()
+    name = study_name(PROBLEM, replay.device_name, replay.kind)
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
+    study.enqueue_trial(SEEDS[0].as_sglang())
+    interrupted = study.ask()
+    for key, distribution in distributions(search_space(128)).items():
+        interrupted.suggest_categorical(key, distribution.choices)
+    interrupted.set_user_attr(STATUS, "interrupted")
+    study.tell(interrupted, state=TrialState.FAIL)
+    tune_problem(storage, PROBLEM, replay, TuneOptions(trials=3, seed=0, sampler="random"), SEEDS)
+    assert [config_of(t) for t in study_of(storage, replay).trials[1:4]] == SEEDS
+
+
+def test_the_command_line_takes_a_sampler_and_records_it(tmp_path):
+    import tuner.cli.run
+
+    landscape = write_landscape(tmp_path / "land.csv", [(PROBLEM.N, PROBLEM.K)], [PROBLEM.M])
+    url = f"sqlite:///{tmp_path}/s.db"
+    argv = ["--N", str(PROBLEM.N), "--K", str(PROBLEM.K), "--batch-size", str(PROBLEM.M), "--trials", "12",
+            "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path / "cfg"),
+            "--no-prior"]  # fmt: skip
+    assert tuner.cli.run.main([*argv, "--sampler", "gp"]) == 0
+    (summary,) = optuna.get_all_study_summaries(url)
+    assert summary.user_attrs[SAMPLER] == "gp"
+    assert tuner.cli.run.main([*argv, "--sampler", "cmaes"]) == 2

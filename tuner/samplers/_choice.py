@@ -1,0 +1,42 @@
+"""The one place a sampler is built from its name, for tuner.run, the study layer and tuner.evaluate."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import optuna
+from optuna.samplers import BaseSampler, GPSampler, RandomSampler, TPESampler
+
+from tuner.samplers._neighbourhood import NeighbourhoodSampler
+from tuner.samplers._seeded import SeedsFirstSampler
+from tuner.space import Config
+
+# What --sampler takes. local: the tuner's own local search; tpe, gp, random: Optuna's samplers.
+SAMPLERS = ("auto", "local", "tpe", "gp", "random")
+# What auto means: the sampler that came closest to the optimum in replay at every budget (NOTES.md).
+AUTO = "local"
+
+
+def resolve(name: str) -> str:
+    """The sampler a name stands for (auto becomes its choice); ValueError for an unknown name."""
+    if name not in SAMPLERS:
+        raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, but got {name!r}.")
+    return AUTO if name == "auto" else name
+
+
+def make_sampler(name: str, *, space: Sequence[Config], seeds: Sequence[Config] = (), seed: int | None = None):
+    """The sampler called name over space, proposing the unvisited seeds first whichever it is."""
+    name = resolve(name)
+    if name == "local":
+        return NeighbourhoodSampler(space=space, seeds=seeds, seed=seed)
+    with warnings.catch_warnings():  # TPE's multivariate and group options are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        inner: BaseSampler
+        if name == "tpe":
+            inner = TPESampler(multivariate=True, group=True, seed=seed)
+        elif name == "gp":
+            inner = GPSampler(seed=seed)
+        else:
+            inner = RandomSampler(seed=seed)
+    return SeedsFirstSampler(sampler=inner, space=space, seeds=seeds, seed=seed)

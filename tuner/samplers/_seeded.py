@@ -1,0 +1,93 @@
+"""Warm starts for any Optuna sampler: the unvisited seeds first, then the wrapped sampler's proposals.
+
+The tuner's own sampler proposes its seeds itself; this wrapper gives Optuna's samplers (TPE, GP,
+random search) the same first configs, so that a choice of sampler changes only what comes after.
+Seeds are proposed rather than enqueued, as the tuner's own sampler does, so workers sharing a study
+never race for a waiting trial and a resumed study skips the seeds it already tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.samplers._neighbourhood import distributions, neighbours, visited
+from tuner.space import Config
+
+
+class SeedsFirstSampler(BaseSampler):
+    """Proposes each seed not yet visited, in order; then what sampler proposes, never a visited config.
+
+    A study times no config twice, and Optuna's samplers learn nothing from a trial that was not
+    measured: GP, which models completed trials only, proposed an already pruned config again and
+    again (5000 repeats in one replayed study before this). So a proposal of a visited config is
+    moved to its nearest unvisited neighbour (one parameter one step, then two), or to a random
+    unvisited config when none is near, and the sampler sees the moved trial as its own.
+    """
+
+    def __init__(
+        self, *, sampler: BaseSampler, space: Sequence[Config], seeds: Sequence[Config] = (), seed: int | None = None
+    ) -> None:
+        self._sampler = sampler
+        self._space = list(space)
+        self._members = frozenset(space)
+        self._seeds = [c for c in seeds if c in self._members]
+        self._distributions = distributions(space)
+        self._keys = tuple(self._distributions)
+        self._block_ks = self._distributions["BLOCK_SIZE_K"].choices
+        self._rng = np.random.RandomState(seed)
+
+    @property
+    def sampler(self) -> BaseSampler:
+        """The wrapped sampler, which proposes every config after the seeds."""
+        return self._sampler
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        # Every parameter is chosen here at once, so that the whole config can be checked.
+        return dict(self._distributions)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, object]:
+        tried = visited(study.get_trials(deepcopy=False))
+        seed = next((c for c in self._seeds if c not in tried), None)
+        if seed is not None:
+            return seed.params(self._keys)
+        params = self._sampler.sample_relative(study, trial, self._sampler.infer_relative_search_space(study, trial))
+        for name, distribution in self._distributions.items():
+            if name not in params:  # what Optuna would otherwise ask the sampler one parameter at a time
+                params[name] = self._sampler.sample_independent(study, trial, name, distribution)
+        proposed = Config.from_sglang(
+            {name: value if name == "SWAP_AB" else int(value) for name, value in params.items()}
+        )
+        if proposed in tried or proposed not in self._members:
+            return self._unvisited_near(proposed, tried).params(self._keys)
+        return params
+
+    def _unvisited_near(self, config: Config, tried: set[Config]) -> Config:
+        near = (c for c in neighbours(config, self._block_ks, self._keys) if c in self._members and c not in tried)
+        found = next(near, None)
+        if found is not None:
+            return found
+        rest = [c for c in self._space if c not in tried]
+        return rest[self._rng.randint(len(rest))] if rest else config  # all visited: the objective says so
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> object:
+        return self._sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._sampler.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._sampler.reseed_rng()
+        self._rng.seed()
