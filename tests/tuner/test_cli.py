@@ -7,14 +7,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
 
-from tests.tuner.synthetic import write_landscape
+from tests.tuner.synthetic import synthetic_rows, write_landscape
+from tuner.benchmarkers import HEADER
 from tuner.space import TIMED, Config, search_space
 
 SHAPE = (256, 512)
@@ -22,6 +23,7 @@ BATCH_SIZES = ("1", "16")
 TRIALS = 8
 CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
 ENV = {**os.environ, "TRITON_INTERPRET": "1"}
+H100 = "NVIDIA_H100_80GB_HBM3"
 
 # The command every case starts from; {tmp} is the case's own folder (also its cwd). --no-prior keeps
 # the run independent of whatever landscapes the repository ships.
@@ -189,28 +191,41 @@ for case in json.load(sys.stdin):
 """
 
 
+@dataclass(frozen=True)
+class Launched:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def launch(logs: Path, runs: dict[str, tuple[Path, list[str]]], timeout: int = 120) -> dict[str, Launched]:
+    """Run `python -m tuner.run` once per id -> (cwd, arguments after the module) through _LAUNCHER."""
+    cases = [{"cwd": str(cwd), "args": args, "stdout": str(logs / f"{id}.out"), "stderr": str(logs / f"{id}.err")}
+             for id, (cwd, args) in runs.items()]  # fmt: skip
+    launcher = subprocess.run([sys.executable, "-c", _LAUNCHER], input=json.dumps(cases), cwd=logs, env=ENV,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    assert launcher.stderr == "", launcher.stderr  # importing the CLI's dependencies prints nothing
+    codes = [int(line) for line in launcher.stdout.split()]
+    assert len(codes) == len(runs), launcher.stdout
+    return {id: Launched(code, (logs / f"{id}.out").read_text(), (logs / f"{id}.err").read_text())
+            for id, code in zip(runs, codes)}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, landscape):
     """Every bad-input case, each in its own folder: id -> (exit status, stderr, files before, files after)."""
-    logs = tmp_path_factory.mktemp("logs")
-    cases, folders = [], {}
+    runs, folders = {}, {}
     for case in BAD_INPUTS:
         tmp = tmp_path_factory.mktemp(case.id)
         if case.setup is not None:
             case.setup(tmp)
         folders[case.id] = (tmp, _files(tmp))
-        args = command(tmp, landscape, case.change)[3:]  # after `python -m tuner.run`
-        cases.append({"cwd": str(tmp), "args": args, "stdout": str(logs / f"{case.id}.out"),
-                      "stderr": str(logs / f"{case.id}.err")})  # fmt: skip
-    launcher = subprocess.run([sys.executable, "-c", _LAUNCHER], input=json.dumps(cases), cwd=logs, env=ENV,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert launcher.stderr == "", launcher.stderr  # importing the CLI's dependencies prints nothing
-    codes = [int(line) for line in launcher.stdout.split()]
-    assert len(codes) == len(BAD_INPUTS), launcher.stdout
+        runs[case.id] = (tmp, command(tmp, landscape, case.change)[3:])  # after `python -m tuner.run`
+    launched = launch(tmp_path_factory.mktemp("logs"), runs)
     outcomes = {}
-    for case, code in zip(BAD_INPUTS, codes):
+    for case in BAD_INPUTS:
         tmp, before = folders[case.id]
-        outcomes[case.id] = (code, (logs / f"{case.id}.err").read_text(), before, _files(tmp))
+        outcomes[case.id] = (launched[case.id].code, launched[case.id].stderr, before, _files(tmp))
     return outcomes
 
 
@@ -230,6 +245,68 @@ def test_bad_input_prints_one_error_line(bad_runs, case_id):
     _, stderr, _, _ = bad_runs[case_id]
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+
+
+def _h100_landscape(out_dtype: str) -> Callable[[Path], None]:
+    """A synthetic landscape of SHAPE recorded, by its name, on an H100 (an SM90 GPU)."""
+
+    def setup(tmp: Path) -> None:
+        rows = synthetic_rows([SHAPE], [int(m) for m in BATCH_SIZES], out_dtype=out_dtype)
+        with open(tmp / "h100.csv", "w") as f:
+            f.write(",".join(HEADER) + "\n")
+            for row in rows:
+                f.write(",".join(replace(row, device=H100).as_csv()) + "\n")
+
+    return setup
+
+
+@dataclass(frozen=True)
+class GoodRun:
+    id: str
+    change: dict[str, str | list[str] | None]
+    setup: Callable[[Path], None] | None = None
+
+
+GOOD_RUNS = [
+    # vLLM's file name alone
+    GoodRun("format-vllm", {"--format": "vllm"}),
+    # both names, one content
+    GoodRun("format-both", {"--format": "both"}),
+]
+
+
+@pytest.fixture(scope="module")
+def good_runs(tmp_path_factory, landscape) -> dict[str, tuple[Launched, Path]]:
+    """Every GoodRun, each in its own folder: id -> (what it printed, its folder)."""
+    runs = {}
+    for case in GOOD_RUNS:
+        tmp = tmp_path_factory.mktemp(case.id)
+        if case.setup is not None:
+            case.setup(tmp)
+        runs[case.id] = (tmp, command(tmp, landscape, case.change)[3:])
+    launched = launch(tmp_path_factory.mktemp("good-logs"), runs, timeout=300)
+    for id, done in launched.items():
+        assert done.code == 0, (id, done.stderr)
+    return {id: (launched[id], runs[id][0]) for id in runs}
+
+
+VLLM_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128,128].json"
+
+
+@pytest.mark.parametrize(
+    ("case_id", "names"),
+    [
+        ("format-vllm", [VLLM_NAME]),  # vLLM's loader finds only this name
+        ("format-both", [CONFIG_NAME, VLLM_NAME]),
+    ],
+)
+def test_format_writes_the_chosen_file_names_with_one_content(good_runs, case_id, names):
+    done, tmp = good_runs[case_id]
+    assert sorted(p.name for p in (tmp / "cfg").iterdir()) == sorted(names)  # byte-exact names, no temp files
+    assert len({(tmp / "cfg" / name).read_bytes() for name in names}) == 1
+    assert list(json.loads((tmp / "cfg" / names[0]).read_text())) == list(BATCH_SIZES)
+    for name in names:
+        assert str(tmp / "cfg" / name) in done.stdout.splitlines()  # the end table names every file
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
-from tuner.export import config_file_name, read_config_file
+from tuner.export import FORMATS, config_file_names, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
 from tuner.space import DEFAULT_BATCH_SIZES, Problem, search_space
@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=int, default=32, help="distinct configs timed per (N, K, M) study")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under studies/)")
     parser.add_argument("--save-path", default="configs", help="folder for the SGLang config files")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="sglang",
+        dest="file_format",
+        help="write SGLang's file name, vLLM's (no space in block_shape) or both; the content is the same",
+    )
     parser.add_argument("--replay", default=None, help="tune against this landscape CSV instead of a GPU")
     parser.add_argument("--seed", type=int, default=None, help="sampler seed")
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
@@ -165,9 +172,12 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
     check_writable(save_path, "--save-path", folder=True)
     for problems in shapes:
         p = problems[0]
-        path = save_path / config_file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
-        if path.exists():
-            read_config_file(path)  # a corrupt file stops the run before anything is tuned
+        names = config_file_names(
+            p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=args.file_format
+        )
+        for path in (save_path / name for name in names):
+            if path.exists():
+                read_config_file(path)  # a corrupt file stops the run before anything is tuned
     spec = WorkerSpec(
         storage_url=args.storage or DEFAULT_STORAGE,
         save_path=str(save_path),
@@ -175,6 +185,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         seed=args.seed,
         use_prior=not args.no_prior,
         replay=args.replay,
+        file_format=args.file_format,
     )
     make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
     return spec, devices, device_name, kind, shapes
@@ -191,8 +202,8 @@ def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
         outcome = collect(spec, device_name, kind, shapes)
-    for results, path in outcome:
-        print(f"\n{path}\n{format_table(results)}")
+    for results, paths in outcome:
+        print("", *paths, format_table(results), sep="\n")
     return 0
 
 
