@@ -16,6 +16,7 @@ import torch
 
 from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import HEADER
+from tuner.cli.run import main as run_main
 from tuner.space import TIMED, Config, search_space
 
 SHAPE = (256, 512)
@@ -126,23 +127,47 @@ class BadInput:
     id: str
     change: dict[str, str | list[str] | None]
     setup: Callable[[Path], None] | None = None
+    message: str | None = None  # the whole error line, where the test pins it
 
 
 BAD_INPUTS = [
     # --N without --K: a shape needs both
     BadInput("N-without-K", {"--K": None}),
-    # an empty dimension
-    BadInput("N-zero", {"--N": "0"}),
+    # an empty dimension: the message names the flag, not Problem's field
+    BadInput("N-zero", {"--N": "0"}, message="error: --N must be a positive int, but got 0."),
+    BadInput("K-negative", {"--K": "-512"}, message="error: --K must be a positive int, but got -512."),
+    # a batch size of nothing, alone or among others
+    BadInput(
+        "batch-size-zero",
+        {"--batch-sizes": None, "--batch-size": "0"},
+        message="error: --batch-size must be a positive int, but got 0.",
+    ),  # fmt: skip
+    BadInput(
+        "batch-sizes-with-zero",
+        {"--batch-sizes": ["1", "0"]},
+        message="error: --batch-sizes must be a positive int, but got 0.",
+    ),  # fmt: skip
+    # without --N/--K: DeepSeek-V3's shapes at a tensor-parallel size of nothing
+    BadInput(
+        "tp-size-zero",
+        {"--N": None, "--K": None, "--tp-size": "0"},
+        message="error: --tp-size must be a positive int, but got 0.",
+    ),  # fmt: skip
+    # numpy seeds Optuna's samplers with 0 <= seed < 2**32: found before the storage is made, not after
+    BadInput(
+        "seed-negative", {"--seed": "-1"}, message="error: --seed must be an int from 0 to 2**32 - 1, but got -1."
+    ),
     # argparse choices: only fp8 and int8 inputs
     BadInput("input-type-fp16", {"--input-type": "fp16"}),
     # argparse choices: int8 is an input type, not an output dtype
     BadInput("out-dtype-int8", {"--out-dtype": "int8"}),
     # quantization blocks must be powers of two
-    BadInput("block-n-96", {"--block-n": "96"}),
+    BadInput("block-n-96", {"--block-n": "96"}, message="error: --block-n must be a power of two, but got 96."),
+    BadInput("block-k-zero", {"--block-k": "0"}, message="error: --block-k must be a power of two, but got 0."),
     # a power of two that neither BLOCK_SIZE_K (64, 128) divides
     BadInput("block-k-32", {"--block-k": "32"}),
     # a budget of nothing
-    BadInput("trials-zero", {"--trials": "0"}),
+    BadInput("trials-zero", {"--trials": "0"}, message="error: --trials must be a positive int, but got 0."),
     # the landscape file does not exist
     BadInput("replay-missing", {"--replay": "{tmp}/missing.csv"}),
     # a CSV that is not a landscape
@@ -245,6 +270,33 @@ def test_bad_input_prints_one_error_line(bad_runs, case_id):
     _, stderr, _, _ = bad_runs[case_id]
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+
+
+@pytest.mark.parametrize("case", [case for case in BAD_INPUTS if case.message], ids=lambda case: case.id)
+def test_bad_value_error_names_the_flag(bad_runs, case):
+    _, stderr, _, _ = bad_runs[case.id]
+    assert stderr.splitlines() == [case.message]
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "--trials T distinct configs timed per (N, K, M) study (default: 32)",
+        "--tp-size TP without --N/--K: DeepSeek-V3's shapes split for this tensor parallelism (default: 8)",
+        "--save-path DIR folder for the config files (default: configs",
+        "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3)",
+        "or both; the content is the same (default: sglang)",  # --format
+        "--input-type {fp8,int8} 8-bit type of A and B (default: fp8)",
+        "examples: python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 one weight shape",
+        "docs/contracts.md",  # where file names and formats are specified
+    ],
+)
+def test_help_shows_defaults_and_examples(capsys, monkeypatch, expected):
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps at the terminal's width; a narrow one breaks URLs
+    with pytest.raises(SystemExit) as exit:
+        run_main(["--help"])
+    assert exit.value.code == 0
+    assert expected in " ".join(capsys.readouterr().out.split())  # whatever width argparse wraps at
 
 
 def _h100_landscape(out_dtype: str) -> Callable[[Path], None]:
