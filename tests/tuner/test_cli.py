@@ -283,7 +283,7 @@ def test_bad_value_error_names_the_flag(bad_runs, case):
     [
         "--trials T distinct configs timed per (N, K, M) study (default: 32)",
         "--tp-size TP without --N/--K: DeepSeek-V3's shapes split for this tensor parallelism (default: 8)",
-        "--save-path DIR folder for the config files (default: configs",
+        "--save-path DIR folder for the config files (default: configs/, or studies/replay/configs/ with --replay)",
         "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3)",
         "or both; the content is the same (default: sglang)",  # --format
         "--input-type {fp8,int8} 8-bit type of A and B (default: fp8)",
@@ -324,6 +324,8 @@ GOOD_RUNS = [
     GoodRun("format-vllm", {"--format": "vllm"}),
     # both names, one content
     GoodRun("format-both", {"--format": "both"}),
+    # a replay without --save-path: its files must not pass for real tuning results
+    GoodRun("replay-default-save-path", {"--save-path": None}),
 ]
 
 
@@ -359,6 +361,14 @@ def test_format_writes_the_chosen_file_names_with_one_content(good_runs, case_id
     assert list(json.loads((tmp / "cfg" / names[0]).read_text())) == list(BATCH_SIZES)
     for name in names:
         assert str(tmp / "cfg" / name) in done.stdout.splitlines()  # the end table names every file
+
+
+def test_replay_writes_apart_from_real_results_and_says_so(good_runs, landscape):
+    done, tmp = good_runs["replay-default-save-path"]
+    written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*.json"))
+    assert written == [f"studies/replay/configs/{CONFIG_NAME}"]
+    assert not (tmp / "configs").exists()
+    assert done.stdout.splitlines()[-1] == f"replay of {landscape}: latencies are the landscape's, not measured now"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")

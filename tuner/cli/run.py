@@ -25,6 +25,10 @@ REPLAY_EXAMPLE = (
 )
 
 
+# Where config files go without --save-path: a replay's are kept apart from real tuning results.
+SAVE_PATH = "configs"
+REPLAY_SAVE_PATH = "studies/replay/configs"
+
 # --help's closing lines: one command per common use.
 EPILOG = """examples:
   python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16
@@ -79,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", default=DEFAULT_STORAGE, metavar="URL", help="Optuna storage URL (default: %(default)s)"
     )
     parser.add_argument(
-        "--save-path", default="configs", metavar="DIR", help="folder for the config files (default: %(default)s)"
+        "--save-path",
+        default=None,
+        metavar="DIR",
+        help=f"folder for the config files (default: {SAVE_PATH}/, or {REPLAY_SAVE_PATH}/ with --replay)",
     )
     parser.add_argument(
         "--format",
@@ -239,7 +246,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         import torch
 
         device_name, kind = torch.cuda.get_device_name(devices[0]).replace(" ", "_"), "gpu"
-    save_path = Path(args.save_path)
+    save_path = Path(args.save_path or (REPLAY_SAVE_PATH if args.replay is not None else SAVE_PATH))
     check_writable(save_path, "--save-path", folder=True)
     for problems in shapes:
         p = problems[0]
@@ -275,6 +282,8 @@ def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list
         outcome = collect(spec, device_name, kind, shapes)
     for results, paths in outcome:
         print("", *paths, format_table(results), sep="\n")
+    if spec.replay is not None:
+        print(f"\nreplay of {spec.replay}: latencies are the landscape's, not measured now")
     return 0
 
 
