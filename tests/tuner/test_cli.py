@@ -17,6 +17,7 @@ import torch
 from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import HEADER
 from tuner.cli.run import main as run_main
+from tuner.cli.run import resume_line
 from tuner.space import TIMED, Config, search_space
 
 SHAPE = (256, 512)
@@ -94,6 +95,11 @@ def test_every_study_timed_exactly_the_budget(tuned):
     assert [timed for timed, _ in counts.values()] == [TRIALS] * len(BATCH_SIZES)
 
 
+def test_run_starts_with_its_storage_and_what_is_done(tuned):
+    tmp, _, result = tuned
+    assert result.stdout.splitlines()[:2] == [f"storage: sqlite:///{tmp}/s.db", "2 studies, none begun earlier"]
+
+
 def test_rerun_times_nothing_new(tuned):
     tmp, argv, result = tuned
     assert result.returncode == 0, result.stderr
@@ -101,8 +107,27 @@ def test_rerun_times_nothing_new(tuned):
     exported = (tmp / "cfg" / CONFIG_NAME).read_bytes()
     again = subprocess.run(argv, cwd=tmp, env=ENV, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[:2] == [
+        f"storage: sqlite:///{tmp}/s.db",
+        "2 of 2 studies finished earlier; nothing to time",  # not a silent jump of the bar to 100%
+    ]
     assert timed_counts(f"sqlite:///{tmp}/s.db") == before  # not even an untimed trial was added
     assert (tmp / "cfg" / CONFIG_NAME).read_bytes() == exported
+
+
+@pytest.mark.parametrize(
+    ("timed", "line"),
+    [
+        ([8, 8, 8], "3 of 3 studies finished earlier; nothing to time"),
+        ([8, 3, 0], "1 of 3 studies finished earlier, 1 resumes where it stopped"),
+        ([8, 0, 0], "1 of 3 studies finished earlier"),
+        ([2, 3, 0], "0 of 3 studies finished earlier, 2 resume where they stopped"),
+        ([0, 0, 0], "3 studies, none begun earlier"),  # a fresh run
+        ([12, 8, 9], "3 of 3 studies finished earlier; nothing to time"),  # rerun with a smaller budget
+    ],
+)
+def test_resume_line(timed, line):
+    assert resume_line(timed, 8) == line
 
 
 def _wrong_header(tmp: Path) -> None:

@@ -269,8 +269,34 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
     return spec, devices, device_name, kind, shapes
 
 
+def resume_line(timed: Sequence[int], trials: int) -> str:
+    """What a rerun finds done, from each study's timed trials: a resume is never silent."""
+    finished = sum(1 for n in timed if n >= trials)
+    begun = sum(1 for n in timed if 0 < n < trials)
+    if finished == len(timed):
+        return f"{finished} of {len(timed)} studies finished earlier; nothing to time"
+    if finished == begun == 0:
+        return f"{len(timed)} studies, none begun earlier"
+    line = f"{finished} of {len(timed)} studies finished earlier"
+    if begun:
+        line += f", {begun} resume{'s' if begun == 1 else ''} where {'it' if begun == 1 else 'they'} stopped"
+    return line
+
+
+def _announce(spec, device_name: str, kind: str, shapes: list[list[Problem]]) -> None:
+    """Where the studies live and what of them is done, before any work starts."""
+    from tuner.study import make_storage, masked_url, study_name, timed_counts
+
+    names = [study_name(p, device_name, kind) for problems in shapes for p in problems]
+    timed = timed_counts(make_storage(spec.storage_url), names)
+    print(f"storage: {masked_url(spec.storage_url)}", flush=True)
+    print(resume_line(list(timed.values()), spec.trials), flush=True)
+
+
 def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]]) -> int:
     from tuner.study import collect, format_table, run_workers, tune_units
+
+    _announce(spec, device_name, kind, shapes)
 
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
