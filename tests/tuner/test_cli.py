@@ -18,6 +18,7 @@ from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import HEADER
 from tuner.cli.run import main as run_main
 from tuner.cli.run import resume_line
+from tuner.dispatch import deepgemm_note
 from tuner.space import TIMED, Config, search_space
 
 SHAPE = (256, 512)
@@ -351,6 +352,10 @@ GOOD_RUNS = [
     GoodRun("format-both", {"--format": "both"}),
     # a replay without --save-path: its files must not pass for real tuning results
     GoodRun("replay-default-save-path", {"--save-path": None}),
+    # bf16 output on an SM90 GPU (in replay, the landscape's device): SGLang sends it to DeepGEMM
+    GoodRun("bf16-on-h100", {"--replay": "{tmp}/h100.csv", "--out-dtype": "bfloat16"}, _h100_landscape("bfloat16")),
+    # float16 output on the same GPU: SGLang's Triton path, so no note
+    GoodRun("fp16-on-h100", {"--replay": "{tmp}/h100.csv"}, _h100_landscape("float16")),
 ]
 
 
@@ -386,6 +391,14 @@ def test_format_writes_the_chosen_file_names_with_one_content(good_runs, case_id
     assert list(json.loads((tmp / "cfg" / names[0]).read_text())) == list(BATCH_SIZES)
     for name in names:
         assert str(tmp / "cfg" / name) in done.stdout.splitlines()  # the end table names every file
+
+
+@pytest.mark.parametrize(("case_id", "noted"), [("bf16-on-h100", True), ("fp16-on-h100", False)])
+def test_deepgemm_note_starts_a_bf16_run_on_sm90(good_runs, case_id, noted):
+    done, _ = good_runs[case_id]
+    head = done.stdout.split("\n\n")[0].splitlines()  # what the run says before its tables
+    notes = [line for line in head if "DeepGEMM" in line]
+    assert notes == ([f"note: {deepgemm_note(H100, 'bfloat16')}"] if noted else [])
 
 
 def test_replay_writes_apart_from_real_results_and_says_so(good_runs, landscape):

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
+from tuner.dispatch import deepgemm_note
 from tuner.export import FORMATS, config_file_names, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
@@ -291,6 +292,9 @@ def _announce(spec, device_name: str, kind: str, shapes: list[list[Problem]]) ->
     timed = timed_counts(make_storage(spec.storage_url), names)
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
     print(resume_line(list(timed.values()), spec.trials), flush=True)
+    note = deepgemm_note(device_name, shapes[0][0].out_dtype)  # in replay, the landscape's device
+    if note is not None:
+        print(f"note: {note}", flush=True)
 
 
 def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]]) -> int:
