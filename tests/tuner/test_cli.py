@@ -167,18 +167,18 @@ BAD_INPUTS = [
         "batch-size-zero",
         {"--batch-sizes": None, "--batch-size": "0"},
         message="error: --batch-size must be a positive int, but got 0.",
-    ),  # fmt: skip
+    ),
     BadInput(
         "batch-sizes-with-zero",
         {"--batch-sizes": ["1", "0"]},
         message="error: --batch-sizes must be a positive int, but got 0.",
-    ),  # fmt: skip
+    ),
     # without --N/--K: DeepSeek-V3's shapes at a tensor-parallel size of nothing
     BadInput(
         "tp-size-zero",
         {"--N": None, "--K": None, "--tp-size": "0"},
         message="error: --tp-size must be a positive int, but got 0.",
-    ),  # fmt: skip
+    ),
     # numpy seeds Optuna's samplers with 0 <= seed < 2**32: found before the storage is made, not after
     BadInput(
         "seed-negative", {"--seed": "-1"}, message="error: --seed must be an int from 0 to 2**32 - 1, but got -1."
@@ -407,6 +407,100 @@ def test_replay_writes_apart_from_real_results_and_says_so(good_runs, landscape)
     assert written == [f"studies/replay/configs/{CONFIG_NAME}"]
     assert not (tmp / "configs").exists()
     assert done.stdout.splitlines()[-1] == f"replay of {landscape}: latencies are the landscape's, not measured now"
+
+
+FULL = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
+PARTIAL = "studies/landscapes/partial/h100_fp8_24576x1536_first445configs.csv.gz"
+SIX = "1 16 64 256 1024 4096"
+RUN = "python -m tuner.run"
+
+
+@dataclass(frozen=True)
+class NoGpu:
+    id: str
+    args: str
+    explains: str  # the start of the line's explanation, up to the command
+    command: str
+
+
+NO_GPU = [
+    # a shipped landscape covers the shape: the user's budget, at every batch size the landscape holds
+    NoGpu(
+        "partial-landscape",
+        "--N 24576 --K 1536 --out-dtype bfloat16 --trials 200",
+        "No CUDA GPU is visible; the same run works in replay against a partial landscape",
+        f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
+        f"--replay {PARTIAL}",
+    ),
+    # only the requested batch sizes the landscape holds (2 is not recorded), the seed and the choices kept
+    NoGpu(
+        "batch-sizes-intersected",
+        "--N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 1 2 16 --seed 3 --no-prior --format vllm",
+        "No CUDA GPU is visible; the same run works in replay against a landscape recorded on NVIDIA_H100",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes 1 16 --trials 32 "
+        f"--seed 3 --no-prior --format vllm --replay {FULL}",
+    ),
+    # DeepSeek-V3's shapes at TP 8: the one a landscape covers
+    NoGpu(
+        "one-of-many-shapes",
+        "--out-dtype bfloat16 --trials 16",
+        "No CUDA GPU is visible; of your 13 shapes, N=7168 K=18432 works in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 16 "
+        f"--replay {FULL}",
+    ),
+    # no landscape of this shape: say so, naming it, and give the closest example with the user's budget
+    NoGpu(
+        "other-shape",
+        "--N 5120 --K 25600 --trials 200",
+        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=5120 K=25600 block "
+        "[128, 128] -> float16; the closest example runs in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
+        f"--replay {FULL}",
+    ),
+    # the shape of the partial landscape, but another output dtype: that landscape is the closest
+    NoGpu(
+        "other-out-dtype",
+        "--N 24576 --K 1536",
+        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=24576 K=1536 block "
+        "[128, 128] -> float16; the closest example runs in replay",
+        f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
+        f"--replay {PARTIAL}",
+    ),
+    # int8 is recorded nowhere
+    NoGpu(
+        "int8",
+        "--input-type int8 --seed 3 --batch-sizes 1 2",
+        "No CUDA GPU is visible, and no landscape this repository ships covers any of your 13 shapes (int8, "
+        "block [128, 128] -> float16); the closest example runs in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
+        f"--seed 3 --replay {FULL}",
+    ),
+    # the shape is covered, but at none of the requested batch sizes
+    NoGpu(
+        "batch-sizes-not-recorded",
+        "--N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 2 3",
+        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=7168 K=18432 block "
+        "[128, 128] -> bfloat16 at M = 2 3; the closest example runs in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
+        f"--replay {FULL}",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def no_gpu_runs(tmp_path_factory) -> dict[str, Launched]:
+    repo = Path(__file__).resolve().parents[2]
+    return launch(tmp_path_factory.mktemp("no-gpu"), {case.id: (repo, case.args.split()) for case in NO_GPU})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")
+@pytest.mark.parametrize("case", NO_GPU, ids=lambda case: case.id)
+def test_without_a_gpu_the_hint_is_the_users_run_in_replay(no_gpu_runs, case):
+    done = no_gpu_runs[case.id]
+    assert done.code == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(case.explains), line
+    assert line.split(": ", 1)[1] == case.command
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")

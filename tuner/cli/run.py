@@ -12,19 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
+from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import deepgemm_note
 from tuner.export import FORMATS, config_file_names, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
 from tuner.space import DEFAULT_BATCH_SIZES, Problem, search_space
 from tuner.study import DEFAULT_STORAGE
-
-# The replay twin of the main job, on the landscape this repository ships (its six batch sizes).
-REPLAY_EXAMPLE = (
-    "python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 1 16 64 256 1024 4096 "
-    "--replay studies/landscapes/h100_fp8_7168x18432.csv.gz"
-)
-
 
 # Where config files go without --save-path: a replay's are kept apart from real tuning results.
 SAVE_PATH = "configs"
@@ -181,7 +175,8 @@ def plan(shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         shapes = _problems(args)
         if args.dry_run:
             print(plan(shapes, args.trials, _shapes(args)))
@@ -190,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             if not torch.cuda.is_available():
-                print(f"No CUDA GPU is visible; the same flow runs in replay: {REPLAY_EXAMPLE}", file=sys.stderr)
+                print(replay_hint(args, parser, shapes), file=sys.stderr)
                 return 1
         run = _prepare(args, shapes)
     except ValueError as error:  # everything the user gave is checked here, before any work

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from tuner.samplers._neighbourhood import NeighbourhoodSampler, distributions, neighbours, observed_value
-from tuner.samplers._warmstart import Prior, dedupe
+from tuner.samplers._warmstart import PRIOR_DIR, Prior, dedupe
 
-__all__ = ["NeighbourhoodSampler", "Prior", "dedupe", "distributions", "neighbours", "observed_value"]
+__all__ = ["PRIOR_DIR", "NeighbourhoodSampler", "Prior", "dedupe", "distributions", "neighbours", "observed_value"]
