@@ -261,8 +261,8 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         replay=args.replay,
         file_format=args.file_format,
     )
-    make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
-    return spec, devices, device_name, kind, shapes
+    storage = make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
+    return spec, devices, device_name, kind, shapes, storage
 
 
 def resume_line(timed: Sequence[int], trials: int) -> str:
@@ -279,12 +279,12 @@ def resume_line(timed: Sequence[int], trials: int) -> str:
     return line
 
 
-def _announce(spec, device_name: str, kind: str, shapes: list[list[Problem]]) -> None:
+def _announce(spec, storage, device_name: str, kind: str, shapes: list[list[Problem]]) -> None:
     """Where the studies live and what of them is done, before any work starts."""
-    from tuner.study import make_storage, masked_url, study_name, timed_counts
+    from tuner.study import masked_url, study_name, timed_counts
 
     names = [study_name(p, device_name, kind) for problems in shapes for p in problems]
-    timed = timed_counts(make_storage(spec.storage_url), names)
+    timed = timed_counts(storage, names)
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
     print(resume_line(list(timed.values()), spec.trials), flush=True)
     note = deepgemm_note(device_name, shapes[0][0].out_dtype)  # in replay, the landscape's device
@@ -292,11 +292,10 @@ def _announce(spec, device_name: str, kind: str, shapes: list[list[Problem]]) ->
         print(f"note: {note}", flush=True)
 
 
-def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]]) -> int:
+def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]], storage) -> int:
     from tuner.study import collect, format_table, run_workers, tune_units
 
-    _announce(spec, device_name, kind, shapes)
-
+    _announce(spec, storage, device_name, kind, shapes)
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
     else:
