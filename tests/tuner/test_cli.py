@@ -1,4 +1,4 @@
-"""`python -m tuner.run` end to end in replay: the exported file, the studies, a rerun, and usage errors."""
+"""`python -m tuner.run` end to end in replay: exported files, studies, reruns, what it says, usage errors, no GPU."""
 
 from __future__ import annotations
 
