@@ -21,6 +21,20 @@ def config_file_name(
     return f"N={N},K={K},device_name={device_name},dtype={input_type}_w8a8,block_shape={block_shape}.json"
 
 
+# Which file names a run writes (docs/contracts.md, "Config file"): the content is the same.
+FORMATS = ("sglang", "vllm", "both")
+
+
+def config_file_names(
+    N: int, K: int, device_name: str, input_type: str, block_n: int, block_k: int, *, file_format: str = "sglang"
+) -> list[str]:
+    """The names a run writes for --format: SGLang's, vLLM's or both, SGLang's first."""
+    if file_format not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, but got {file_format!r}.")
+    flavours = {"sglang": (False,), "vllm": (True,), "both": (False, True)}[file_format]
+    return [config_file_name(N, K, device_name, input_type, block_n, block_k, vllm=vllm) for vllm in flavours]
+
+
 def read_config_file(path: str | Path) -> dict[int, Config]:
     """The entries of an existing file; anything that is not a valid config file raises ValueError."""
     path = Path(path)

@@ -1,4 +1,4 @@
-"""`python -m tuner.run` end to end in replay: the exported file, the studies, a rerun, and usage errors."""
+"""`python -m tuner.run` end to end in replay: exported files, studies, reruns, what it says, usage errors, no GPU."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
 
-from tests.tuner.synthetic import write_landscape
+from tests.tuner.synthetic import synthetic_rows, write_landscape
+from tuner.benchmarkers import HEADER
+from tuner.cli.run import main as run_main
+from tuner.cli.run import resume_line
+from tuner.dispatch import deepgemm_note
 from tuner.space import TIMED, Config, search_space
 
 SHAPE = (256, 512)
@@ -22,6 +26,7 @@ BATCH_SIZES = ("1", "16")
 TRIALS = 8
 CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
 ENV = {**os.environ, "TRITON_INTERPRET": "1"}
+H100 = "NVIDIA_H100_80GB_HBM3"
 
 # The command every case starts from; {tmp} is the case's own folder (also its cwd). --no-prior keeps
 # the run independent of whatever landscapes the repository ships.
@@ -91,6 +96,11 @@ def test_every_study_timed_exactly_the_budget(tuned):
     assert [timed for timed, _ in counts.values()] == [TRIALS] * len(BATCH_SIZES)
 
 
+def test_run_starts_with_its_storage_and_what_is_done(tuned):
+    tmp, _, result = tuned
+    assert result.stdout.splitlines()[:2] == [f"storage: sqlite:///{tmp}/s.db", "2 studies, none begun earlier"]
+
+
 def test_rerun_times_nothing_new(tuned):
     tmp, argv, result = tuned
     assert result.returncode == 0, result.stderr
@@ -98,8 +108,27 @@ def test_rerun_times_nothing_new(tuned):
     exported = (tmp / "cfg" / CONFIG_NAME).read_bytes()
     again = subprocess.run(argv, cwd=tmp, env=ENV, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[:2] == [
+        f"storage: sqlite:///{tmp}/s.db",
+        "2 of 2 studies finished earlier; nothing to time",  # not a silent jump of the bar to 100%
+    ]
     assert timed_counts(f"sqlite:///{tmp}/s.db") == before  # not even an untimed trial was added
     assert (tmp / "cfg" / CONFIG_NAME).read_bytes() == exported
+
+
+@pytest.mark.parametrize(
+    ("timed", "line"),
+    [
+        ([8, 8, 8], "3 of 3 studies finished earlier; nothing to time"),
+        ([8, 3, 0], "1 of 3 studies finished earlier, 1 resumes where it stopped"),
+        ([8, 0, 0], "1 of 3 studies finished earlier"),
+        ([2, 3, 0], "0 of 3 studies finished earlier, 2 resume where they stopped"),
+        ([0, 0, 0], "3 studies, none begun earlier"),  # a fresh run
+        ([12, 8, 9], "3 of 3 studies finished earlier; nothing to time"),  # rerun with a smaller budget
+    ],
+)
+def test_resume_line(timed, line):
+    assert resume_line(timed, 8) == line
 
 
 def _wrong_header(tmp: Path) -> None:
@@ -124,23 +153,47 @@ class BadInput:
     id: str
     change: dict[str, str | list[str] | None]
     setup: Callable[[Path], None] | None = None
+    message: str | None = None  # the whole error line, where the test pins it
 
 
 BAD_INPUTS = [
     # --N without --K: a shape needs both
     BadInput("N-without-K", {"--K": None}),
-    # an empty dimension
-    BadInput("N-zero", {"--N": "0"}),
+    # an empty dimension: the message names the flag, not Problem's field
+    BadInput("N-zero", {"--N": "0"}, message="error: --N must be a positive int, but got 0."),
+    BadInput("K-negative", {"--K": "-512"}, message="error: --K must be a positive int, but got -512."),
+    # a batch size of nothing, alone or among others
+    BadInput(
+        "batch-size-zero",
+        {"--batch-sizes": None, "--batch-size": "0"},
+        message="error: --batch-size must be a positive int, but got 0.",
+    ),
+    BadInput(
+        "batch-sizes-with-zero",
+        {"--batch-sizes": ["1", "0"]},
+        message="error: --batch-sizes must be a positive int, but got 0.",
+    ),
+    # without --N/--K: DeepSeek-V3's shapes at a tensor-parallel size of nothing
+    BadInput(
+        "tp-size-zero",
+        {"--N": None, "--K": None, "--tp-size": "0"},
+        message="error: --tp-size must be a positive int, but got 0.",
+    ),
+    # numpy seeds Optuna's samplers with 0 <= seed < 2**32: found before the storage is made, not after
+    BadInput(
+        "seed-negative", {"--seed": "-1"}, message="error: --seed must be an int from 0 to 2**32 - 1, but got -1."
+    ),
     # argparse choices: only fp8 and int8 inputs
     BadInput("input-type-fp16", {"--input-type": "fp16"}),
     # argparse choices: int8 is an input type, not an output dtype
     BadInput("out-dtype-int8", {"--out-dtype": "int8"}),
     # quantization blocks must be powers of two
-    BadInput("block-n-96", {"--block-n": "96"}),
+    BadInput("block-n-96", {"--block-n": "96"}, message="error: --block-n must be a power of two, but got 96."),
+    BadInput("block-k-zero", {"--block-k": "0"}, message="error: --block-k must be a power of two, but got 0."),
     # a power of two that neither BLOCK_SIZE_K (64, 128) divides
     BadInput("block-k-32", {"--block-k": "32"}),
     # a budget of nothing
-    BadInput("trials-zero", {"--trials": "0"}),
+    BadInput("trials-zero", {"--trials": "0"}, message="error: --trials must be a positive int, but got 0."),
     # the landscape file does not exist
     BadInput("replay-missing", {"--replay": "{tmp}/missing.csv"}),
     # a CSV that is not a landscape
@@ -189,28 +242,41 @@ for case in json.load(sys.stdin):
 """
 
 
+@dataclass(frozen=True)
+class Launched:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def launch(logs: Path, runs: dict[str, tuple[Path, list[str]]], timeout: int = 120) -> dict[str, Launched]:
+    """Run `python -m tuner.run` once per id -> (cwd, arguments after the module) through _LAUNCHER."""
+    cases = [{"cwd": str(cwd), "args": args, "stdout": str(logs / f"{id}.out"), "stderr": str(logs / f"{id}.err")}
+             for id, (cwd, args) in runs.items()]  # fmt: skip
+    launcher = subprocess.run([sys.executable, "-c", _LAUNCHER], input=json.dumps(cases), cwd=logs, env=ENV,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    assert launcher.stderr == "", launcher.stderr  # importing the CLI's dependencies prints nothing
+    codes = [int(line) for line in launcher.stdout.split()]
+    assert len(codes) == len(runs), launcher.stdout
+    return {id: Launched(code, (logs / f"{id}.out").read_text(), (logs / f"{id}.err").read_text())
+            for id, code in zip(runs, codes)}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, landscape):
     """Every bad-input case, each in its own folder: id -> (exit status, stderr, files before, files after)."""
-    logs = tmp_path_factory.mktemp("logs")
-    cases, folders = [], {}
+    runs, folders = {}, {}
     for case in BAD_INPUTS:
         tmp = tmp_path_factory.mktemp(case.id)
         if case.setup is not None:
             case.setup(tmp)
         folders[case.id] = (tmp, _files(tmp))
-        args = command(tmp, landscape, case.change)[3:]  # after `python -m tuner.run`
-        cases.append({"cwd": str(tmp), "args": args, "stdout": str(logs / f"{case.id}.out"),
-                      "stderr": str(logs / f"{case.id}.err")})  # fmt: skip
-    launcher = subprocess.run([sys.executable, "-c", _LAUNCHER], input=json.dumps(cases), cwd=logs, env=ENV,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert launcher.stderr == "", launcher.stderr  # importing the CLI's dependencies prints nothing
-    codes = [int(line) for line in launcher.stdout.split()]
-    assert len(codes) == len(BAD_INPUTS), launcher.stdout
+        runs[case.id] = (tmp, command(tmp, landscape, case.change)[3:])  # after `python -m tuner.run`
+    launched = launch(tmp_path_factory.mktemp("logs"), runs)
     outcomes = {}
-    for case, code in zip(BAD_INPUTS, codes):
+    for case in BAD_INPUTS:
         tmp, before = folders[case.id]
-        outcomes[case.id] = (code, (logs / f"{case.id}.err").read_text(), before, _files(tmp))
+        outcomes[case.id] = (launched[case.id].code, launched[case.id].stderr, before, _files(tmp))
     return outcomes
 
 
@@ -230,6 +296,211 @@ def test_bad_input_prints_one_error_line(bad_runs, case_id):
     _, stderr, _, _ = bad_runs[case_id]
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+
+
+@pytest.mark.parametrize("case", [case for case in BAD_INPUTS if case.message], ids=lambda case: case.id)
+def test_bad_value_error_names_the_flag(bad_runs, case):
+    _, stderr, _, _ = bad_runs[case.id]
+    assert stderr.splitlines() == [case.message]
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        "--trials T distinct configs timed per (N, K, M) study (default: 32)",
+        "--tp-size TP without --N/--K: DeepSeek-V3's shapes split for this tensor parallelism (default: 8)",
+        "--save-path DIR folder for the config files (default: configs/, or studies/replay/configs/ with --replay)",
+        "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3)",
+        "or both; the content is the same (default: sglang)",  # --format
+        "--input-type {fp8,int8} 8-bit type of A and B (default: fp8)",
+        "examples: python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 one weight shape",
+        "docs/contracts.md",  # where file names and formats are specified
+    ],
+)
+def test_help_shows_defaults_and_examples(capsys, monkeypatch, expected):
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps at the terminal's width; a narrow one breaks URLs
+    with pytest.raises(SystemExit) as exit:
+        run_main(["--help"])
+    assert exit.value.code == 0
+    assert expected in " ".join(capsys.readouterr().out.split())  # whatever width argparse wraps at
+
+
+def _h100_landscape(out_dtype: str) -> Callable[[Path], None]:
+    """A synthetic landscape of SHAPE recorded, by its name, on an H100 (an SM90 GPU)."""
+
+    def setup(tmp: Path) -> None:
+        rows = synthetic_rows([SHAPE], [int(m) for m in BATCH_SIZES], out_dtype=out_dtype)
+        with open(tmp / "h100.csv", "w") as f:
+            f.write(",".join(HEADER) + "\n")
+            for row in rows:
+                f.write(",".join(replace(row, device=H100).as_csv()) + "\n")
+
+    return setup
+
+
+@dataclass(frozen=True)
+class GoodRun:
+    id: str
+    change: dict[str, str | list[str] | None]
+    setup: Callable[[Path], None] | None = None
+
+
+GOOD_RUNS = [
+    # vLLM's file name alone
+    GoodRun("format-vllm", {"--format": "vllm"}),
+    # both names, one content
+    GoodRun("format-both", {"--format": "both"}),
+    # a replay without --save-path: its files must not pass for real tuning results
+    GoodRun("replay-default-save-path", {"--save-path": None}),
+    # bf16 output on an SM90 GPU (in replay, the landscape's device): SGLang sends it to DeepGEMM
+    GoodRun("bf16-on-h100", {"--replay": "{tmp}/h100.csv", "--out-dtype": "bfloat16"}, _h100_landscape("bfloat16")),
+    # float16 output on the same GPU: SGLang's Triton path, so no note
+    GoodRun("fp16-on-h100", {"--replay": "{tmp}/h100.csv"}, _h100_landscape("float16")),
+]
+
+
+@pytest.fixture(scope="module")
+def good_runs(tmp_path_factory, landscape) -> dict[str, tuple[Launched, Path]]:
+    """Every GoodRun, each in its own folder: id -> (what it printed, its folder)."""
+    runs = {}
+    for case in GOOD_RUNS:
+        tmp = tmp_path_factory.mktemp(case.id)
+        if case.setup is not None:
+            case.setup(tmp)
+        runs[case.id] = (tmp, command(tmp, landscape, case.change)[3:])
+    launched = launch(tmp_path_factory.mktemp("good-logs"), runs, timeout=300)
+    for id, done in launched.items():
+        assert done.code == 0, (id, done.stderr)
+    return {id: (launched[id], runs[id][0]) for id in runs}
+
+
+VLLM_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128,128].json"
+
+
+@pytest.mark.parametrize(
+    ("case_id", "names"),
+    [
+        ("format-vllm", [VLLM_NAME]),  # vLLM's loader finds only this name
+        ("format-both", [CONFIG_NAME, VLLM_NAME]),
+    ],
+)
+def test_format_writes_the_chosen_file_names_with_one_content(good_runs, case_id, names):
+    done, tmp = good_runs[case_id]
+    assert sorted(p.name for p in (tmp / "cfg").iterdir()) == sorted(names)  # byte-exact names, no temp files
+    assert len({(tmp / "cfg" / name).read_bytes() for name in names}) == 1
+    assert list(json.loads((tmp / "cfg" / names[0]).read_text())) == list(BATCH_SIZES)
+    for name in names:
+        assert str(tmp / "cfg" / name) in done.stdout.splitlines()  # the end table names every file
+
+
+@pytest.mark.parametrize(("case_id", "noted"), [("bf16-on-h100", True), ("fp16-on-h100", False)])
+def test_deepgemm_note_starts_a_bf16_run_on_sm90(good_runs, case_id, noted):
+    done, _ = good_runs[case_id]
+    head = done.stdout.split("\n\n")[0].splitlines()  # what the run says before its tables
+    notes = [line for line in head if "DeepGEMM" in line]
+    assert notes == ([f"note: {deepgemm_note(H100, 'bfloat16')}"] if noted else [])
+
+
+def test_replay_writes_apart_from_real_results_and_says_so(good_runs, landscape):
+    done, tmp = good_runs["replay-default-save-path"]
+    written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*.json"))
+    assert written == [f"studies/replay/configs/{CONFIG_NAME}"]
+    assert not (tmp / "configs").exists()
+    assert done.stdout.splitlines()[-1] == f"replay of {landscape}: latencies are the landscape's, not measured now"
+
+
+FULL = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
+PARTIAL = "studies/landscapes/partial/h100_fp8_24576x1536_first445configs.csv.gz"
+SIX = "1 16 64 256 1024 4096"
+RUN = "python -m tuner.run"
+
+
+@dataclass(frozen=True)
+class NoGpu:
+    id: str
+    args: str
+    explains: str  # the start of the line's explanation, up to the command
+    command: str
+
+
+NO_GPU = [
+    # a shipped landscape covers the shape: the user's budget, at every batch size the landscape holds
+    NoGpu(
+        "partial-landscape",
+        "--N 24576 --K 1536 --out-dtype bfloat16 --trials 200",
+        "No CUDA GPU is visible; the same run works in replay against a partial landscape",
+        f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
+        f"--replay {PARTIAL}",
+    ),
+    # only the requested batch sizes the landscape holds (2 is not recorded), the seed and the choices kept
+    NoGpu(
+        "batch-sizes-intersected",
+        "--N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 1 2 16 --seed 3 --no-prior --format vllm",
+        "No CUDA GPU is visible; the same run works in replay against a landscape recorded on NVIDIA_H100",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes 1 16 --trials 32 "
+        f"--seed 3 --no-prior --format vllm --replay {FULL}",
+    ),
+    # DeepSeek-V3's shapes at TP 8: the one a landscape covers
+    NoGpu(
+        "one-of-many-shapes",
+        "--out-dtype bfloat16 --trials 16",
+        "No CUDA GPU is visible; of your 13 shapes, N=7168 K=18432 works in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 16 "
+        f"--replay {FULL}",
+    ),
+    # no landscape of this shape: say so, naming it, and give the closest example with the user's budget
+    NoGpu(
+        "other-shape",
+        "--N 5120 --K 25600 --trials 200",
+        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=5120 K=25600 block "
+        "[128, 128] -> float16; the closest example runs in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
+        f"--replay {FULL}",
+    ),
+    # the shape of the partial landscape, but another output dtype: that landscape is the closest
+    NoGpu(
+        "other-out-dtype",
+        "--N 24576 --K 1536",
+        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=24576 K=1536 block "
+        "[128, 128] -> float16; the closest example runs in replay",
+        f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
+        f"--replay {PARTIAL}",
+    ),
+    # int8 is recorded nowhere
+    NoGpu(
+        "int8",
+        "--input-type int8 --seed 3 --batch-sizes 1 2",
+        "No CUDA GPU is visible, and no landscape this repository ships covers any of your 13 shapes (int8, "
+        "block [128, 128] -> float16); the closest example runs in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
+        f"--seed 3 --replay {FULL}",
+    ),
+    # the shape is covered, but at none of the requested batch sizes
+    NoGpu(
+        "batch-sizes-not-recorded",
+        "--N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 2 3",
+        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=7168 K=18432 block "
+        "[128, 128] -> bfloat16 at M = 2 3; the closest example runs in replay",
+        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
+        f"--replay {FULL}",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def no_gpu_runs(tmp_path_factory) -> dict[str, Launched]:
+    repo = Path(__file__).resolve().parents[2]
+    return launch(tmp_path_factory.mktemp("no-gpu"), {case.id: (repo, case.args.split()) for case in NO_GPU})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")
+@pytest.mark.parametrize("case", NO_GPU, ids=lambda case: case.id)
+def test_without_a_gpu_the_hint_is_the_users_run_in_replay(no_gpu_runs, case):
+    done = no_gpu_runs[case.id]
+    assert done.code == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(case.explains), line
+    assert line.split(": ", 1)[1] == case.command
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")

@@ -75,7 +75,7 @@ def test_the_report_shows_the_round_and_the_file_holds_its_pick(tmp_path):
     bench = ReplayBenchmarker(synthetic_rows([(512, 1024)], (1, 256)))
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     problems = [Problem(N=512, K=1024, M=M) for M in (1, 256)]
-    results, path = tune_shape(storage, bench, problems, TuneOptions(trials=8), tmp_path / "cfg")
+    results, (path,) = tune_shape(storage, bench, problems, TuneOptions(trials=8), tmp_path / "cfg")
     table = summary_table(storage).set_index("M")
     exported = read_config_file(path)
     for result in results:

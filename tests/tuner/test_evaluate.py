@@ -41,6 +41,20 @@ def test_chosen_batch_sizes_of_every_shape_are_run_and_their_ratios_recorded(lan
     ]  # fmt: skip
 
 
+def test_says_what_it_evaluates_then_shows_progress_over_runs(landscape, capsys):
+    argv = [str(landscape), "--budgets", "2", "3", "--seeds", "0", "--strategies", "random", "--batch-sizes", "1",
+            "--processes", "1"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    plan, *progress = err.splitlines()
+    assert plan == (
+        f"evaluating {landscape}: 2 points of 2 shapes at M = 1; strategies random, budgets 2 3, seeds 0: "
+        "4 runs, 4 studies"
+    )
+    assert "runs: 100%" in progress[-1] and "4/4" in progress[-1]  # tqdm's bar, on stderr
+    assert out.splitlines()[0].split()[0] == "strategy"  # stdout holds the table alone
+
+
 def test_a_batch_size_no_landscape_holds_is_a_usage_error(landscape, capsys):
     assert main([str(landscape), "--batch-sizes", "1", "256", "--processes", "1"]) == 2
     assert "[256] are in no landscape" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.export import config_file_name, nearest_entry, read_config_file, render, write_configs
+from tuner.export import config_file_name, config_file_names, nearest_entry, read_config_file, render, write_configs
 from tuner.space import Config
 
 FAST = Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=4)
@@ -46,6 +46,28 @@ DEFAULT = Config(block_m=64, block_n=128, block_k=128, group_m=32, num_warps=4, 
 )
 def test_file_name_is_byte_exact(args, vllm, expected):
     assert config_file_name(*args, vllm=vllm) == expected
+
+
+SGLANG_NAME = "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128, 128].json"
+VLLM_NAME = "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128,128].json"
+
+
+@pytest.mark.parametrize(
+    ("file_format", "expected"),
+    [
+        ("sglang", [SGLANG_NAME]),  # the default: SGLang's loader
+        ("vllm", [VLLM_NAME]),  # vLLM's loader (get_w8a8_block_fp8_configs) wants no space in block_shape
+        ("both", [SGLANG_NAME, VLLM_NAME]),  # SGLang's first: the file a run reads existing entries from
+    ],
+)
+def test_names_per_format(file_format, expected):
+    args = (7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128)
+    assert config_file_names(*args, file_format=file_format) == expected
+
+
+def test_unknown_format_names_the_flag():
+    with pytest.raises(ValueError, match=r"^--format must be one of sglang, vllm, both, but got 'triton'\.$"):
+        config_file_names(7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128, file_format="triton")
 
 
 # Keys ascend numerically (2 < 16 < 128, not "128" < "16" < "2"), indent=4, trailing newline.

@@ -80,7 +80,7 @@ def test_the_tuner_runs_end_to_end_on_the_gpu_path(tmp_path):
     problems = [Problem(N=512, K=256, M=M) for M in (1, 64)]
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     with GpuBenchmarker(compile_workers=2, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as b:
-        results, path = tune_shape(storage, b, problems, TuneOptions(trials=12, seed=0), tmp_path / "cfg")
+        results, (path,) = tune_shape(storage, b, problems, TuneOptions(trials=12, seed=0), tmp_path / "cfg")
     assert [r.timed for r in results] == [12, 12]
     for result in results:
         assert result.best_us == pytest.approx(fake_latency(result.problem, result.best), abs=1e-3)  # stored to ns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import sqlite3
 import subprocess
@@ -21,11 +22,15 @@ from tuner.analysis import (
     history,
     importances,
     load_studies,
+    render_html,
+    shape_label,
     studies,
     summary_table,
 )
 from tuner.benchmarkers import FAILURES, HEADER, Row
 from tuner.cli.report import main
+from tuner.cli.run import main as run_main
+from tuner.dispatch import deepgemm_note
 from tuner.export import config_file_name, write_configs
 from tuner.space import TIMED, config_of, default_config, search_space
 
@@ -180,6 +185,27 @@ def test_main_writes_one_offline_page_and_the_csv(tuned, tmp_path, capsys):
     assert list(table.best_us) == list(expected.best_us)
     for row in expected.itertuples():
         assert f"<td>{row.best_config}</td>" in page and f"<td>{row.best_us:.2f}</td>" in page
+
+
+def test_the_page_notes_deepgemm_where_sglang_sends_the_shape_there(tmp_path, capsys):
+    # One storage, one shape tuned in replay for two output dtypes on a landscape recorded on an H100.
+    url, h100 = f"sqlite:///{tmp_path}/h100.db", "NVIDIA_H100_80GB_HBM3"
+    for out_dtype in ("bfloat16", "float16"):
+        landscape = tmp_path / f"{out_dtype}.csv"
+        with open(landscape, "w") as f:
+            f.write(",".join(HEADER) + "\n")
+            for row in synthetic_rows([(N, K)], [16], out_dtype=out_dtype):
+                f.write(",".join(Row(h100, row.problem, row.config, row.status, row.us).as_csv()) + "\n")
+        argv = ["--N", str(N), "--K", str(K), "--batch-size", "16", "--out-dtype", out_dtype, "--trials", "4",
+                "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path), "--no-prior"]  # fmt: skip
+        assert run_main(argv) == 0, capsys.readouterr().err
+    page = render_html(url)
+    sections = {part.split("</h2>")[0]: part for part in page.split("<h2>")[1:]}  # heading -> its section
+    note = f"<p class=note>{html.escape(deepgemm_note(h100, 'bfloat16'))}</p>"
+    for out_dtype, noted in (("bfloat16", True), ("float16", False)):
+        shape = {"input_type": "fp8", "N": N, "K": K, "block_n": 128, "block_k": 128, "out_dtype": out_dtype,
+                 "device": h100, "timing": "replay"}  # fmt: skip
+        assert (note in sections[html.escape(shape_label(shape))]) is noted
 
 
 def test_a_file_for_another_shape_is_a_warning_not_an_error(tuned, tmp_path, capsys):

@@ -24,6 +24,7 @@ from tuner.analysis._tables import (
     importances,
     summary_table,
 )
+from tuner.dispatch import deepgemm_note
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -223,6 +224,9 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
             figures.append(importance_figure(of(weights)))
         figures.append(failures_figure(of(fails)))
         parts.append(f"<h2>{html.escape(shape_label(shape))}</h2>")
+        note = deepgemm_note(str(shape["device"]), str(shape["out_dtype"]))
+        if note is not None:
+            parts.append(f"<p class=note>{html.escape(note)}</p>")
         if rows.file.any():
             parts.append(f"<p class=note>config file: {html.escape(rows.file[rows.file != ''].iloc[0])}</p>")
         for fig in figures:

@@ -18,7 +18,9 @@ class OneLineParser(argparse.ArgumentParser):
 
 def add_gemm_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that say which GEMM is tuned, with one default each across the commands."""
-    parser.add_argument("--input-type", choices=INPUT_TYPES, default="fp8", help="8-bit type of A and B")
+    parser.add_argument(
+        "--input-type", choices=INPUT_TYPES, default="fp8", help="8-bit type of A and B (default: %(default)s)"
+    )
     parser.add_argument(
         "--out-dtype", choices=OUT_DTYPES, default=DEFAULT_OUT_DTYPE, help="output dtype (default: %(default)s)"
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import optuna
+from tqdm import tqdm
 
 from tuner.benchmarkers import ReplayBenchmarker, read_rows
 from tuner.samplers import SAMPLERS, Prior
@@ -87,6 +88,16 @@ def summarize(outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def describe(paths: Sequence[str], shapes: int, points: int, batch_sizes: Sequence[int], args) -> str:
+    """What an evaluation will run, in one line, so that minutes of work do not start silently."""
+    repeats = len(args.strategies) * len(args.budgets) * len(args.seeds)
+    return (
+        f"evaluating {', '.join(paths)}: {points} points of {shapes} shapes at M = {' '.join(map(str, batch_sizes))}; "
+        f"strategies {' '.join(args.strategies)}, budgets {' '.join(map(str, args.budgets))}, seeds "
+        f"{' '.join(map(str, args.seeds))}: {shapes * repeats} runs, {points * repeats} studies"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tuner.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,8 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for budget in args.budgets
         for seed in args.seeds
     ]
+    points = sum(1 for bench in benches.values() for p in bench.problems if p.M in batch_sizes)
+    shapes = len(tasks) // (len(args.strategies) * len(args.budgets) * len(args.seeds))
+    print(describe(paths, shapes, points, batch_sizes, args), file=sys.stderr, flush=True)  # stdout: the table alone
     with mp.get_context("spawn").Pool(args.processes) as pool:
-        outcomes = [o for chunk in pool.imap_unordered(evaluate_shape, tasks) for o in chunk]
+        runs = pool.imap_unordered(evaluate_shape, tasks)
+        outcomes = [o for chunk in tqdm(runs, total=len(tasks), desc="runs", unit="run") for o in chunk]
     if args.details:
         with open(args.details, "w") as f:
             f.write("strategy,budget,seed,landscape,N,K,M,ratio\n")

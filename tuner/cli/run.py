@@ -12,33 +12,92 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
-from tuner.export import config_file_name, read_config_file
+from tuner.cli._replay_hint import replay_hint
+from tuner.dispatch import deepgemm_note
+from tuner.export import FORMATS, config_file_names, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
 from tuner.space import DEFAULT_BATCH_SIZES, Problem, search_space
+from tuner.study import DEFAULT_STORAGE
 
-# The replay twin of the main job, on the landscape this repository ships (its six batch sizes).
-REPLAY_EXAMPLE = (
-    "python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 1 16 64 256 1024 4096 "
-    "--replay studies/landscapes/h100_fp8_7168x18432.csv.gz"
-)
+# Where config files go without --save-path: a replay's are kept apart from real tuning results.
+SAVE_PATH = "configs"
+REPLAY_SAVE_PATH = "studies/replay/configs"
+
+# --help's closing lines: one command per common use.
+EPILOG = """examples:
+  python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16
+      one weight shape at SGLang's 18 batch sizes, 32 configs timed each
+  python -m tuner.run --tp-size 8 --dry-run
+      DeepSeek-V3's shapes at TP 8: the plan and a time estimate, nothing run
+  python -m tuner.run --model config.json --tp-size 8 --format both
+      a model's linear layers, written under SGLang's and vLLM's file names
+  python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 1 16 64 256 1024 4096 \\
+      --replay studies/landscapes/h100_fp8_7168x18432.csv.gz
+      no GPU needed: the same flow against a recorded landscape
+
+File names, content and the landscape format: docs/contracts.md.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m tuner.run", description=__doc__.splitlines()[0])
+    parser = OneLineParser(
+        prog="python -m tuner.run",
+        description="Tune the W8A8 block-scaled GEMM's launch configs per batch size with Optuna, and write\n"
+        "them as SGLang (or vLLM) config files.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--N", type=int, help="weight rows (output features); give with --K")
     parser.add_argument("--K", type=int, help="weight columns (input features); give with --N")
-    parser.add_argument("--tp-size", type=int, default=8, help="without --N/--K: DeepSeek-V3's shapes at this TP")
+    parser.add_argument(
+        "--tp-size",
+        type=int,
+        metavar="TP",
+        default=8,
+        help="without --N/--K: DeepSeek-V3's shapes split for this tensor parallelism (default: %(default)s)",
+    )
     add_gemm_flags(parser)
     batch = parser.add_mutually_exclusive_group()
-    batch.add_argument("--batch-size", type=int, help="tune one batch size M")
-    batch.add_argument("--batch-sizes", type=int, nargs="+", help="tune these M (default: SGLang's 18)")
-    parser.add_argument("--trials", type=int, default=32, help="distinct configs timed per (N, K, M) study")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite under studies/)")
-    parser.add_argument("--save-path", default="configs", help="folder for the SGLang config files")
-    parser.add_argument("--replay", default=None, help="tune against this landscape CSV instead of a GPU")
-    parser.add_argument("--seed", type=int, default=None, help="sampler seed")
+    batch.add_argument("--batch-size", type=int, metavar="M", help="tune one batch size M")
+    batch.add_argument(
+        "--batch-sizes",
+        type=int,
+        metavar="M",
+        nargs="+",
+        help=f"tune these M (default: SGLang's {len(DEFAULT_BATCH_SIZES)}, {' '.join(map(str, DEFAULT_BATCH_SIZES))})",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=32,
+        metavar="T",
+        help="distinct configs timed per (N, K, M) study (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--storage", default=DEFAULT_STORAGE, metavar="URL", help="Optuna storage URL (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--save-path",
+        default=None,
+        metavar="DIR",
+        help=f"folder for the config files (default: {SAVE_PATH}/, or {REPLAY_SAVE_PATH}/ with --replay)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="sglang",
+        dest="file_format",
+        help="write SGLang's file name, vLLM's (no space in block_shape) or both; the content is the same "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--replay", default=None, metavar="FILE.csv", help="tune against this landscape CSV instead of a GPU"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, metavar="S", help="sampler seed (default: none, a new search each run)"
+    )
     parser.add_argument(
         "--sampler",
         choices=SAMPLERS,
@@ -46,10 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"local: local search around the best configs; tpe, gp, random: Optuna's; auto: {AUTO} (default)",
     )
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
-    parser.add_argument("--model", default=None, help="a Hugging Face config.json: tune its linear layers at --tp-size")
-    parser.add_argument("--gpus", default=None, help="comma-separated GPUs, one worker each (default: all visible)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="CONFIG.json",
+        help="a Hugging Face config.json: tune its linear layers at --tp-size",
+    )
+    parser.add_argument(
+        "--gpus", default=None, metavar="0,1,...", help="comma-separated GPUs, one worker each (default: all visible)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate, run nothing")
     return parser
+
+
+# Optuna's samplers seed numpy, which takes 0 <= seed < 2**32.
+_SEED_LIMIT = 2**32
+
+
+def _check_values(args: argparse.Namespace) -> None:
+    """Name the flag in every bad value, before Problem (whose messages name its fields) sees any."""
+    positive = [("--N", args.N), ("--K", args.K), ("--batch-size", args.batch_size), ("--trials", args.trials)]
+    positive += [("--batch-sizes", M) for M in args.batch_sizes or ()]
+    for flag, value in positive:
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be a positive int, but got {value}.")
+    for flag, value in (("--block-n", args.block_n), ("--block-k", args.block_k)):
+        if value < 1 or value & (value - 1):
+            raise ValueError(f"{flag} must be a power of two, but got {value}.")
+    if args.seed is not None and not 0 <= args.seed < _SEED_LIMIT:
+        raise ValueError(f"--seed must be an int from 0 to 2**32 - 1, but got {args.seed}.")
 
 
 def _shapes(args: argparse.Namespace) -> dict[tuple[int, int], str]:
@@ -71,14 +155,10 @@ def _shapes(args: argparse.Namespace) -> dict[tuple[int, int], str]:
 
 
 def _problems(args: argparse.Namespace) -> list[list[Problem]]:
+    _check_values(args)
     shapes = _shapes(args)
     batch_sizes = [args.batch_size] if args.batch_size is not None else args.batch_sizes or DEFAULT_BATCH_SIZES
-    for name, value in (("--block-n", args.block_n), ("--block-k", args.block_k)):
-        if value < 1 or value & (value - 1):
-            raise ValueError(f"{name} must be a power of two, but got {value}.")
     search_space(args.block_k)  # raises if no BLOCK_SIZE_K of the space divides block_k
-    if args.trials < 1:
-        raise ValueError(f"--trials must be a positive int, but got {args.trials}.")
     return [[Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in dict.fromkeys(batch_sizes)] for N, K in shapes]
 
 
@@ -102,7 +182,8 @@ def plan(shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         shapes = _problems(args)
         if args.dry_run:
             print(plan(shapes, args.trials, _shapes(args)))
@@ -111,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             if not torch.cuda.is_available():
-                print(f"No CUDA GPU is visible; the same flow runs in replay: {REPLAY_EXAMPLE}", file=sys.stderr)
+                print(replay_hint(args, parser, shapes), file=sys.stderr)
                 return 1
         run = _prepare(args, shapes)
     except ValueError as error:  # everything the user gave is checked here, before any work
@@ -155,7 +236,7 @@ def _devices(args: argparse.Namespace) -> list[int]:
 def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
     """Check everything that can be checked before tuning; ValueError names what is wrong."""
     from tuner.benchmarkers import ReplayBenchmarker
-    from tuner.study import DEFAULT_STORAGE, WorkerSpec, make_storage
+    from tuner.study import WorkerSpec, make_storage
 
     devices = _devices(args)
     if args.replay is not None:
@@ -168,29 +249,61 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         import torch
 
         device_name, kind = torch.cuda.get_device_name(devices[0]).replace(" ", "_"), "gpu"
-    save_path = Path(args.save_path)
+    save_path = Path(args.save_path or (REPLAY_SAVE_PATH if args.replay is not None else SAVE_PATH))
     check_writable(save_path, "--save-path", folder=True)
     for problems in shapes:
         p = problems[0]
-        path = save_path / config_file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
-        if path.exists():
-            read_config_file(path)  # a corrupt file stops the run before anything is tuned
+        names = config_file_names(
+            p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=args.file_format
+        )
+        for path in (save_path / name for name in names):
+            if path.exists():
+                read_config_file(path)  # a corrupt file stops the run before anything is tuned
     spec = WorkerSpec(
-        storage_url=args.storage or DEFAULT_STORAGE,
+        storage_url=args.storage,
         save_path=str(save_path),
         trials=args.trials,
         seed=args.seed,
         use_prior=not args.no_prior,
         replay=args.replay,
         sampler=args.sampler,
+        file_format=args.file_format,
     )
-    make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
-    return spec, devices, device_name, kind, shapes
+    storage = make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
+    return spec, devices, device_name, kind, shapes, storage
 
 
-def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]]) -> int:
+def resume_line(timed: Sequence[int], trials: int) -> str:
+    """What a rerun finds done, from each study's timed trials: a resume is never silent."""
+    finished = sum(1 for n in timed if n >= trials)
+    begun = sum(1 for n in timed if 0 < n < trials)
+    if finished == len(timed):
+        return f"{finished} of {len(timed)} studies finished earlier; nothing to time"
+    if finished == begun == 0:
+        return f"{len(timed)} studies, none begun earlier"
+    line = f"{finished} of {len(timed)} studies finished earlier"
+    if begun:
+        line += f", {begun} resume{'s' if begun == 1 else ''} where {'it' if begun == 1 else 'they'} stopped"
+    return line
+
+
+def _announce(spec, storage, device_name: str, kind: str, shapes: list[list[Problem]]) -> None:
+    """Where the studies live and what of them is done, before any work starts."""
+    from tuner.study import masked_url, study_name, timed_counts
+
+    names = [study_name(p, device_name, kind) for problems in shapes for p in problems]
+    timed = timed_counts(storage, names)
+    print(f"storage: {masked_url(spec.storage_url)}", flush=True)
+    print(resume_line(list(timed.values()), spec.trials), flush=True)
+    note = deepgemm_note(device_name, shapes[0][0].out_dtype)  # in replay, the landscape's device
+    if note is not None:
+        print(f"note: {note}", flush=True)
+
+
+def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]], storage) -> int:
     from tuner.study import collect, format_table, run_workers, tune_units
 
+    _announce(spec, storage, device_name, kind, shapes)
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
     else:
@@ -199,8 +312,10 @@ def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
         outcome = collect(spec, device_name, kind, shapes)
-    for results, path in outcome:
-        print(f"\n{path}\n{format_table(results)}")
+    for results, paths in outcome:
+        print("", *paths, format_table(results), sep="\n")
+    if spec.replay is not None:
+        print(f"\nreplay of {spec.replay}: latencies are the landscape's, not measured now")
     return 0
 
 

@@ -24,6 +24,7 @@ from tuner.study._storage import (
     open_study,
     raise_unusable,
     study_name,
+    timed_counts,
     timed_trials,
 )
 from tuner.study._tuning import (
@@ -66,6 +67,7 @@ __all__ = [
     "split_work",
     "study_name",
     "study_result",
+    "timed_counts",
     "timed_trials",
     "tune_problem",
     "tune_shape",

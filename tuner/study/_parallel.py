@@ -35,6 +35,7 @@ class WorkerSpec:
     replay: str | None = None
     compile_workers: int | None = None
     sampler: str = "auto"
+    file_format: str = "sglang"
 
 
 def _cost(problems: Sequence[Problem]) -> float:
@@ -65,7 +66,7 @@ def split_work(shapes: Sequence[Sequence[Problem]], workers: int) -> list[list[l
 def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]], *, progress: bool = False):
     """Tune units of work on one device (or in replay): the single-GPU driver and each worker's body.
 
-    Returns (StudyResults, config file) per unit.
+    Returns (StudyResults, config files) per unit.
     """
     import optuna
     from tqdm import tqdm
@@ -94,8 +95,10 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
         with held_outside_waits(), tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2,
                                         disable=not progress) as bar:  # fmt: skip
             for unit in units:
-                results, path = tune_shape(storage, bench, unit, options, spec.save_path, progress=bar)
-                outcome.append((results, path))
+                results, paths = tune_shape(
+                    storage, bench, unit, options, spec.save_path, progress=bar, file_format=spec.file_format
+                )
+                outcome.append((results, paths))
     finally:
         close = getattr(bench, "close", None)
         if close is not None:
@@ -134,7 +137,7 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
     """Read every shape's results back from the storage and write its config file once more."""
     import optuna
 
-    from tuner.export import config_file_name, write_configs
+    from tuner.export import config_file_names, write_configs
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
@@ -146,7 +149,11 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
             study = optuna.load_study(study_name=study_name(problem, device_name, kind), storage=storage)
             results.append(study_result(study, problem))
         p = problems[0]
-        path = Path(spec.save_path) / config_file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
-        write_configs(path, {r.problem.M: r.best for r in results})
-        outcome.append((results, path))
+        names = config_file_names(
+            p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=spec.file_format
+        )
+        paths = [Path(spec.save_path) / name for name in names]
+        for path in paths:
+            write_configs(path, {r.problem.M: r.best for r in results})
+        outcome.append((results, paths))
     return outcome

@@ -154,6 +154,15 @@ def timed_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False) if is_timed(t)]
 
 
+def timed_counts(storage: BaseStorage, names: Iterable[str]) -> dict[str, int]:
+    """Timed trials per study name, 0 for a study not created yet: what a rerun finds done."""
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    return {
+        name: len(timed_trials(optuna.load_study(study_name=name, storage=storage))) if name in existing else 0
+        for name in names
+    }
+
+
 def best(trials: Iterable[FrozenTrial]) -> tuple[Config, float] | None:
     """The fastest completed config among trials and its latency, or None if none completed.
 

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
-from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
+from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
 from tuner.space import SAMPLER, Config, Problem, config_of, default_config, search_space
 from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
@@ -205,20 +205,25 @@ def tune_shape(
     save_path: str | Path,
     *,
     progress: tqdm | None = None,
-) -> tuple[list[StudyResult], Path]:
-    """Tune every batch size of one (N, K), smallest first, merging each best into the config file."""
+    file_format: str = "sglang",
+) -> tuple[list[StudyResult], list[Path]]:
+    """Tune every batch size of one (N, K), smallest first, merging each best into the config file(s)."""
     p0 = problems[0]
-    path = Path(save_path) / config_file_name(p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k)
-    existing = read_config_file(path) if path.exists() else {}
+    names = config_file_names(
+        p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k, file_format=file_format
+    )
+    paths = [Path(save_path) / name for name in names]
+    existing = read_config_file(paths[0]) if paths[0].exists() else {}
     batch_sizes = [p.M for p in problems]
     results = []
     for problem in sorted(problems, key=lambda p: p.M):
         seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing)
         pick = nearest_entry(existing, problem.M) if existing else None
         result = tune_problem(storage, problem, bench, options, seeds, progress, existing=pick)
-        write_configs(path, {problem.M: result.best})
+        for path in paths:
+            write_configs(path, {problem.M: result.best})
         results.append(result)
-    return results, path
+    return results, paths
 
 
 def format_table(results: Sequence[StudyResult]) -> str:

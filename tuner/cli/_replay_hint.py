@@ -1,0 +1,139 @@
+"""What a machine without a GPU can run instead: the user's own command, in replay on a shipped landscape.
+
+The landscapes under studies/landscapes/ (and its partial/ folder) are indexed once by what they
+cover; the hint names the one that covers the requested GEMM, or says none does and names the closest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import gzip
+import math
+import shlex
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuner.benchmarkers import HEADER
+from tuner.samplers import PRIOR_DIR
+from tuner.space import Problem
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """One GEMM setup a landscape file holds rows for, at which batch sizes."""
+
+    path: Path
+    device: str
+    input_type: str
+    out_dtype: str
+    N: int
+    K: int
+    block_n: int
+    block_k: int
+    batch_sizes: tuple[int, ...]
+
+    @property
+    def partial(self) -> bool:
+        return self.path.parent.name == "partial"
+
+    def covers(self, problem: Problem) -> bool:
+        """Same shape, types and block: a replay of problem reads this landscape's rows."""
+        p = problem
+        return (self.input_type, self.out_dtype, self.N, self.K, self.block_n, self.block_k) == (
+            p.input_type, p.out_dtype, p.N, p.K, p.block_n, p.block_k
+        )  # fmt: skip
+
+    def distance(self, problem: Problem) -> float:
+        """How far problem is from this setup: shape ratios in log space, plus one half per other type."""
+        p = problem
+        mismatches = (self.input_type != p.input_type) + (self.out_dtype != p.out_dtype)
+        mismatches += (self.block_n, self.block_k) != (p.block_n, p.block_k)
+        return abs(math.log(self.N / p.N)) + abs(math.log(self.K / p.K)) + 0.5 * mismatches
+
+
+@functools.cache
+def shipped_landscapes(folder: Path = PRIOR_DIR) -> tuple[Coverage, ...]:
+    """What every landscape under folder and folder/partial covers, read once (only the columns needed)."""
+    coverage = []
+    for path in [*sorted(folder.glob("*.csv*")), *sorted((folder / "partial").glob("*.csv*"))]:
+        batch_sizes: dict[tuple, set[int]] = defaultdict(set)
+        with gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="") as f:
+            reader = csv.reader(f)
+            if next(reader, None) != HEADER:
+                continue  # not a landscape; replay would refuse it too
+            for device, input_type, out_dtype, N, K, M, block_n, block_k, *_ in reader:
+                batch_sizes[device, input_type, out_dtype, int(N), int(K), int(block_n), int(block_k)].add(int(M))
+        for (device, input_type, out_dtype, N, K, block_n, block_k), ms in batch_sizes.items():
+            coverage.append(Coverage(path, device, input_type, out_dtype, N, K, block_n, block_k, tuple(sorted(ms))))
+    return tuple(coverage)
+
+
+def _shown(path: Path) -> str:
+    """The path as the user can type it from here: relative below the working folder, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _command(args: argparse.Namespace, parser: argparse.ArgumentParser, land: Coverage, batch_sizes) -> str:
+    """The replay command for one landscape setup, keeping the user's budget, seed and choices."""
+    argv = ["python", "-m", "tuner.run", "--N", land.N, "--K", land.K]
+    argv += ["--input-type", land.input_type, "--out-dtype", land.out_dtype]
+    if (land.block_n, land.block_k) != (parser.get_default("block_n"), parser.get_default("block_k")):
+        argv += ["--block-n", land.block_n, "--block-k", land.block_k]
+    argv += ["--batch-sizes", *batch_sizes, "--trials", args.trials]
+    if args.seed is not None:
+        argv += ["--seed", args.seed]
+    if args.no_prior:
+        argv += ["--no-prior"]
+    if args.file_format != parser.get_default("file_format"):
+        argv += ["--format", args.file_format]
+    return shlex.join([*map(str, argv), "--replay", _shown(land.path)])
+
+
+def _describe(problem: Problem) -> str:
+    p = problem
+    return f"{p.input_type} N={p.N} K={p.K} block [{p.block_n}, {p.block_k}] -> {p.out_dtype}"
+
+
+def replay_hint(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    shapes: Sequence[Sequence[Problem]],
+    landscapes: Sequence[Coverage] | None = None,
+) -> str:
+    """One line for a machine without a GPU: the user's run in replay where a landscape covers it,
+    else which GEMM none covers and the closest shipped example."""
+    landscapes = shipped_landscapes() if landscapes is None else landscapes
+    given = args.batch_sizes is not None or args.batch_size is not None
+    for problems in shapes:
+        wanted = {p.M for p in problems}
+        for land in sorted(landscapes, key=lambda land: (land.partial, -len(land.batch_sizes))):
+            batch_sizes = [M for M in land.batch_sizes if M in wanted or not given]
+            if land.covers(problems[0]) and batch_sizes:
+                what = "a partial landscape (its first configs only)" if land.partial else "a landscape"
+                which = "the same run" if len(shapes) == 1 else f"of your {len(shapes)} shapes, N={land.N} K={land.K}"
+                return (
+                    f"No CUDA GPU is visible; {which} works in replay against {what} recorded on {land.device}: "
+                    + _command(args, parser, land, batch_sizes)
+                )
+    if not landscapes:
+        return "No CUDA GPU is visible, and this installation ships no landscape to replay (studies/landscapes/)."
+    first = shapes[0][0]
+    if len(shapes) == 1:
+        requested = _describe(first)
+        if given:
+            requested += f" at M = {' '.join(str(p.M) for p in shapes[0])}"
+    else:
+        requested = f"any of your {len(shapes)} shapes ({first.input_type}, block [{first.block_n}, "
+        requested += f"{first.block_k}] -> {first.out_dtype})"
+    closest = min(landscapes, key=lambda land: (min(land.distance(ps[0]) for ps in shapes), land.partial))
+    return (
+        f"No CUDA GPU is visible, and no landscape this repository ships covers {requested}; the closest "
+        f"example runs in replay: {_command(args, parser, closest, closest.batch_sizes)}"
+    )
