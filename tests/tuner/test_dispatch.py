@@ -4,30 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.dispatch import deepgemm_note, is_sm90
+from tuner.dispatch import deepgemm_note, is_hopper, is_sm90_or_newer
 
 
 @pytest.mark.parametrize(
-    ("device_name", "sm90"),
+    ("device_name", "sm90", "hopper"),
     [
-        ("NVIDIA_H100_80GB_HBM3", True),  # as a config file and a landscape spell it
-        ("NVIDIA H100 80GB HBM3", True),  # as torch.cuda.get_device_name returns it
-        ("NVIDIA H100 PCIe", True),
-        ("NVIDIA_H200", True),
-        ("NVIDIA_H800", True),
-        ("NVIDIA_H20", True),
-        ("NVIDIA_GH200_480GB", True),
-        ("NVIDIA_B200", True),
-        ("NVIDIA_A100-SXM4-80GB", False),  # SM80: no DeepGEMM
-        ("NVIDIA_L40S", False),  # SM89
-        ("NVIDIA_GeForce_RTX_4090", False),
-        ("AMD_Instinct_MI300X", False),  # ROCm: SGLang's Triton path
-        ("Synthetic_GPU", False),
-        ("NVIDIA_H2000", False),  # a token that merely starts like H200 is no match
+        ("NVIDIA_H100_80GB_HBM3", True, True),  # as a config file and a landscape spell it
+        ("NVIDIA H100 80GB HBM3", True, True),  # as torch.cuda.get_device_name returns it
+        ("NVIDIA H100 PCIe", True, True),
+        ("NVIDIA_H200", True, True),
+        ("NVIDIA_H800", True, True),
+        ("NVIDIA_H20", True, True),
+        ("NVIDIA_GH200_480GB", True, True),
+        ("NVIDIA_B200", True, False),  # SM100: DeepGEMM, but no Hopper kernel
+        ("NVIDIA_A100-SXM4-80GB", False, False),  # SM80: no DeepGEMM
+        ("NVIDIA_L40S", False, False),  # SM89
+        ("NVIDIA_GeForce_RTX_4090", False, False),
+        ("AMD_Instinct_MI300X", False, False),  # ROCm: SGLang's Triton path
+        ("Synthetic_GPU", False, False),
+        ("NVIDIA_H2000", False, False),  # a token that merely starts like H200 is no match
     ],
 )
-def test_sm90_devices_by_name(device_name, sm90):
-    assert is_sm90(device_name) is sm90
+def test_sm90_devices_by_name(device_name, sm90, hopper):
+    assert is_sm90_or_newer(device_name) is sm90
+    assert is_hopper(device_name) is hopper  # Blackwell is SM100: no Hopper kernel
 
 
 @pytest.mark.parametrize(
