@@ -74,6 +74,25 @@ def _grid(M: int, N: int, config: dict[str, int]) -> tuple[int]:
     return (triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"]),)
 
 
+def kernel_arguments(
+    M: int, N: int, K: int, block_size: list[int], config: dict[str, int], strides: tuple | None = None
+) -> tuple[tuple[int, ...], dict[str, int | bool]]:
+    """The kernel's integer arguments after the five pointers, in order, and its keyword arguments.
+
+    Triton compiles anew for each class of these integers (== 1, divisible by 16), so the launch,
+    the compile-ahead and the tuner's compile key all take them from here. strides holds the
+    (row, column) strides of A, B, C, As and Bs; None means contiguous tensors of the contract's
+    shapes.
+    """
+    block_n, block_k = block_size
+    if strides is None:
+        k_groups = triton.cdiv(K, block_k)
+        strides = ((K, 1), (K, 1), (N, 1), (k_groups, 1), (k_groups, 1))
+    (am, ak), (bn, bk), (cm, cn), (as_m, as_k), (bs_n, bs_k) = strides
+    ints = (M, N, K, block_n, block_k, am, ak, bk, bn, cm, cn, as_m, as_k, bs_k, bs_n)
+    return ints, {"EVEN_K": K % config["BLOCK_SIZE_K"] == 0, **config}
+
+
 def w8a8_block_matmul(
     A: torch.Tensor,
     B: torch.Tensor,
@@ -89,15 +108,9 @@ def w8a8_block_matmul(
     M, K = A.shape
     N = B.shape[0]
     C = torch.empty((M, N), dtype=output_dtype, device=A.device)
-    _w8a8_block_matmul_kernel[_grid(M, N, config)](
-        A, B, C, As, Bs,
-        M, N, K,
-        block_n, block_k,
-        A.stride(0), A.stride(1), B.stride(1), B.stride(0), C.stride(0), C.stride(1),
-        As.stride(0), As.stride(1), Bs.stride(1), Bs.stride(0),
-        EVEN_K=K % config["BLOCK_SIZE_K"] == 0,
-        **config,
-    )  # fmt: skip
+    strides = (A.stride(), B.stride(), C.stride(), As.stride(), Bs.stride())
+    ints, kwargs = kernel_arguments(M, N, K, [block_n, block_k], config, strides)
+    _w8a8_block_matmul_kernel[_grid(M, N, config)](A, B, C, As, Bs, *ints, **kwargs)
     return C
 
 
@@ -118,15 +131,8 @@ def compile_w8a8_block_matmul(
     """
     block_n, block_k = block_size
     config = resolve_config(config, block_n, block_k)
-    a_scale_cols = triton.cdiv(K, block_k)
-    # Contiguous tensors of these shapes have exactly these strides; pointers are passed as dtypes.
+    ints, kwargs = kernel_arguments(M, N, K, [block_n, block_k], config)  # contiguous operands
+    # Pointers are passed as their dtypes.
     _w8a8_block_matmul_kernel.warmup(
-        input_dtype, input_dtype, output_dtype, torch.float32, torch.float32,
-        M, N, K,
-        block_n, block_k,
-        K, 1, 1, K, N, 1,
-        a_scale_cols, 1, 1, a_scale_cols,
-        EVEN_K=K % config["BLOCK_SIZE_K"] == 0,
-        grid=_grid(M, N, config),
-        **config,
-    )  # fmt: skip
+        input_dtype, input_dtype, output_dtype, torch.float32, torch.float32, *ints, grid=_grid(M, N, config), **kwargs
+    )

@@ -75,12 +75,24 @@ def _timed_compile(compile_fn: Callable[[Problem, Config], Measurement | None], 
     return failure, time.perf_counter() - started
 
 
+def _int_class(value: int) -> tuple:
+    """How Triton's binder specializes an int argument: 1 is a constant, others by width and % 16."""
+    width = "i32" if -(2**31) <= value < 2**31 else "u64" if value >= 2**63 else "i64"
+    return value == 1, value % 16 == 0, width
+
+
 def specialization(problem: Problem, config: Config) -> tuple:
-    """What makes Triton compile a config anew: its integer arguments' ==1 / %16 classes and dtypes."""
+    """What makes Triton compile a config anew: dtypes, constexprs and the classes of the int arguments.
+
+    The ints are exactly those the launch passes (strides included: the scale strides are
+    cdiv(K, block_k), 56 for K=7168 and 144 for K=18432), so two problems share a key exactly when
+    Triton's cache serves one with the other's binary.
+    """
+    from kernels import kernel_arguments  # imports Triton: only where a GPU benchmarker runs
+
     p = problem
-    ints = (p.M, p.N, p.K, p.block_n, p.block_k)
-    return (config, p.input_type, p.out_dtype, p.K % config.block_k == 0,
-            tuple((v == 1, v % 16 == 0) for v in ints))  # fmt: skip
+    ints, constexprs = kernel_arguments(p.M, p.N, p.K, [p.block_n, p.block_k], config.as_sglang())
+    return (config, p.input_type, p.out_dtype, tuple(sorted(constexprs.items())), tuple(map(_int_class, ints)))
 
 
 class GpuBenchmarker:
