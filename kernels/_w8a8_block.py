@@ -6,6 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._arguments import kernel_arguments
 from kernels._checks import check_inputs, resolve_config
 
 
@@ -72,25 +73,6 @@ def _w8a8_block_matmul_kernel(
 
 def _grid(M: int, N: int, config: dict[str, int]) -> tuple[int]:
     return (triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"]),)
-
-
-def kernel_arguments(
-    M: int, N: int, K: int, block_size: list[int], config: dict[str, int], strides: tuple | None = None
-) -> tuple[tuple[int, ...], dict[str, int | bool]]:
-    """The kernel's integer arguments after the five pointers, in order, and its keyword arguments.
-
-    Triton compiles anew for each class of these integers (== 1, divisible by 16), so the launch,
-    the compile-ahead and the tuner's compile key all take them from here. strides holds the
-    (row, column) strides of A, B, C, As and Bs; None means contiguous tensors of the contract's
-    shapes.
-    """
-    block_n, block_k = block_size
-    if strides is None:
-        k_groups = triton.cdiv(K, block_k)
-        strides = ((K, 1), (K, 1), (N, 1), (k_groups, 1), (k_groups, 1))
-    (am, ak), (bn, bk), (cm, cn), (as_m, as_k), (bs_n, bs_k) = strides
-    ints = (M, N, K, block_n, block_k, am, ak, bk, bn, cm, cn, as_m, as_k, bs_k, bs_n)
-    return ints, {"EVEN_K": K % config["BLOCK_SIZE_K"] == 0, **config}
 
 
 def w8a8_block_matmul(

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
 from tuner.interrupt import interruptible
 from tuner.space import Config, Problem
@@ -88,8 +89,6 @@ def specialization(problem: Problem, config: Config) -> tuple:
     cdiv(K, block_k), 56 for K=7168 and 144 for K=18432), so two problems share a key exactly when
     Triton's cache serves one with the other's binary.
     """
-    from kernels import kernel_arguments  # imports Triton: only where a GPU benchmarker runs
-
     p = problem
     ints, constexprs = kernel_arguments(p.M, p.N, p.K, [p.block_n, p.block_k], config.as_sglang())
     return (config, p.input_type, p.out_dtype, tuple(sorted(constexprs.items())), tuple(map(_int_class, ints)))
