@@ -9,6 +9,7 @@ so this orchestration is tested on the CPU.
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing as mp
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
+from tuner.exceptions import TuningError
 from tuner.interrupt import interruptible
 from tuner.space import Config, Problem
 
@@ -130,7 +132,7 @@ class GpuBenchmarker:
         child.close()
         self._conn = parent
         if not parent.poll(max(self.timeout_s, 120.0)):
-            raise RuntimeError("the GPU timing process did not start")
+            raise TuningError("the GPU timing process did not start; its own error, if it wrote one, is above.")
         return parent.recv()
 
     def _restart(self) -> None:
@@ -145,6 +147,27 @@ class GpuBenchmarker:
             self._process.join(timeout=10)
         if self._conn is not None:
             self._conn.close()
+
+    def _end_pool(self) -> None:
+        """End the compile processes at once, then let the pool wind down; the next compile starts a new one.
+
+        A hung compile never returns, so its process is killed rather than waited for (the pool
+        cannot say which process runs which job: all go; what they compiled is on disk). Waiting
+        for the pool to wind down also stops shutdown(wait=False) from racing Python 3.11's exit
+        hook, which then writes to the pool's closed wake-up pipe.
+        """
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list((pool._processes or {}).values()):  # no public way to stop them
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        # Jobs the pool lost are compiled again when they are next prepared or measured.
+        self._compiled = {
+            key: future
+            for key, future in self._compiled.items()
+            if future.done() and not future.cancelled() and not isinstance(future.exception(), BrokenProcessPool)
+        }
 
     # --- the compile pool ---------------------------------------------------------------------
     def _compile(self, problem: Problem, config: Config) -> Future | None:
@@ -171,11 +194,11 @@ class GpuBenchmarker:
             try:
                 with interruptible():
                     failure, compile_s = compiled.result(timeout=wait_s)
-            except TimeoutError:
+            except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                self._end_pool()  # a hung compile would hold its process for good
                 return Measurement("timeout", reason=f"compilation took over {wait_s:.0f} s")
             except BrokenProcessPool:
-                self._pool = None
-                self._compiled.clear()
+                self._end_pool()
                 return Measurement("crash", reason="the compile process died")
             except Exception as error:  # noqa: BLE001 - an unclassified compiler failure
                 return Measurement("compile_error", reason=f"{type(error).__name__}: {str(error)[:300]}")
@@ -209,13 +232,7 @@ class GpuBenchmarker:
             except OSError:
                 pass
         self._stop_process()
-        if self._pool is not None:
-            # Compiles still running are not needed, and a hung one would hold the exit: end the
-            # processes, then let the pool wind down. (shutdown(wait=False) alone also races
-            # Python 3.11's exit hook, which then writes to the pool's closed wake-up pipe.)
-            for process in list(self._pool._processes.values()):  # no public way to stop them
-                process.kill()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._end_pool()  # compiles still running are not needed, and a hung one would hold the exit
 
     def __enter__(self) -> GpuBenchmarker:
         return self

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
+from tuner.exceptions import TuningError
 from tuner.export import config_file_name, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
@@ -117,10 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("interrupted: every finished measurement is stored; rerun the same command to resume.",
                   file=sys.stderr)  # fmt: skip
             return 1
-        if isinstance(error, (RuntimeError, ValueError)):  # WrongResult included: a bug, reported, the run stops
+        if isinstance(error, TuningError):  # raised on purpose (WrongResult, no config ran): its message says all
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
-        raise
+        raise  # a bug or a CUDA error: its traceback is what a report needs
 
 
 def _devices(args: argparse.Namespace) -> list[int]:

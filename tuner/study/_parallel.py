@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tuner.exceptions import TuningError
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.space import Problem
 
@@ -108,6 +109,9 @@ def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Proble
     except BaseException as error:
         if stopped_by_ctrl_c(error):
             sys.exit(130)
+        if isinstance(error, TuningError):  # as the single-process run reports it: one line
+            print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
+            sys.exit(1)
         raise
 
 

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
+from tuner.exceptions import TuningError
 from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe
 from tuner.space import TIMED, Config, Problem, config_of, default_config, search_space
@@ -138,7 +139,7 @@ def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
     """What a finished (or resumed) study found for problem."""
     found = best(study.get_trials(deepcopy=False))
     if found is None:
-        raise RuntimeError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
+        raise TuningError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
     default_us = latency_of(study, default_config(problem.block_n, problem.block_k))
     return StudyResult(problem, found[0], found[1], default_us, len(timed_trials(study)))
 
