@@ -41,7 +41,9 @@ def storage(request, tmp_path):
 
 
 def load(storage, bench) -> optuna.Study:
-    return optuna.load_study(study_name=study_name(PROBLEM, bench.device_name, bench.kind), storage=storage)
+    return optuna.load_study(
+        study_name=study_name(PROBLEM, bench.device_name, bench.kind, bench.software), storage=storage
+    )
 
 
 @pytest.mark.parametrize("budget", [1, 10])
@@ -71,7 +73,7 @@ def test_failed_config_is_a_failed_trial_with_its_reason(storage):
 
 def test_config_enqueued_twice_is_timed_once(storage):
     bench = replay()
-    name = study_name(PROBLEM, bench.device_name, bench.kind)
+    name = study_name(PROBLEM, bench.device_name, bench.kind, bench.software)
     study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
     study.enqueue_trial(SLOW.as_sglang())
     study.enqueue_trial(SLOW.as_sglang())

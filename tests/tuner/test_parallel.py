@@ -110,7 +110,7 @@ def test_warm_starts_look_past_a_neighbour_another_process_has_only_begun():
     storage = optuna.storages.InMemoryStorage()
     bench = ReplayBenchmarker(synthetic_rows([SHAPES[0]], BATCH_SIZES))
     small, begun, done = (Problem(N=SHAPES[0][0], K=SHAPES[0][1], M=M) for M in BATCH_SIZES)
-    optuna.create_study(storage=storage, study_name=study_name(begun, bench.device_name, bench.kind))
+    optuna.create_study(storage=storage, study_name=study_name(begun, bench.device_name, bench.kind, bench.software))
     tuned = tune_problem(storage, done, bench, TuneOptions(trials=4, seed=0), seeds=[])
     seeds = warm_starts(storage, bench, small, BATCH_SIZES, TuneOptions(), existing={})
     assert seeds[0] == tuned.best

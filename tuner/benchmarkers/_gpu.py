@@ -10,6 +10,8 @@ so this orchestration is tested on the CPU.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import importlib.resources
 import multiprocessing as mp
 import os
 import signal
@@ -72,6 +74,22 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def gpu_software() -> dict[str, str]:
+    """What besides the problem and the device decides a GPU timing: Triton, torch and the kernel's source.
+
+    The source is every module of the kernels package that holds a Triton kernel (the kernel and
+    its launcher), read as installed.
+    """
+    import torch
+    import triton
+
+    digest = hashlib.sha256()
+    for source in sorted(importlib.resources.files("kernels").iterdir(), key=lambda f: f.name):
+        if source.name.endswith(".py") and "@triton.jit" in (text := source.read_text()):
+            digest.update(f"{source.name}\n{text}".encode())
+    return {"triton": triton.__version__, "torch": torch.__version__, "kernel_source": digest.hexdigest()[:16]}
+
+
 def _timed_compile(compile_fn: Callable[[Problem, Config], Measurement | None], problem: Problem, config: Config):
     started = time.perf_counter()
     failure = compile_fn(problem, config)
@@ -109,8 +127,10 @@ class GpuBenchmarker:
         timeout_s: float = 60.0,
         session_factory: Callable[[int], TimingSession] = _cuda_session,
         compile_fn: Callable[[Problem, Config], Measurement | None] = _cuda_compile,
+        software: dict[str, str] | None = None,
     ) -> None:
         self.device_index = device_index
+        self._software = software
         self.timeout_s = timeout_s
         self._session_factory = session_factory
         self._compile_fn = compile_fn
@@ -121,6 +141,13 @@ class GpuBenchmarker:
         self._conn: Connection | None = None
         self.restarts = 0
         self.device_name, self.shared_memory_limit = self._start()
+
+    @property
+    def software(self) -> dict[str, str]:
+        """gpu_software() unless given; read on first use, so a benchmarker starts without Triton."""
+        if self._software is None:
+            self._software = gpu_software()
+        return self._software
 
     # --- the timing process -------------------------------------------------------------------
     def _start(self) -> tuple[str, int | None]:

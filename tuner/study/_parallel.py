@@ -72,7 +72,7 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
 
     from tuner.interrupt import held_outside_waits
     from tuner.samplers import Prior
-    from tuner.study._storage import make_storage
+    from tuner.study._storage import make_storage, superseded
     from tuner.study._tuning import TuneOptions, tune_shape
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed configs are recorded, not logged
@@ -90,6 +90,10 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
     total = sum(len(unit) for unit in units) * spec.trials
     outcome = []
     try:
+        if stale := superseded(storage, [problem for unit in units for problem in unit], bench):
+            note = (f"note: {len(stale)} of the studies of these problems in the storage were made with other "
+                    f"software or another landscape (e.g. {stale[0]}); they are not reused: tuning anew.")  # fmt: skip
+            print(note, file=sys.stderr)
         with held_outside_waits(), tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2,
                                         disable=not progress) as bar:  # fmt: skip
             for unit in units:
@@ -140,12 +144,20 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
+    if spec.replay is not None:
+        from tuner.benchmarkers import ReplayBenchmarker
+
+        software = ReplayBenchmarker.from_file(spec.replay).software
+    else:
+        from tuner.benchmarkers._gpu import gpu_software
+
+        software = gpu_software()  # the workers' own: they run this interpreter
     storage = make_storage(spec.storage_url)
     outcome = []
     for problems in shapes:
         results = []
         for problem in problems:
-            study = optuna.load_study(study_name=study_name(problem, device_name, kind), storage=storage)
+            study = optuna.load_study(study_name=study_name(problem, device_name, kind, software), storage=storage)
             results.append(study_result(study, problem))
         p = problems[0]
         path = Path(spec.save_path) / config_file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)

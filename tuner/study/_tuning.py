@@ -66,7 +66,7 @@ def _neighbour_bests(storage: BaseStorage, problem: Problem, bench: Benchmarker,
     for side in (lambda m: m < problem.M, lambda m: m > problem.M):
         for m in (m for m in others if side(m)):
             neighbour = problem.at(m)
-            name = study_name(neighbour, bench.device_name, bench.kind)
+            name = study_name(neighbour, bench.device_name, bench.kind, bench.software)
             if name not in names:
                 continue
             study = optuna.load_study(study_name=name, storage=storage)
