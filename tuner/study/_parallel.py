@@ -86,7 +86,11 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
 
         bench = GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers)
     storage = make_storage(spec.storage_url)
-    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=Prior.shipped() if spec.use_prior else None)
+    prior = Prior.shipped() if spec.use_prior else None
+    if prior is not None and not prior.shapes:
+        print("warning: the installed tuner holds no recorded landscapes (tuner/samplers/landscapes/): warm starts "
+              "go without a prior from other shapes.", file=sys.stderr)  # fmt: skip
+    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior)
     total = sum(len(unit) for unit in units) * spec.trials
     outcome = []
     try:
