@@ -213,8 +213,15 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(landscape, tm
     os.kill(worker.pid, signal.SIGKILL)
     worker.join()
 
-    time.sleep(4)  # past the grace period: the dead worker's heartbeat is stale
     storage = make_storage(url, heartbeat_s=1, grace_s=3)
+    study_id = storage.get_study_id_from_name(summaries[0].study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, running[0].number)
+    deadline = time.monotonic() + 30
+    # Until its heartbeat is older than the grace period, by the storage's own clock: what the tuner
+    # asks when it starts (Optuna's heartbeat interface has no public name for the question).
+    while trial_id not in storage._get_stale_trial_ids(study_id):
+        assert time.monotonic() < deadline, "the killed worker's heartbeat never went stale"
+        time.sleep(0.1)
     bench = ReplayBenchmarker.from_file(landscape)
     tune_problem(storage, Problem(N=512, K=1024, M=16), bench, TuneOptions(trials=TRIALS), seeds=[])
     study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
