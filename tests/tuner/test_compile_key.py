@@ -35,21 +35,25 @@ def test_problems_share_a_key_exactly_when_triton_compiles_them_alike(one, other
 
 
 def _triton_key(problem: Problem, config: Config) -> tuple:
-    """What Triton's own binder makes of the launch's arguments: its cache key, less the kernel's hash."""
+    """What Triton's own binder makes of the launch's arguments: its cache key, less the kernel's hash.
+
+    The binder is the one JITFunction.run uses (its backend's integer rules are the base backend's);
+    under the interpreter the kernel is not a JITFunction, so one is made from its Python function.
+    """
+    p = problem
+    # Pointers specialize on dtype and 16-byte alignment, which every torch allocation has.
+    dtypes = (INPUT_DTYPES[p.input_type],) * 2 + (OUTPUT_DTYPES[p.out_dtype], torch.float32, torch.float32)
+    pointers = [torch.empty(1, dtype=dtype) for dtype in dtypes]
+    ints, kwargs = kernel_arguments(p.M, p.N, p.K, [p.block_n, p.block_k], config.as_sglang())
     try:
         from triton.backends.compiler import BaseBackend
         from triton.runtime.jit import JITFunction, create_function_from_signature
 
         kernel = JITFunction(kernels._w8a8_block._w8a8_block_matmul_kernel.fn)
         binder = create_function_from_signature(kernel.signature, kernel.params, BaseBackend)
+        _, specialized, options = binder(*pointers, *ints, **kwargs)
     except (ImportError, AttributeError, TypeError) as error:
-        pytest.skip(f"this Triton's binder is not the one this test knows: {error}")
-    p = problem
-    # Pointers specialize on dtype and 16-byte alignment, which every torch allocation has.
-    dtypes = (INPUT_DTYPES[p.input_type],) * 2 + (OUTPUT_DTYPES[p.out_dtype], torch.float32, torch.float32)
-    pointers = [torch.empty(1, dtype=dtype) for dtype in dtypes]
-    ints, kwargs = kernel_arguments(p.M, p.N, p.K, [p.block_n, p.block_k], config.as_sglang())
-    _, specialized, options = binder(*pointers, *ints, **kwargs)
+        pytest.skip(f"this Triton's binder is not the one this test knows: {error!r}")
     return str(specialized), str(options)
 
 
