@@ -20,6 +20,7 @@ _LAZY = {
     "w8a8_block_matmul_reference": "kernels._reference",
     "w8a8_block_matmul": "kernels._w8a8_block",
     "compile_w8a8_block_matmul": "kernels._w8a8_block",
+    "kernel_arguments": "kernels._arguments",
 }
 
 __all__ = ["CONFIG_KEYS", "HOPPER_KEYS", "MAX_SPLIT_K", "default_config", "uses_hopper_path", *_LAZY]

@@ -6,6 +6,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels._arguments import kernel_arguments
 from kernels._checks import check_inputs, resolve_config
 from kernels._config import uses_hopper_path
 
@@ -187,13 +188,14 @@ def _launch(kernel, grid: tuple[int, ...], args: tuple, constexprs: dict, *, com
 def _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config, *, compile_only: bool = False) -> None:
     """Run config's kernels on tensors, or with compile_only on dtypes in their place.
 
-    One function serves both, so a compile specialises every argument as the launch does.
+    One function serves both, with the integer arguments of kernel_arguments, so a compile
+    specialises every argument as the launch does (strides None: contiguous operands).
     """
     tiles = triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"])
-    constexprs = {"EVEN_K": K % config["BLOCK_SIZE_K"] == 0, **config}
+    ints, constexprs = kernel_arguments(M, N, K, list(block_size), config, strides)
 
     def args(c):
-        return (A, B, c, As, Bs, M, N, K, *block_size, *strides)
+        return (A, B, c, As, Bs, *ints)
 
     if not uses_hopper_path(config):
         _launch(_w8a8_block_matmul_kernel, (tiles,), args(C), constexprs, compile_only=compile_only)
@@ -235,8 +237,7 @@ def w8a8_block_matmul(
     M, K = A.shape
     N = B.shape[0]
     C = torch.empty((M, N), dtype=output_dtype, device=A.device)
-    strides = (A.stride(0), A.stride(1), B.stride(1), B.stride(0), C.stride(0), C.stride(1),
-               As.stride(0), As.stride(1), Bs.stride(1), Bs.stride(0))  # fmt: skip
+    strides = (A.stride(), B.stride(), C.stride(), As.stride(), Bs.stride())
     _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config)
     return C
 
@@ -258,8 +259,5 @@ def compile_w8a8_block_matmul(
     """
     block_n, block_k = block_size
     config = resolve_config(config, block_n, block_k)
-    a_scale_cols = triton.cdiv(K, block_k)
-    # Contiguous tensors of these shapes have exactly these strides; pointers are passed as dtypes.
-    strides = (K, 1, 1, K, N, 1, a_scale_cols, 1, 1, a_scale_cols)
-    dtypes = (input_dtype, input_dtype, output_dtype, torch.float32, torch.float32)
-    _matmul(*dtypes, M, N, K, (block_n, block_k), strides, config, compile_only=True)
+    dtypes = (input_dtype, input_dtype, output_dtype, torch.float32, torch.float32)  # pointers as their dtypes
+    _matmul(*dtypes, M, N, K, (block_n, block_k), None, config, compile_only=True)  # contiguous operands

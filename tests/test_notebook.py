@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from tests.tuner.test_report import BATCH_SIZES, shared_replay_storage
+from tests.tuner.synthetic import STORED_BATCH_SIZES, shared_replay_storage
 from tuner.analysis import failed_trials, summary_table
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "analysis.ipynb"
@@ -44,7 +44,7 @@ def test_the_notebook_runs_top_to_bottom(tmp_path_factory, monkeypatch):
     assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
     assert all(cell.execution_count for cell in code)
     shown = "\n".join(_text(cell.outputs) for cell in code)
-    assert f"{len(BATCH_SIZES)} studies in sqlite:///" in shown
+    assert f"{len(STORED_BATCH_SIZES)} studies in sqlite:///" in shown
     assert f"{len(failed_trials(url))} failed configs" in shown
     for config in summary_table(url).best_config:  # the best-config table shows each M's winner
         assert config in shown

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import RELATIVE_TOLERANCE, w8a8_block_matmul, w8a8_block_matmul_reference
+import kernels._w8a8_block
+from kernels import RELATIVE_TOLERANCE, kernel_arguments, w8a8_block_matmul, w8a8_block_matmul_reference
 from tests.kernels.operands import random_operands, relative_error
 
 # (M, N, K, block_size, config tile M/N/K, GROUP_SIZE_M): what each row covers.
@@ -74,3 +75,30 @@ def test_reference_matches_float64_dequantized_product():
     b64 = b.double() * b_scales.double().repeat_interleave(64, dim=0)[:70].repeat_interleave(64, dim=1)[:, :150]
     ref = w8a8_block_matmul_reference(a, b, a_scales, b_scales, [64, 64], torch.float32)
     assert relative_error(ref, a64 @ b64.T) < 1e-6
+
+
+def test_the_launch_passes_the_integer_arguments_that_kernel_arguments_gives():
+    # The tuner keys its compile-ahead on kernel_arguments and compiles with them: the launch must
+    # pass exactly those integers (strides included), and a tensor's own strides where it has others.
+    M, N, K, block_size = 13, 96, 200, [64, 64]
+    a, b, a_scales, b_scales = random_operands(M, N, K, block_size, torch.float8_e4m3fn)
+    config = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": 64, "GROUP_SIZE_M": 1,
+              "num_warps": 4, "num_stages": 2}  # fmt: skip
+    launched = []
+
+    def record(*args, **kwargs):
+        launched.append((args[5:], kwargs))
+
+    kernel = kernels._w8a8_block._w8a8_block_matmul_kernel
+    kernel.add_pre_run_hook(record)
+    try:
+        w8a8_block_matmul(a, b, a_scales, b_scales, block_size, torch.float16, config)
+        column_major = a_scales.t().contiguous().t()  # As as some callers hold it: M is the fast axis
+        w8a8_block_matmul(a, b, column_major, b_scales, block_size, torch.float16, config)
+    finally:
+        kernel.pre_run_hooks.remove(record)
+    ints, kwargs = kernel_arguments(M, N, K, block_size, config)
+    assert launched[0][0] == ints
+    assert launched[1][0] == (*ints[:11], 1, M, *ints[13:])  # stride_as_m, stride_as_k
+    for _, passed in launched:  # the interpreter drops num_warps and num_stages before its hooks
+        assert passed["EVEN_K"] is False and all(kwargs[key] == value for key, value in passed.items())

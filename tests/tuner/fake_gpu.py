@@ -69,3 +69,12 @@ def fake_compile(problem: Problem, config: Config) -> Measurement | None:
     if config.block_n == 256 and config.num_stages == 2 and config.num_warps == 4:
         return Measurement("compile_error", reason="PTXASError: fake")
     return None
+
+
+def unreliable_compile(problem: Problem, config: Config) -> Measurement | None:
+    """fake_compile, except that 5-stage configs never finish compiling and 4-stage ones kill their process."""
+    if config.num_stages == 5:
+        time.sleep(600)
+    if config.num_stages == 4:
+        os._exit(7)
+    return fake_compile(problem, config)

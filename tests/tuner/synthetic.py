@@ -1,11 +1,20 @@
-"""Synthetic landscapes for tests: a smooth latency model over the space, with realistic failures."""
+"""Synthetic landscapes for tests: a smooth latency model over the space, with realistic failures.
+
+Also the storage that the report, dashboard and notebook tests read: one shape tuned in replay by
+the real command line, made once per test session.
+"""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from tuner.benchmarkers import HEADER, Row
+from tuner.export import config_file_name
 from tuner.space import Config, Problem, search_space
 
 DEVICE = "Synthetic_GPU"
@@ -39,3 +48,52 @@ def write_landscape(path: Path, shapes, batch_sizes, **kwargs) -> Path:
         for row in synthetic_rows(shapes, batch_sizes, **kwargs):
             f.write(",".join(row.as_csv()) + "\n")
     return path
+
+
+# The shared storage: its shape, batch sizes, budget and exported file.
+STORED_SHAPE = (512, 1024)
+STORED_BATCH_SIZES = (1, 16, 256)
+STORED_TRIALS = 8
+STORED_FILE_NAME = config_file_name(*STORED_SHAPE, DEVICE, "fp8", 128, 128)
+
+
+def planted_failure(config: Config) -> str | None:
+    """Failures planted on the search's path: the default's neighbours with 8 warps or 5 stages."""
+    return "compile_error" if config.num_warps == 8 else "timeout" if config.num_stages == 5 else None
+
+
+def stored_rows(batch_sizes=STORED_BATCH_SIZES) -> list[Row]:
+    """The landscape the shared storage was tuned on: STORED_SHAPE with the planted failures."""
+    rows = []
+    for row in synthetic_rows([STORED_SHAPE], batch_sizes):
+        if (status := planted_failure(row.config)) is not None:
+            row = Row(row.device, row.problem, row.config, status, None)
+        rows.append(row)
+    return rows
+
+
+def replay_storage(folder: Path, batch_sizes=STORED_BATCH_SIZES, trials: int = STORED_TRIALS) -> tuple[str, Path]:
+    """Tune STORED_SHAPE in replay through the real CLI into folder: (storage URL, exported config file)."""
+    landscape = folder / "landscape.csv"
+    with open(landscape, "w") as f:
+        f.write(",".join(HEADER) + "\n")
+        for row in stored_rows(batch_sizes):
+            f.write(",".join(row.as_csv()) + "\n")
+    url = f"sqlite:///{folder}/s.db"
+    N, K = STORED_SHAPE
+    command = [sys.executable, "-m", "tuner.run", "--N", str(N), "--K", str(K),
+               "--batch-sizes", *map(str, batch_sizes), "--replay", str(landscape), "--trials", str(trials),
+               "--storage", url, "--save-path", str(folder / "cfg"), "--no-prior", "--seed", "0"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return url, folder / "cfg" / STORED_FILE_NAME
+
+
+def shared_replay_storage(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """replay_storage, made once per test session: the report, dashboard and notebook tests only read it."""
+    folder = tmp_path_factory.getbasetemp() / "replay_storage"
+    if not (folder / "done").exists():
+        folder.mkdir(exist_ok=True)
+        replay_storage(folder)
+        (folder / "done").touch()
+    return f"sqlite:///{folder}/s.db", folder / "cfg" / STORED_FILE_NAME

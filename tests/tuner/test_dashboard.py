@@ -15,8 +15,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.tuner.synthetic import DEVICE
-from tests.tuner.test_report import BATCH_SIZES, K, N, shared_replay_storage
+from tests.tuner.synthetic import DEVICE, STORED_BATCH_SIZES, STORED_SHAPE, shared_replay_storage, stored_rows
+from tuner.benchmarkers import ReplayBenchmarker
 from tuner.space import STATUS, US, Problem
 from tuner.study import study_name
 
@@ -80,7 +80,9 @@ def dashboard(tmp_path_factory, tmp_path):
 def test_dashboard_lists_the_studies_and_their_trials_user_attrs(dashboard):
     base, url = dashboard
     summaries = _get(f"{base}/api/studies")["study_summaries"]
-    expected = {study_name(Problem(N=N, K=K, M=M), DEVICE, "replay") for M in BATCH_SIZES}
+    N, K = STORED_SHAPE
+    software = ReplayBenchmarker(stored_rows()).software
+    expected = {study_name(Problem(N=N, K=K, M=M), DEVICE, "replay", software) for M in STORED_BATCH_SIZES}
     assert {s["study_name"] for s in summaries} == expected
     for summary in summaries:
         attrs = {a["key"]: a["value"] for a in summary["user_attrs"]}

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tuner.benchmarkers import HEADER, LandscapeWriter, Measurement, ReplayBenchmarker, Row, read_rows
-from tuner.space import Config, Problem
+from tuner.space import Config, Problem, search_space
+
+REPO = Path(__file__).resolve().parents[2]
 
 DEVICE = "NVIDIA_H100_80GB_HBM3"
 PROBLEM = Problem(N=576, K=7168, M=13, out_dtype="bfloat16")
@@ -159,3 +164,71 @@ def test_require_raises_for_an_absent_problem(replay, problem):
     replay.require(PROBLEM)  # present: no error
     with pytest.raises(ValueError, match=f"N={problem.N} K={problem.K} M={problem.M}"):
         replay.require(problem)
+
+
+# Writes five rows into a gzip landscape and dies without closing it, as a sweep killed mid-run.
+_KILLED_WRITER = """
+import os, sys
+from tuner.benchmarkers import LandscapeWriter, Measurement
+from tuner.space import Problem, search_space
+writer = LandscapeWriter(sys.argv[1])
+for config in search_space(128)[:5]:
+    writer.write("NVIDIA_H100_80GB_HBM3", Problem(N=576, K=7168, M=13), config, Measurement("ok", us=10.0))
+os._exit(1)
+"""
+
+
+def _killed_after_five_rows(path: Path) -> list[Row]:
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path)], cwd=REPO, check=False, timeout=120)
+    return [Row(DEVICE, Problem(N=576, K=7168, M=13), c, "ok", 10.0) for c in search_space(128)[:5]]
+
+
+def test_a_gzip_landscape_cut_by_a_crash_keeps_every_written_row_and_takes_more(tmp_path):
+    path = tmp_path / "land.csv.gz"
+    written = _killed_after_five_rows(path)
+    with pytest.raises(EOFError):  # what gzip itself makes of it
+        gzip.decompress(path.read_bytes())
+    assert list(read_rows(path)) == written
+    with LandscapeWriter(path) as writer:  # a resumed sweep appends after the rows that survived
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.25))
+    assert list(read_rows(path)) == [*written, Row(DEVICE, PROBLEM, FAST, "ok", 10.25)]
+    assert gzip.decompress(path.read_bytes()).decode().count("\n") == 7  # whole again: header and 6 rows
+
+
+def test_a_gzip_landscape_cut_at_any_byte_reads_as_a_prefix_of_its_rows(tmp_path):
+    # Wherever a crash stops the bytes, the reader returns whole rows only (never a latency cut to
+    # fewer digits), in order; a cut before the header line is complete leaves no header.
+    full = tmp_path / "land.csv.gz"
+    written = _killed_after_five_rows(full)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.csv.gz"
+    counts = []
+    for size in range(len(data) + 1):
+        cut.write_bytes(data[:size])
+        try:
+            rows = list(read_rows(cut))
+        except ValueError as error:
+            assert "header" in str(error)
+            assert not counts or counts[-1] == -1, f"the header vanished at {size} bytes"
+            counts.append(-1)
+            continue
+        assert rows == written[: len(rows)]
+        counts.append(len(rows))
+    assert counts[-1] == 5 and counts == sorted(counts)
+
+
+def test_a_gzip_landscape_cut_before_its_header_is_started_afresh(tmp_path):
+    path = tmp_path / "land.csv.gz"
+    with LandscapeWriter(path) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.25))
+    path.write_bytes(path.read_bytes()[:12])  # the gzip header and a few bytes: not one line
+    with LandscapeWriter(path) as writer:
+        writer.write(DEVICE, PROBLEM, HUGE, Measurement("compile_error", reason="ptxas"))
+    assert list(read_rows(path)) == [Row(DEVICE, PROBLEM, HUGE, "compile_error", None)]
+
+
+def test_a_file_that_is_not_gzip_is_reported(tmp_path):
+    path = tmp_path / "land.csv.gz"
+    path.write_text(f"{HEADER_LINE}\n{GOOD_LINE}\n")
+    with pytest.raises(ValueError, match="not a valid gzip file"):
+        list(read_rows(path))

@@ -41,7 +41,9 @@ def storage(request, tmp_path):
 
 
 def load(storage, bench) -> optuna.Study:
-    return optuna.load_study(study_name=study_name(PROBLEM, bench.device_name, bench.kind), storage=storage)
+    return optuna.load_study(
+        study_name=study_name(PROBLEM, bench.device_name, bench.kind, bench.software), storage=storage
+    )
 
 
 @pytest.mark.parametrize("budget", [1, 10])
@@ -71,7 +73,7 @@ def test_failed_config_is_a_failed_trial_with_its_reason(storage):
 
 def test_config_enqueued_twice_is_timed_once(storage):
     bench = replay()
-    name = study_name(PROBLEM, bench.device_name, bench.kind)
+    name = study_name(PROBLEM, bench.device_name, bench.kind, bench.software)
     study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
     study.enqueue_trial(SLOW.as_sglang())
     study.enqueue_trial(SLOW.as_sglang())
@@ -120,7 +122,7 @@ def test_configs_that_cannot_fit_in_shared_memory_are_never_measured(storage):
     # Random search over the same space is kept inside it too; a config proposed from outside it
     # (here enqueued, as the local sampler's TPE fallback can) gets a failed, untimed trial.
     fresh = optuna.storages.InMemoryStorage()
-    name = study_name(PROBLEM, bench.device_name, bench.kind)
+    name = study_name(PROBLEM, bench.device_name, bench.kind, bench.software)
     optuna.create_study(storage=fresh, study_name=name, direction="minimize").enqueue_trial(TOO_BIG.as_sglang())
     tune_problem(fresh, PROBLEM, bench, TuneOptions(trials=40, seed=0, sampler="random"), [])
     trials = load(fresh, bench).trials

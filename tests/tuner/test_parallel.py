@@ -124,7 +124,7 @@ def test_warm_starts_look_past_a_neighbour_another_process_has_only_begun():
     storage = optuna.storages.InMemoryStorage()
     bench = ReplayBenchmarker(synthetic_rows([SHAPES[0]], BATCH_SIZES))
     small, begun, done = (Problem(N=SHAPES[0][0], K=SHAPES[0][1], M=M) for M in BATCH_SIZES)
-    optuna.create_study(storage=storage, study_name=study_name(begun, bench.device_name, bench.kind))
+    optuna.create_study(storage=storage, study_name=study_name(begun, bench.device_name, bench.kind, bench.software))
     tuned = tune_problem(storage, done, bench, TuneOptions(trials=4, seed=0), seeds=[])
     seeds = warm_starts(storage, bench, small, BATCH_SIZES, TuneOptions(), existing={})
     assert seeds[0] == tuned.best
@@ -227,8 +227,15 @@ def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(landscape, tm
     os.kill(worker.pid, signal.SIGKILL)
     worker.join()
 
-    time.sleep(4)  # past the grace period: the dead worker's heartbeat is stale
     storage = make_storage(url, heartbeat_s=1, grace_s=3)
+    study_id = storage.get_study_id_from_name(summaries[0].study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, running[0].number)
+    deadline = time.monotonic() + 30
+    # Until its heartbeat is older than the grace period, by the storage's own clock: what the tuner
+    # asks when it starts (Optuna's heartbeat interface has no public name for the question).
+    while trial_id not in storage._get_stale_trial_ids(study_id):
+        assert time.monotonic() < deadline, "the killed worker's heartbeat never went stale"
+        time.sleep(0.1)
     bench = ReplayBenchmarker.from_file(landscape)
     tune_problem(storage, Problem(N=512, K=1024, M=16), bench, TuneOptions(trials=TRIALS), seeds=[])
     study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
@@ -282,7 +289,7 @@ def test_a_stale_claimed_trial_is_retried_once_and_spends_one_measurement(tmp_pa
     # retries the config in a waiting trial, onto which it copies the dead trial's claim.
     storage = make_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=1, grace_s=1)
     bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
-    name = study_name(PROBLEM, bench.device_name, bench.kind)
+    name = study_name(PROBLEM, bench.device_name, bench.kind, bench.software)
     study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
     dead = _claim(study, DEFAULT, timed=True)
     storage.record_heartbeat(dead._trial_id)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import html
 import math
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -14,7 +12,17 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from tests.tuner.synthetic import DEVICE, synthetic_rows
+from tests.tuner.synthetic import (
+    DEVICE,
+    STORED_BATCH_SIZES,
+    STORED_FILE_NAME,
+    STORED_SHAPE,
+    STORED_TRIALS,
+    planted_failure,
+    replay_storage,
+    shared_replay_storage,
+    synthetic_rows,
+)
 from tuner.analysis import (
     SUMMARY_COLUMNS,
     failed_trials,
@@ -34,43 +42,10 @@ from tuner.dispatch import deepgemm_note
 from tuner.export import config_file_name, write_configs
 from tuner.space import TIMED, config_of, default_config, search_space
 
-N, K = 512, 1024
-BATCH_SIZES = (1, 16, 256)
-TRIALS = 8
-FILE_NAME = config_file_name(N, K, DEVICE, "fp8", 128, 128)
-
-
-def _failing(config) -> str | None:
-    """Failures planted on the search's path: the default's neighbours with 8 warps or 5 stages."""
-    return "compile_error" if config.num_warps == 8 else "timeout" if config.num_stages == 5 else None
-
-
-def replay_storage(folder: Path, batch_sizes=BATCH_SIZES, trials: int = TRIALS) -> tuple[str, Path]:
-    """Tune one shape in replay through the real CLI into folder: (storage URL, exported config file)."""
-    landscape = folder / "landscape.csv"
-    with open(landscape, "w") as f:
-        f.write(",".join(HEADER) + "\n")
-        for row in synthetic_rows([(N, K)], batch_sizes):
-            if (status := _failing(row.config)) is not None:
-                row = Row(row.device, row.problem, row.config, status, None)
-            f.write(",".join(row.as_csv()) + "\n")
-    url = f"sqlite:///{folder}/s.db"
-    command = [sys.executable, "-m", "tuner.run", "--N", str(N), "--K", str(K),
-               "--batch-sizes", *map(str, batch_sizes), "--replay", str(landscape), "--trials", str(trials),
-               "--storage", url, "--save-path", str(folder / "cfg"), "--no-prior", "--seed", "0"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return url, folder / "cfg" / FILE_NAME
-
-
-def shared_replay_storage(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """replay_storage, made once per test session: the report, dashboard and notebook tests only read it."""
-    folder = tmp_path_factory.getbasetemp() / "replay_storage"
-    if not (folder / "done").exists():
-        folder.mkdir(exist_ok=True)
-        replay_storage(folder)
-        (folder / "done").touch()
-    return f"sqlite:///{folder}/s.db", folder / "cfg" / FILE_NAME
+N, K = STORED_SHAPE
+BATCH_SIZES = STORED_BATCH_SIZES
+TRIALS = STORED_TRIALS
+FILE_NAME = STORED_FILE_NAME
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +92,7 @@ def test_the_exported_file_compared_back_is_the_tuned_best(tuned):
 def test_a_file_pick_is_the_nearest_entry_and_shown_only_when_measured(tuned, trials_by_m, tmp_path):
     best_at_1 = config_of(min((t for t in trials_by_m[1] if t.state == TrialState.COMPLETE), key=lambda t: t.value))
     tried_at_256 = {config_of(t) for t in trials_by_m[256]}
-    never_tried = next(c for c in search_space(128) if c not in tried_at_256 and _failing(c) is None)
+    never_tried = next(c for c in search_space(128) if c not in tried_at_256 and planted_failure(c) is None)
     path = tmp_path / FILE_NAME
     write_configs(path, {1: best_at_1, 200: never_tried})
     table = summary_table(tuned[0], [path]).set_index("M")
@@ -168,7 +143,7 @@ def test_failure_counts_match_trial_states(tuned, trials_by_m):
     assert len(broken) == counts[list(FAILURES)].to_numpy().sum()
     for row in broken.itertuples():
         config = next(config_of(t) for t in trials_by_m[row.M] if t.number == row.trial)
-        assert row.config == config.short() and row.status == _failing(config)
+        assert row.config == config.short() and row.status == planted_failure(config)
         assert row.reason == "recorded in the landscape"
 
 

@@ -28,7 +28,9 @@ def bench() -> ReplayBenchmarker:
 
 
 def study_of(storage, replay: ReplayBenchmarker) -> optuna.Study:
-    return optuna.load_study(study_name=study_name(PROBLEM, replay.device_name, replay.kind), storage=storage)
+    return optuna.load_study(
+        study_name=study_name(PROBLEM, replay.device_name, replay.kind, replay.software), storage=storage
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,7 @@ def test_a_sampler_stuck_on_a_visited_config_is_moved_to_its_nearest_unvisited_n
     replay = bench()
     space = search_space(128)
     sampler = SeedsFirstSampler(sampler=_Stuck(), space=space, seeds=[], seed=0)
-    name = study_name(PROBLEM, replay.device_name, replay.kind)
+    name = study_name(PROBLEM, replay.device_name, replay.kind, replay.software)
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler)
     for _ in range(5):
         trial = study.ask()
@@ -108,7 +110,7 @@ def test_a_resumed_study_skips_the_warm_starts_it_tried_and_records_each_sampler
 def test_a_seed_whose_trial_was_interrupted_is_tried_again_on_resume():
     storage = optuna.storages.InMemoryStorage()
     replay = bench()
-    name = study_name(PROBLEM, replay.device_name, replay.kind)
+    name = study_name(PROBLEM, replay.device_name, replay.kind, replay.software)
     study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
     study.enqueue_trial(SEEDS[0].as_sglang())
     interrupted = study.ask()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
@@ -82,3 +85,53 @@ def test_ctrl_c_keeps_the_rows_measured_and_says_how_to_resume(tmp_path, monkeyp
     )
     rows = list(read_rows(out))
     assert 4 <= len(rows) < len(search_space(128)) * len(BATCH_SIZES)  # copies of a timed schedule count too
+
+
+class _ReplayGpu(ReplayBenchmarker):
+    """Stands in for GpuBenchmarker in tuner.sweep's CLI, timing from the synthetic landscape."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(synthetic_rows([SHAPE], BATCH_SIZES))
+        self.restarts = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+# A sweep into a gzip landscape killed after five rows: its last gzip member has no end marker.
+_KILLED_SWEEP = """
+import os, sys
+from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker
+from tuner.cli.sweep import sweep
+from tuner.space import Problem
+from tests.tuner.synthetic import synthetic_rows
+
+class Dies(ReplayBenchmarker):
+    def measure(self, problem, config, **kwargs):
+        if self.measurements == 5:
+            os._exit(1)
+        return super().measure(problem, config, **kwargs)
+
+shape, batch_sizes = (256, 512), [1, 48]
+bench = Dies(synthetic_rows([shape], batch_sizes))
+sweep(bench, [Problem(N=shape[0], K=shape[1], M=M) for M in batch_sizes], LandscapeWriter(sys.argv[1]), progress=False)
+"""
+
+
+def test_a_gzip_sweep_killed_mid_run_resumes(tmp_path, monkeypatch):
+    out = tmp_path / "l.csv.gz"
+    repo = Path(__file__).resolve().parents[2]
+    killed = subprocess.run([sys.executable, "-c", _KILLED_SWEEP, str(out)], cwd=repo, capture_output=True, text=True)
+    assert killed.returncode == 1, killed.stderr
+    survived = list(read_rows(out))
+    assert len(survived) == 5
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tuner.benchmarkers, "GpuBenchmarker", _ReplayGpu)
+    argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES), "--out", str(out)]
+    assert main(argv) == 0
+    rows = list(read_rows(out))
+    assert rows[:5] == survived
+    assert len(rows) == len({(row.problem, row.config) for row in rows}) == len(search_space(128)) * len(BATCH_SIZES)

@@ -42,6 +42,8 @@ class Benchmarker(Protocol):
     device_name: str
     kind: Literal["gpu", "replay"]
     shared_memory_limit: int | None
+    # What besides the problem and the device decides the timings (software versions, a landscape).
+    software: dict[str, str]
 
     def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
         """Start any slow preparation (compilation) for configs likely to be measured soon."""

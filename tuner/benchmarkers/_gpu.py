@@ -9,6 +9,9 @@ so this orchestration is tested on the CPU.
 
 from __future__ import annotations
 
+import concurrent.futures
+import hashlib
+import importlib.resources
 import multiprocessing as mp
 import os
 import signal
@@ -19,7 +22,9 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
+from tuner.exceptions import TuningError
 from tuner.interrupt import interruptible
 from tuner.space import Config, Problem
 
@@ -71,18 +76,44 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def gpu_software() -> dict[str, str]:
+    """What besides the problem and the device decides a GPU timing: Triton, torch and the kernel's source.
+
+    The source is every module of the kernels package that holds a Triton kernel (the kernel and
+    its launcher), read as installed.
+    """
+    import torch
+    import triton
+
+    digest = hashlib.sha256()
+    for source in sorted(importlib.resources.files("kernels").iterdir(), key=lambda f: f.name):
+        if source.name.endswith(".py") and "@triton.jit" in (text := source.read_text()):
+            digest.update(f"{source.name}\n{text}".encode())
+    return {"triton": triton.__version__, "torch": torch.__version__, "kernel_source": digest.hexdigest()[:16]}
+
+
 def _timed_compile(compile_fn: Callable[[Problem, Config], Measurement | None], problem: Problem, config: Config):
     started = time.perf_counter()
     failure = compile_fn(problem, config)
     return failure, time.perf_counter() - started
 
 
+def _int_class(value: int) -> tuple:
+    """How Triton's binder specializes an int argument: 1 is a constant, others by width and % 16."""
+    width = "i32" if -(2**31) <= value < 2**31 else "u64" if value >= 2**63 else "i64"
+    return value == 1, value % 16 == 0, width
+
+
 def specialization(problem: Problem, config: Config) -> tuple:
-    """What makes Triton compile a config anew: its integer arguments' ==1 / %16 classes and dtypes."""
+    """What makes Triton compile a config anew: dtypes, constexprs and the classes of the int arguments.
+
+    The ints are exactly those the launch passes (strides included: the scale strides are
+    cdiv(K, block_k), 56 for K=7168 and 144 for K=18432), so two problems share a key exactly when
+    Triton's cache serves one with the other's binary.
+    """
     p = problem
-    ints = (p.M, p.N, p.K, p.block_n, p.block_k)
-    return (config, p.input_type, p.out_dtype, p.K % config.block_k == 0,
-            tuple((v == 1, v % 16 == 0) for v in ints))  # fmt: skip
+    ints, constexprs = kernel_arguments(p.M, p.N, p.K, [p.block_n, p.block_k], config.as_sglang())
+    return (config, p.input_type, p.out_dtype, tuple(sorted(constexprs.items())), tuple(map(_int_class, ints)))
 
 
 class GpuBenchmarker:
@@ -98,8 +129,10 @@ class GpuBenchmarker:
         timeout_s: float = 60.0,
         session_factory: Callable[[int], TimingSession] = _cuda_session,
         compile_fn: Callable[[Problem, Config], Measurement | None] = _cuda_compile,
+        software: dict[str, str] | None = None,
     ) -> None:
         self.device_index = device_index
+        self._software = software
         self.timeout_s = timeout_s
         self._session_factory = session_factory
         self._compile_fn = compile_fn
@@ -111,6 +144,13 @@ class GpuBenchmarker:
         self.restarts = 0
         self.device_name, self.shared_memory_limit = self._start()
 
+    @property
+    def software(self) -> dict[str, str]:
+        """gpu_software() unless given; read on first use, so a benchmarker starts without Triton."""
+        if self._software is None:
+            self._software = gpu_software()
+        return self._software
+
     # --- the timing process -------------------------------------------------------------------
     def _start(self) -> tuple[str, int | None]:
         parent, child = _SPAWN.Pipe()
@@ -121,7 +161,7 @@ class GpuBenchmarker:
         child.close()
         self._conn = parent
         if not parent.poll(max(self.timeout_s, 120.0)):
-            raise RuntimeError("the GPU timing process did not start")
+            raise TuningError("the GPU timing process did not start; its own error, if it wrote one, is above.")
         return parent.recv()
 
     def _restart(self) -> None:
@@ -136,6 +176,27 @@ class GpuBenchmarker:
             self._process.join(timeout=10)
         if self._conn is not None:
             self._conn.close()
+
+    def _end_pool(self) -> None:
+        """End the compile processes at once, then let the pool wind down; the next compile starts a new one.
+
+        A hung compile never returns, so its process is killed rather than waited for (the pool
+        cannot say which process runs which job: all go; what they compiled is on disk). Waiting
+        for the pool to wind down also stops shutdown(wait=False) from racing Python 3.11's exit
+        hook, which then writes to the pool's closed wake-up pipe.
+        """
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for process in list((pool._processes or {}).values()):  # no public way to stop them
+            process.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        # Jobs the pool lost are compiled again when they are next prepared or measured.
+        self._compiled = {
+            key: future
+            for key, future in self._compiled.items()
+            if future.done() and not future.cancelled() and not isinstance(future.exception(), BrokenProcessPool)
+        }
 
     # --- the compile pool ---------------------------------------------------------------------
     def _compile(self, problem: Problem, config: Config) -> Future | None:
@@ -162,11 +223,11 @@ class GpuBenchmarker:
             try:
                 with interruptible():
                     failure, compile_s = compiled.result(timeout=wait_s)
-            except TimeoutError:
+            except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                self._end_pool()  # a hung compile would hold its process for good
                 return Measurement("timeout", reason=f"compilation took over {wait_s:.0f} s")
             except BrokenProcessPool:
-                self._pool = None
-                self._compiled.clear()
+                self._end_pool()
                 return Measurement("crash", reason="the compile process died")
             except Exception as error:  # noqa: BLE001 - an unclassified compiler failure
                 return Measurement("compile_error", reason=f"{type(error).__name__}: {str(error)[:300]}")
@@ -209,13 +270,7 @@ class GpuBenchmarker:
             except OSError:
                 pass
         self._stop_process()
-        if self._pool is not None:
-            # Compiles still running are not needed, and a hung one would hold the exit: end the
-            # processes, then let the pool wind down. (shutdown(wait=False) alone also races
-            # Python 3.11's exit hook, which then writes to the pool's closed wake-up pipe.)
-            for process in list(self._pool._processes.values()):  # no public way to stop them
-                process.kill()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._end_pool()  # compiles still running are not needed, and a hung one would hold the exit
 
     def __enter__(self) -> GpuBenchmarker:
         return self

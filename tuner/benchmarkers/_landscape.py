@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +48,41 @@ def _open_text(path: Path, mode: str) -> io.TextIOBase:
     return open(path, mode, newline="")
 
 
+def _gzip_text(path: Path) -> tuple[str, bool]:
+    """The complete lines of every gzip member in path, and whether the last member was cut short.
+
+    A writer killed mid-sweep leaves a member with no end marker, where gzip's own reader raises
+    EOFError. Each row was sync-flushed (LandscapeWriter), so all of them but the one in flight
+    decompress: keep those, and drop a last line that has no newline.
+    """
+    data = path.read_bytes()
+    text, cut = [], False
+    while data:
+        member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # one gzip member
+        try:
+            text.append(member.decompress(data))
+        except zlib.error as error:
+            raise ValueError(f"{path} is not a valid gzip file: {error}.") from None
+        if not member.eof:
+            cut = True
+            break
+        data = member.unused_data
+    raw = b"".join(text)
+    if cut:
+        raw = raw[: raw.rfind(b"\n") + 1]
+    return raw.decode(), cut
+
+
 def read_rows(path: str | Path) -> Iterator[Row]:
-    """Rows of a landscape file (plain or .gz); a wrong header or a bad row raises ValueError."""
+    """Rows of a landscape file (plain or .gz); a wrong header or a bad row raises ValueError.
+
+    A gzip file cut short by a crash yields its complete rows.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"landscape file {str(path)!r} does not exist.")
-    with _open_text(path, "r") as f:
+    f = io.StringIO(_gzip_text(path)[0], newline="") if path.suffix == ".gz" else open(path, newline="")
+    with f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header != HEADER and header != HOPPER_HEADER:
@@ -91,12 +122,29 @@ def _parse(fields: list[str], width: int) -> Row:
 
 
 class LandscapeWriter:
-    """Appends rows as they are measured and flushes each, so a crash loses at most one row."""
+    """Appends rows as they are measured and flushes each, so a crash loses at most one row.
+
+    A .gz file gets one gzip member per writer, sync-flushed after each row (what GzipFile.flush
+    does), so every row but the one in flight can be read back after a crash. (A member per row
+    would survive a crash too, at 6 times the size: 731 kB against 116 kB for the rows of the
+    shipped landscape.) Reopening a member that a crash cut short first rewrites its complete rows
+    as a closed member, since a member appended after an unclosed one could not be read.
+    """
 
     def __init__(self, path: str | Path, *, hopper: bool = False) -> None:
         self.path = Path(path)
         self.hopper = hopper  # with the SPLIT_K and SWAP_AB columns
         header = HOPPER_HEADER if hopper else HEADER
+        cut = False
+        if self.path.suffix == ".gz" and self.path.is_file():
+            text, cut = _gzip_text(self.path)
+            if cut and not text:  # cut before its header: it holds nothing
+                self.path.unlink()
+        if cut and text:  # what follows an unclosed gzip stream could not be read: close it first
+            staged = self.path.with_name(self.path.name + ".tmp")
+            with gzip.open(staged, "wt", newline="") as f:
+                f.write(text)
+            os.replace(staged, self.path)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         if not fresh:
             with _open_text(self.path, "r") as f:  # appending needs the same columns
@@ -107,6 +155,7 @@ class LandscapeWriter:
         self._writer = csv.writer(self._file, lineterminator="\n")
         if fresh:
             self._writer.writerow(header)
+            self._file.flush()
 
     def write(self, device: str, problem: Problem, config: Config, measurement: Measurement) -> None:
         if measurement.status not in STATUSES:

@@ -7,6 +7,7 @@ its search measured anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,12 +28,16 @@ class ReplayBenchmarker:
         self.delay_s = delay_s  # simulated GPU time per measurement, for concurrency tests
         self._rows: dict[tuple[Problem, Config], Row] = {}
         devices = set()
+        lines = []
         for row in rows:
             self._rows[row.problem, row.config] = row
             devices.add(row.device)
+            lines.append(",".join(row.as_csv()))
         if len(devices) != 1:
             raise ValueError(f"a landscape must hold one device, but holds {sorted(devices) or 'no rows'}.")
         self.device_name = devices.pop()
+        # Studies replayed from other rows are other studies; the file's name and order do not matter.
+        self.software = {"landscape": hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]}
         self.problems = sorted({problem for problem, _ in self._rows}, key=lambda p: (p.N, p.K, p.M))
         self.measurements = 0
 

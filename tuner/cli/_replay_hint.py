@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.benchmarkers import HEADER
-from tuner.samplers import PRIOR_DIR
 from tuner.space import Problem
 
 
@@ -55,8 +54,12 @@ class Coverage:
         return abs(math.log(self.N / p.N)) + abs(math.log(self.K / p.K)) + 0.5 * mismatches
 
 
+# The landscapes the repository ships for replay (the examples and this hint point there).
+LANDSCAPES = Path(__file__).resolve().parents[2] / "studies" / "landscapes"
+
+
 @functools.cache
-def shipped_landscapes(folder: Path = PRIOR_DIR) -> tuple[Coverage, ...]:
+def shipped_landscapes(folder: Path = LANDSCAPES) -> tuple[Coverage, ...]:
     """What every landscape under folder and folder/partial covers, read once (only the columns needed)."""
     coverage = []
     for path in [*sorted(folder.glob("*.csv*")), *sorted((folder / "partial").glob("*.csv*"))]:

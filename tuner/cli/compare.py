@@ -31,8 +31,15 @@ def candidates(problem: Problem, files: dict[str, dict[int, Config]], optimum: C
     return picks
 
 
+def _cublas(a, b, a_scales, b_scales, out_dtype):
+    """The kernel's product through cuBLAS: torch._scaled_mm with block-wise scales."""
+    import torch
+
+    return torch._scaled_mm(a, b.t(), scale_a=a_scales.t().contiguous().t(), scale_b=b_scales.t(), out_dtype=out_dtype)
+
+
 def _time_cublas(session, problem: Problem) -> float | None:
-    """torch._scaled_mm with block-wise scales (fails for M < 16 on torch 2.11): a reference point."""
+    """_cublas timed as the kernel is (fails for M < 16 on torch 2.11): a reference point."""
     import torch
 
     from kernels.timing import time_launches
@@ -41,15 +48,13 @@ def _time_cublas(session, problem: Problem) -> float | None:
     out_dtype = getattr(torch, problem.out_dtype)
 
     def launch(i: int):
-        a, b, a_scales, b_scales = sets[i]
-        return torch._scaled_mm(a, b.t(), scale_a=a_scales.t().contiguous().t(), scale_b=b_scales.t(),
-                                out_dtype=out_dtype)  # fmt: skip
+        return _cublas(*sets[i], out_dtype)
 
     try:
         launch(0)
         torch.cuda.synchronize()
         return time_launches(launch, len(sets)).median_us
-    except RuntimeError:
+    except (RuntimeError, ValueError):  # torch's checks raise either where a layout or M is not supported
         return None
 
 

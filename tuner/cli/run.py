@@ -14,6 +14,7 @@ from pathlib import Path
 from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
 from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import deepgemm_note
+from tuner.exceptions import TuningError
 from tuner.export import FORMATS, config_file_names, read_config_file
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.samplers import AUTO, SAMPLERS
@@ -205,10 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("interrupted: every finished measurement is stored; rerun the same command to resume.",
                   file=sys.stderr)  # fmt: skip
             return 130  # as shells report a process stopped by SIGINT
-        if isinstance(error, (RuntimeError, ValueError)):  # WrongResult included: a bug, reported, the run stops
+        if isinstance(error, TuningError):  # raised on purpose (WrongResult, no config ran): its message says all
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
-        raise
+        raise  # a bug or a CUDA error: its traceback is what a report needs
 
 
 def _devices(args: argparse.Namespace) -> list[int]:
@@ -289,9 +290,10 @@ def resume_line(timed: Sequence[int], trials: int) -> str:
 
 def _announce(spec, storage, device_name: str, kind: str, shapes: list[list[Problem]]) -> None:
     """Where the studies live and what of them is done, before any work starts."""
-    from tuner.study import masked_url, study_name, timed_counts
+    from tuner.study import masked_url, spec_software, study_name, timed_counts
 
-    names = [study_name(p, device_name, kind) for problems in shapes for p in problems]
+    software = spec_software(spec)
+    names = [study_name(p, device_name, kind, software, spec.space) for problems in shapes for p in problems]
     timed = timed_counts(storage, names)
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
     print(resume_line(list(timed.values()), spec.trials), flush=True)

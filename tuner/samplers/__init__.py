@@ -5,11 +5,10 @@ from __future__ import annotations
 from tuner.samplers._choice import AUTO, SAMPLERS, make_sampler, resolve
 from tuner.samplers._neighbourhood import NeighbourhoodSampler, distributions, neighbours, observed_value, visited
 from tuner.samplers._seeded import SeedsFirstSampler
-from tuner.samplers._warmstart import PRIOR_DIR, Prior, dedupe
+from tuner.samplers._warmstart import Prior, dedupe
 
 __all__ = [
     "AUTO",
-    "PRIOR_DIR",
     "SAMPLERS",
     "NeighbourhoodSampler",
     "Prior",

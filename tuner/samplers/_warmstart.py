@@ -8,6 +8,8 @@ to the optimum there, at the nearest recorded M). The prior never uses the shape
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -18,7 +20,9 @@ from tuner.space import Config, Problem
 
 # Penalty ratio for a config that failed or is missing on a prior shape.
 _FAILED_RATIO = 10.0
-PRIOR_DIR = Path(__file__).resolve().parents[2] / "studies" / "landscapes"
+# The recorded landscapes the prior learns from: package data, so an installed tuner has them too.
+# (studies/landscapes/ in the repository links to them for the replay examples.)
+PRIOR_PACKAGE, PRIOR_FOLDER = "tuner.samplers", "landscapes"
 
 
 class Prior:
@@ -41,8 +45,17 @@ class Prior:
 
     @classmethod
     def shipped(cls) -> Prior:
-        """The landscapes this repository ships under studies/landscapes/."""
-        return cls.from_files(sorted(PRIOR_DIR.glob("*.csv*")))
+        """The landscapes installed with the tuner (tuner/samplers/landscapes/), wherever it is installed."""
+        folder = importlib.resources.files(PRIOR_PACKAGE).joinpath(PRIOR_FOLDER)
+        found = folder.iterdir() if folder.is_dir() else ()
+        sources = sorted((f for f in found if f.name.endswith((".csv", ".csv.gz"))), key=lambda f: f.name)
+        with contextlib.ExitStack() as stack:  # a real path for each, even from a zipped install
+            return cls.from_files([stack.enter_context(importlib.resources.as_file(f)) for f in sources])
+
+    @property
+    def shapes(self) -> int:
+        """How many recorded shapes the prior holds (over every device)."""
+        return len(self._by_shape)
 
     def ranking(self, problem: Problem, device_name: str) -> list[Config]:
         """Configs best first for problem, learned from every other recorded shape of this device."""

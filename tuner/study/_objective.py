@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import MEASURED, Benchmarker, Measurement, roofline_attrs
+from tuner.exceptions import TuningError
 from tuner.interrupt import interruptible, raise_if_held
 from tuner.samplers import distributions
 from tuner.space import COMPILE_S, REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config, search_space
@@ -32,7 +33,7 @@ class ConfigFailed(Exception):
     """The config could not run; caught by the study loop, so the trial is FAIL and the run goes on."""
 
 
-class WrongResult(RuntimeError):
+class WrongResult(TuningError):
     """A config computed a wrong result: a kernel or harness bug, so the run stops."""
 
 

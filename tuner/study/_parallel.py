@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tuner.exceptions import TuningError
 from tuner.interrupt import stopped_by_ctrl_c
 from tuner.space import Problem
 
@@ -35,6 +36,7 @@ class WorkerSpec:
     replay: str | None = None
     compile_workers: int | None = None
     sampler: str = "auto"
+    space: str = "base"
     file_format: str = "sglang"
 
 
@@ -73,7 +75,7 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
 
     from tuner.interrupt import held_outside_waits
     from tuner.samplers import Prior
-    from tuner.study._storage import make_storage
+    from tuner.study._storage import make_storage, superseded
     from tuner.study._tuning import TuneOptions, tune_shape
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed configs are recorded, not logged
@@ -88,10 +90,17 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
         bench = GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers)
     storage = make_storage(spec.storage_url)
     prior = Prior.shipped() if spec.use_prior else None
-    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler)
+    if prior is not None and not prior.shapes:
+        print("warning: the installed tuner holds no recorded landscapes (tuner/samplers/landscapes/): warm starts "
+              "go without a prior from other shapes.", file=sys.stderr)  # fmt: skip
+    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler, space=spec.space)
     total = sum(len(unit) for unit in units) * spec.trials
     outcome = []
     try:
+        if stale := superseded(storage, [problem for unit in units for problem in unit], bench, spec.space):
+            note = (f"note: {len(stale)} of the studies of these problems in the storage were made with other "
+                    f"software or another landscape (e.g. {stale[0]}); they are not reused: tuning anew.")  # fmt: skip
+            print(note, file=sys.stderr)
         with held_outside_waits(), tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2,
                                         disable=not progress) as bar:  # fmt: skip
             for unit in units:
@@ -113,6 +122,9 @@ def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Proble
     except BaseException as error:
         if stopped_by_ctrl_c(error):
             sys.exit(130)
+        if isinstance(error, TuningError):  # as the single-process run reports it: one line
+            print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
+            sys.exit(1)
         raise
 
 
@@ -133,6 +145,17 @@ def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Seque
     return [process.exitcode for process in processes]
 
 
+def spec_software(spec: WorkerSpec) -> dict[str, str]:
+    """The software the workers' studies are keyed on: the landscape's rows, or this interpreter's GPU stack."""
+    if spec.replay is not None:
+        from tuner.benchmarkers import ReplayBenchmarker
+
+        return ReplayBenchmarker.from_file(spec.replay).software
+    from tuner.benchmarkers._gpu import gpu_software
+
+    return gpu_software()  # the workers' own: they run this interpreter
+
+
 def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequence[Problem]]):
     """Read every shape's results back from the storage and write its config file once more."""
     import optuna
@@ -141,12 +164,15 @@ def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequ
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
+    software = spec_software(spec)
     storage = make_storage(spec.storage_url)
     outcome = []
     for problems in shapes:
         results = []
         for problem in problems:
-            study = optuna.load_study(study_name=study_name(problem, device_name, kind), storage=storage)
+            study = optuna.load_study(
+                study_name=study_name(problem, device_name, kind, software, spec.space), storage=storage
+            )
             results.append(study_result(study, problem))
         p = problems[0]
         names = config_file_names(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import platform
 import sys
 import time
@@ -25,11 +27,38 @@ GRACE_S = 30
 _CREATE_ATTEMPTS = 4
 
 
-def study_name(problem: Problem, device_name: str, kind: str = "gpu", space: str = "base") -> str:
-    """Deterministic, so the same command maps to the same study again; replays and spaces are kept apart."""
+def study_name(problem: Problem, device_name: str, kind: str, software: dict[str, str], space: str = "base") -> str:
+    """Deterministic, so the same command maps to the same study again; replays and spaces are kept apart.
+
+    The name ends in a hash of the software that decides the timings (a benchmarker's software:
+    Triton and torch versions and the kernel's source on a GPU, the landscape's rows in replay),
+    as Triton keys its own cache on its version and the kernel's source. After an upgrade or a
+    kernel change the old studies are simply not found, and the same command tunes anew beside
+    them: a timing made with other software says little about this one, so reusing it silently is
+    wrong, and refusing would only make the user start a new storage by hand on every upgrade,
+    reusing nothing either. The old studies stay readable, their software in their user
+    attributes; tune_units says how many it passed over.
+    """
     p = problem
     name = f"{p.input_type}_w8a8_N{p.N}_K{p.K}_M{p.M}_block{p.block_n}x{p.block_k}_{p.out_dtype}_{device_name}"
-    return name + ("_hopper" if space == "hopper" else "") + ("_replay" if kind == "replay" else "")
+    key = hashlib.sha256(json.dumps(software, sort_keys=True).encode()).hexdigest()[:8]
+    return name + ("_hopper" if space == "hopper" else "") + ("_replay" if kind == "replay" else "") + f"_{key}"
+
+
+def superseded(storage: BaseStorage, problems: Iterable[Problem], bench: Benchmarker, space: str = "base") -> list[str]:
+    """Studies that other software made for those of these problems this software has no study for yet.
+
+    What a run passes over (see study_name). A name without the software's part is from before
+    names carried it.
+    """
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    stale = []
+    for problem in problems:
+        name = study_name(problem, bench.device_name, bench.kind, bench.software, space)
+        if name not in names:
+            stem = name.rsplit("_", 1)[0]
+            stale += [other for other in names if stem in (other, other.rsplit("_", 1)[0])]
+    return sorted(stale)
 
 
 def masked_url(url: str) -> str:
@@ -108,7 +137,7 @@ def open_study(
     """Create the study for problem or load it, recording what a reader needs to interpret it."""
     study = optuna.create_study(
         storage=storage,
-        study_name=study_name(problem, bench.device_name, bench.kind, space),
+        study_name=study_name(problem, bench.device_name, bench.kind, bench.software, space),
         direction="minimize",
         sampler=sampler,
         load_if_exists=True,
@@ -116,11 +145,7 @@ def open_study(
     if "M" not in study.user_attrs:
         attrs = {**vars(problem), "device": bench.device_name, "timing": bench.kind, "space": space}
         attrs["python"] = platform.python_version()
-        if bench.kind == "gpu":  # the versions that produced the timings; replay ran neither
-            import torch
-            import triton
-
-            attrs.update(torch=torch.__version__, triton=triton.__version__)
+        attrs.update(bench.software)  # what produced the timings, that the name's last part hashes
         for key, value in attrs.items():
             study.set_user_attr(key, value)
     return study

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
+from tuner.exceptions import TuningError
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
 from tuner.space import SAMPLER, Config, Problem, config_of, default_config, search_space
@@ -83,12 +84,17 @@ def _tuned_bests(
     configs: list[Config] = []
     for side in (lambda m: m < problem.M, lambda m: m > problem.M):
         for m in (m for m in others if side(m)):
-            found = _bests(storage, names, study_name(problem.at(m), bench.device_name, bench.kind, options.space), k)
+            found = _bests(
+                storage,
+                names,
+                study_name(problem.at(m), bench.device_name, bench.kind, bench.software, options.space),
+                k,
+            )
             if found:  # a neighbour another process has only begun teaches nothing yet: look further
                 configs += found
                 break
     if options.space != "base":
-        configs += _bests(storage, names, study_name(problem, bench.device_name, bench.kind), k)
+        configs += _bests(storage, names, study_name(problem, bench.device_name, bench.kind, bench.software), k)
     return configs
 
 
@@ -168,7 +174,7 @@ def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
     """
     found = best(study.get_trials(deepcopy=False))
     if found is None:
-        raise RuntimeError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
+        raise TuningError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
     attrs = study.user_attrs
     timed = len(timed_trials(study))
     if CONFIRMED in attrs:

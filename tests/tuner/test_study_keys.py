@@ -1,0 +1,94 @@
+"""Study names carry the software behind their timings: other versions, kernel or landscape mean other studies."""
+
+from __future__ import annotations
+
+import gzip
+
+import optuna
+import pytest
+import torch
+import triton
+
+from tests.tuner.fake_gpu import FakeSession, fake_compile
+from tests.tuner.synthetic import synthetic_rows
+from tuner.benchmarkers import HEADER, GpuBenchmarker, ReplayBenchmarker, Row
+from tuner.benchmarkers._gpu import gpu_software
+from tuner.cli.run import main
+from tuner.space import Problem
+from tuner.study import TuneOptions, make_storage, study_name, timed_trials, tune_problem
+
+PROBLEM = Problem(N=512, K=256, M=16)
+SOFTWARE = {"triton": "3.6.0", "torch": "2.11.0+cu130", "kernel_source": "0123456789abcdef"}
+
+
+def _tune(storage, software: dict[str, str]):
+    with GpuBenchmarker(compile_workers=1, timeout_s=10, session_factory=FakeSession, compile_fn=fake_compile,
+                        software=software) as bench:  # fmt: skip
+        result = tune_problem(storage, PROBLEM, bench, TuneOptions(trials=3, seed=0), seeds=[])
+        study = optuna.load_study(study_name=study_name(PROBLEM, bench.device_name, "gpu", software), storage=storage)
+    return result, study
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"triton": "3.7.0"}, {"torch": "2.12.0+cu130"}, {"kernel_source": "fedcba9876543210"}],
+    ids=["triton", "torch", "kernel"],
+)
+def test_a_finished_study_is_not_reused_by_other_software(tmp_path, change):
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    _, before = _tune(storage, SOFTWARE)
+    resumed, again = _tune(storage, SOFTWARE)
+    assert again.study_name == before.study_name and resumed.timed == 3  # same software: finished, skipped
+    assert len(timed_trials(again)) == 3
+    upgraded, after = _tune(storage, {**SOFTWARE, **change})
+    assert after.study_name != before.study_name
+    assert upgraded.timed == len(timed_trials(after)) == 3  # timed anew
+    assert {key: after.user_attrs[key] for key in SOFTWARE} == {**SOFTWARE, **change}
+    assert {key: before.user_attrs[key] for key in SOFTWARE} == SOFTWARE  # the old one is kept as it was
+    assert len(optuna.get_all_study_summaries(storage)) == 2
+
+
+def test_gpu_software_is_this_triton_torch_and_kernel_source():
+    software = gpu_software()
+    assert (software["triton"], software["torch"]) == (triton.__version__, torch.__version__)
+    assert len(software["kernel_source"]) == 16 and software == gpu_software()
+
+
+def _rows(slower: float = 0.0) -> list[Row]:
+    rows = list(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [1, 16]))
+    first = rows[0]
+    return [Row(first.device, first.problem, first.config, first.status, first.us + slower), *rows[1:]]
+
+
+def test_replay_studies_key_on_the_landscapes_rows_not_its_file():
+    rows = _rows()
+    same = ReplayBenchmarker(reversed(rows)).software  # another order, as another file would hold them
+    assert ReplayBenchmarker(rows).software == same
+    assert ReplayBenchmarker(_rows(slower=1.0)).software != same
+
+
+def _write(path, rows: list[Row]):
+    text = ",".join(HEADER) + "\n" + "".join(",".join(row.as_csv()) + "\n" for row in rows)
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_a_run_on_another_landscape_tunes_anew_and_says_so(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/s.db"
+    argv = ["--N", str(PROBLEM.N), "--K", str(PROBLEM.K), "--batch-sizes", "1", "16", "--trials", "3", "--storage",
+            url, "--save-path", str(tmp_path / "cfg"), "--no-prior", "--seed", "0", "--replay"]  # fmt: skip
+    # A study named as before names carried the software, for one of the two batch sizes.
+    legacy = study_name(PROBLEM, "Synthetic_GPU", "replay", {}).rsplit("_", 1)[0]
+    optuna.create_study(storage=make_storage(url), study_name=legacy)
+    assert main([*argv, str(_write(tmp_path / "a.csv", _rows()))]) == 0
+    assert "note: 1 of the studies" in capsys.readouterr().err
+    assert main([*argv, str(_write(tmp_path / "a.csv.gz", _rows()))]) == 0  # the same rows: resumed, no note
+    assert "note:" not in capsys.readouterr().err
+    assert main([*argv, str(_write(tmp_path / "b.csv", _rows(slower=1.0)))]) == 0
+    assert "note: 3 of the studies of these problems in the storage were made with other software" in (
+        capsys.readouterr().err
+    )
+    assert len(optuna.get_all_study_summaries(make_storage(url))) == 5
