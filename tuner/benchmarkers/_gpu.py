@@ -151,6 +151,10 @@ class GpuBenchmarker:
             self._software = gpu_software()
         return self._software
 
+    def measurable(self, problem: Problem) -> None:
+        """Any config: a GPU tries each, and a failure is a measurement like a latency."""
+        return None
+
     # --- the timing process -------------------------------------------------------------------
     def _start(self) -> tuple[str, int | None]:
         parent, child = _SPAWN.Pipe()

@@ -98,6 +98,24 @@ def _tuned_bests(
     return configs
 
 
+def searchable(problem: Problem, bench: Benchmarker, space: str) -> list[Config]:
+    """The configs a study searches: the space's members that fit the device and that bench can measure.
+
+    On a GPU that is the whole space bar tiles too large for shared memory; in replay of a partial
+    landscape it is the recorded configs alone, so a search over a recorded subset of the space is
+    judged on that subset (see tuner.benchmarkers._replay).
+    """
+    measurable = bench.measurable(problem)
+    configs = [
+        c
+        for c in search_space(problem.block_k, space)
+        if c.fits(bench.shared_memory_limit) and (measurable is None or c in measurable)
+    ]
+    if not configs:
+        raise TuningError(f"{bench.kind} can measure no config of the {space} space for {problem}.")
+    return configs
+
+
 def tune_problem(
     storage: BaseStorage,
     problem: Problem,
@@ -115,7 +133,7 @@ def tune_problem(
 
     Whichever sampler options.sampler names proposes the seeds first.
     """
-    space = [c for c in search_space(problem.block_k, options.space) if c.fits(bench.shared_memory_limit)]
+    space = searchable(problem, bench, options.space)
     seeds = dedupe(seeds, space)
     sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed)
     study = open_study(storage, problem, bench, sampler, space=options.space)
