@@ -157,6 +157,24 @@ def test_with_several_rows_of_tiles_only_the_recorded_group_size_replays():
     assert bench.measure(problem, replace(FAST, group_m=16)).status == "crash"
 
 
+def test_a_hopper_landscape_replays_and_its_base_rows_hash_as_without_the_columns(tmp_path):
+    split = replace(FAST, split_k=8, swap_ab=True)
+    with LandscapeWriter(tmp_path / "hopper.csv", hopper=True) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.0))
+        writer.write(DEVICE, PROBLEM, split, Measurement("ok", us=4.0))
+    bench = ReplayBenchmarker.from_file(tmp_path / "hopper.csv")
+    assert bench.measure(PROBLEM, split) == Measurement("ok", us=4.0)
+    assert bench.optimum(PROBLEM) == (split, 4.0)
+    assert bench.optimum(PROBLEM, among=[FAST, replace(FAST, split_k=2)]) == (FAST, 10.0)  # what has a row
+    # The same base rows with or without the two columns are the same landscape to a study's name.
+    with LandscapeWriter(tmp_path / "hopper_base.csv", hopper=True) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.0))
+    with LandscapeWriter(tmp_path / "base.csv") as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.0))
+    software = [ReplayBenchmarker.from_file(tmp_path / name).software for name in ("hopper_base.csv", "base.csv")]
+    assert software[0] == software[1]
+
+
 def test_replay_reads_device_name_from_the_device_column(replay):
     assert replay.device_name == DEVICE
     assert replay.kind == "replay"

@@ -45,7 +45,7 @@ class ReplayBenchmarker:
             self._rows[row.problem, row.config] = row
             self._schedules.setdefault((row.problem, row.config.schedule_key(row.problem.M)), row)
             devices.add(row.device)
-            lines.append(",".join(row.as_csv()))
+            lines.append(",".join(row.as_csv(hopper=row.config.hopper)))  # base rows hash as they always did
         if len(devices) != 1:
             raise ValueError(f"a landscape must hold one device, but holds {sorted(devices) or 'no rows'}.")
         self.device_name = devices.pop()
@@ -97,9 +97,11 @@ class ReplayBenchmarker:
         times = {config: self.latency(problem, config) for config in configs}
         return {config: [us] * rounds if us is not None else [] for config, us in times.items()}
 
-    def optimum(self, problem: Problem) -> tuple[Config, float]:
-        """The landscape's best config and latency for a problem (for evaluation)."""
+    def optimum(self, problem: Problem, among: Iterable[Config] | None = None) -> tuple[Config, float]:
+        """The landscape's best config and latency for a problem (for evaluation), among some configs if given."""
         ok = [(row.us, config) for (p, config), row in self._rows.items() if p == problem and row.status == "ok"]
+        if among is not None:
+            ok = [(us, config) for config in set(among) if (us := self.latency(problem, config)) is not None]
         if not ok:
             raise ValueError(f"the landscape has no ok row for {problem}.")
         us, config = min(ok)
