@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from tuner.benchmarkers._base import FAILURES, MEASURED, Benchmarker, Measurement, Status
 from tuner.benchmarkers._gpu import GpuBenchmarker
-from tuner.benchmarkers._landscape import HEADER, LandscapeWriter, Row, read_rows
+from tuner.benchmarkers._landscape import HEADER, HOPPER_HEADER, LandscapeWriter, Row, read_rows
 from tuner.benchmarkers._replay import ReplayBenchmarker
 from tuner.benchmarkers._roofline import roofline_attrs, roofline_floor_us
 
 __all__ = [
     "FAILURES",
     "HEADER",
+    "HOPPER_HEADER",
     "MEASURED",
     "Benchmarker",
     "GpuBenchmarker",
