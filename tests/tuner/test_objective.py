@@ -154,14 +154,14 @@ def test_a_partial_landscape_is_searched_over_its_recorded_configs_alone(storage
     assert all(config_of(t) in bench.measurable(PROBLEM) for t in timed)
 
 
-def test_a_budget_larger_than_the_recorded_configs_times_each_once_and_stops(storage):
+def test_a_budget_larger_than_the_recorded_schedules_times_each_once_and_stops(storage):
     bench = _partial(lambda c: c.block_m == 16 and c.block_k == 128 and c.group_m == 1 and c.num_warps == 4)
-    recorded = bench.measurable(PROBLEM)  # 16 tiles x stages, and GROUP_SIZE_M twins: M = 16 is one row of tiles
-    assert len(recorded) == 4 * 4 * 4
+    recorded = bench.measurable(PROBLEM)  # BLOCK_SIZE_N x stages, each with its GROUP_SIZE_M twins
+    assert len(recorded) == 4 * 4 * 4 and len({c.schedule_key(PROBLEM.M) for c in recorded}) == 16
     result = tune_problem(storage, PROBLEM, bench, TuneOptions(trials=100, seed=0), [])
     study = load(storage, bench)
-    assert result.timed == len(recorded) == len({config_of(t) for t in timed_trials(study)})
-    assert result.best == OPTIMUM and result.best_us == bench.optimum(PROBLEM)[1]
+    assert result.timed == 16 == len({config_of(t).schedule_key(PROBLEM.M) for t in timed_trials(study)})
+    assert result.best.schedule_key(PROBLEM.M) == OPTIMUM and result.best_us == bench.optimum(PROBLEM)[1]
 
 
 def test_a_config_outside_the_recorded_ones_gets_an_untimed_trial(storage):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 import pytest
 from optuna.samplers import GPSampler, RandomSampler, TPESampler
@@ -68,6 +70,9 @@ def test_every_sampler_spends_the_budget_without_timing_a_config_twice(name):
     trials = study_of(storage, replay).trials
     measured = [config_of(t) for t in timed_trials(study_of(storage, replay))]
     assert result.timed == replay.measurements == len(measured) == len(set(measured)) == 24
+    # Nor a schedule twice: at M = 16 a config with BLOCK_SIZE_M >= 16 launches the same schedule
+    # whatever its GROUP_SIZE_M, and only the seeds (none of them twins here) are proposed as given.
+    assert len({c.schedule_key(PROBLEM.M) for c in measured}) == 24
     # A proposal of a visited config is moved before it costs a trial: no repeat is even recorded.
     assert len(trials) == 24 and not [t for t in trials if t.user_attrs.get(STATUS) == "repeat"]
 
@@ -94,6 +99,23 @@ def test_a_sampler_stuck_on_a_visited_config_is_moved_to_its_nearest_unvisited_n
         study.tell(trial, 1.0)
     near = [c for c in neighbours(DEFAULT, (64, 128)) if c in space]
     assert [config_of(t) for t in study.trials] == [DEFAULT, *near[:4]]
+
+
+@pytest.mark.parametrize(("batch_size", "twins"), [(1, False), (128, True), (None, True)])
+def test_local_search_proposes_no_config_whose_schedule_was_measured(batch_size, twins):
+    # The default's tiles are 64 rows: at M = 1 its GROUP_SIZE_M twins launch its schedule, at
+    # M = 128 they do not, and without a batch size the sampler cannot tell (and proposes them).
+    storage = optuna.storages.InMemoryStorage()
+    sampler = NeighbourhoodSampler(space=search_space(128), seeds=[DEFAULT], seed=0, batch_size=batch_size)
+    study = optuna.create_study(storage=storage, sampler=sampler)
+    trial = study.ask()
+    for key, distribution in sampler.infer_relative_search_space(study, trial).items():
+        trial.suggest_categorical(key, distribution.choices)
+    study.tell(trial, 1.0)
+    proposed = sampler.candidates(study.get_trials(deepcopy=False), limit=100)  # its whole neighbourhood
+    group_twins = {replace(DEFAULT, group_m=g) for g in (1, 16, 64)}
+    assert bool(group_twins & set(proposed)) is twins
+    assert proposed and DEFAULT not in proposed
 
 
 def test_a_resumed_study_skips_the_warm_starts_it_tried_and_records_each_sampler_chosen():

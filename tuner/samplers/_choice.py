@@ -25,18 +25,31 @@ def resolve(name: str) -> str:
     return AUTO if name == "auto" else name
 
 
-def make_sampler(name: str, *, space: Sequence[Config], seeds: Sequence[Config] = (), seed: int | None = None):
-    """The sampler called name over space, proposing the unvisited seeds first whichever it is."""
+def make_sampler(
+    name: str,
+    *,
+    space: Sequence[Config],
+    seeds: Sequence[Config] = (),
+    seed: int | None = None,
+    batch_size: int | None = None,
+):
+    """The sampler called name over space, proposing the unvisited seeds first whichever it is.
+
+    With the study's batch size, no sampler proposes a config whose schedule at that M was measured.
+    """
     name = resolve(name)
-    if name == "local":
-        return NeighbourhoodSampler(space=space, seeds=seeds, seed=seed)
     with warnings.catch_warnings():  # TPE's multivariate and group options are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         inner: BaseSampler
+        if name == "local":
+            # Its TPE fallback, once every neighbourhood is exhausted, is kept off visited schedules too.
+            tpe = TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
+            fallback = SeedsFirstSampler(sampler=tpe, space=space, seed=seed, batch_size=batch_size)
+            return NeighbourhoodSampler(space=space, seeds=seeds, seed=seed, fallback=fallback, batch_size=batch_size)
         if name == "tpe":
             inner = TPESampler(multivariate=True, group=True, seed=seed)
         elif name == "gp":
             inner = GPSampler(seed=seed)
         else:
             inner = RandomSampler(seed=seed)
-    return SeedsFirstSampler(sampler=inner, space=space, seeds=seeds, seed=seed)
+    return SeedsFirstSampler(sampler=inner, space=space, seeds=seeds, seed=seed, batch_size=batch_size)

@@ -16,7 +16,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.samplers._neighbourhood import distributions, neighbours, visited
+from tuner.samplers._neighbourhood import distributions, neighbours, same_schedule, visited
 from tuner.space import Config
 
 
@@ -31,9 +31,16 @@ class SeedsFirstSampler(BaseSampler):
     """
 
     def __init__(
-        self, *, sampler: BaseSampler, space: Sequence[Config], seeds: Sequence[Config] = (), seed: int | None = None
+        self,
+        *,
+        sampler: BaseSampler,
+        space: Sequence[Config],
+        seeds: Sequence[Config] = (),
+        seed: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         self._sampler = sampler
+        self._batch_size = batch_size  # the study's M: a config whose schedule was measured counts as visited
         self._space = list(space)
         self._members = frozenset(space)
         self._seeds = [c for c in seeds if c in self._members]
@@ -65,17 +72,26 @@ class SeedsFirstSampler(BaseSampler):
         proposed = Config.from_sglang(
             {name: value if name == "SWAP_AB" else int(value) for name, value in params.items()}
         )
-        if proposed in tried or proposed not in self._members:
-            return self._unvisited_near(proposed, tried).params(self._keys)
+        seen = {same_schedule(c, self._batch_size) for c in tried}
+        if same_schedule(proposed, self._batch_size) in seen or proposed not in self._members:
+            return self._unvisited_near(proposed, tried, seen).params(self._keys)
         return params
 
-    def _unvisited_near(self, config: Config, tried: set[Config]) -> Config:
-        near = (c for c in neighbours(config, self._block_ks, self._keys) if c in self._members and c not in tried)
+    def _unvisited_near(self, config: Config, tried: set[Config], seen: set[Config]) -> Config:
+        def unseen(c: Config) -> bool:
+            return same_schedule(c, self._batch_size) not in seen
+
+        near = (c for c in neighbours(config, self._block_ks, self._keys) if c in self._members and unseen(c))
         found = next(near, None)
         if found is not None:
             return found
-        rest = [c for c in self._space if c not in tried]
-        return rest[self._rng.randint(len(rest))] if rest else config  # all visited: the objective says so
+        rest = [c for c in self._space if unseen(c)]
+        if rest:
+            return rest[self._rng.randint(len(rest))]
+        # Every schedule measured: propose the very config measured for this one, which the objective
+        # records as a repeat without timing it (a twin of it would be timed).
+        schedule = same_schedule(config, self._batch_size)
+        return next((c for c in tried if same_schedule(c, self._batch_size) == schedule), config)
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution

@@ -137,7 +137,7 @@ def tune_problem(
     """
     space = searchable(problem, bench, options.space)
     seeds = dedupe(seeds, space)
-    sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed)
+    sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M)
     study = open_study(storage, problem, bench, sampler, space=options.space)
     _record_sampler(study, resolve(options.sampler))
     fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
