@@ -32,7 +32,7 @@ class ReplayBenchmarker:
         for row in rows:
             self._rows[row.problem, row.config] = row
             devices.add(row.device)
-            lines.append(",".join(row.as_csv()))
+            lines.append(",".join(row.as_csv(hopper=row.config.hopper)))
         if len(devices) != 1:
             raise ValueError(f"a landscape must hold one device, but holds {sorted(devices) or 'no rows'}.")
         self.device_name = devices.pop()
