@@ -24,9 +24,8 @@ from typing import Any, Protocol
 
 from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
-from tuner.exceptions import TuningError
-from tuner.interrupt import interruptible
 from tuner.space import Config, Problem
+from tuner.stopping import TuningError, interruptible
 
 _SPAWN = mp.get_context("spawn")
 

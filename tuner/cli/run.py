@@ -14,12 +14,11 @@ from pathlib import Path
 from tuner.cli._common import QUANTIZATION_DEFAULTS, OneLineParser, add_gemm_flags, check_writable, gemm_setup
 from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import deepgemm_note, is_hopper
-from tuner.exceptions import TuningError
 from tuner.export import FORMATS, config_file_names, read_config_file
-from tuner.interrupt import stopped_by_ctrl_c
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
+from tuner.stopping import TuningError, stopped_by_ctrl_c
 from tuner.study import DEFAULT_STORAGE
 
 # Where config files go without --save-path: a replay's are kept apart from real tuning results.

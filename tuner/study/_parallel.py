@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tuner.exceptions import TuningError
-from tuner.interrupt import stopped_by_ctrl_c
 from tuner.space import Problem
+from tuner.stopping import TuningError, stopped_by_ctrl_c
 
 _SPAWN = mp.get_context("spawn")
 
@@ -73,8 +72,8 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
     import optuna
     from tqdm import tqdm
 
-    from tuner.interrupt import held_outside_waits
     from tuner.samplers import Prior
+    from tuner.stopping import held_outside_waits
     from tuner.study._storage import make_storage, superseded
     from tuner.study._tuning import TuneOptions, tune_shape
 

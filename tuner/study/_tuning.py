@@ -18,10 +18,10 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
-from tuner.exceptions import TuningError
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
 from tuner.space import SAMPLER, Config, Problem, config_of, default_config, search_space
+from tuner.stopping import TuningError
 from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
 from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
 from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
