@@ -180,7 +180,7 @@ def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
     if CONFIRMED in attrs:
         pick = Config.from_sglang(attrs[CONFIRMED])
         return StudyResult(problem, pick, attrs[CONFIRMED_US], attrs[CONFIRM_DEFAULT_US], timed)
-    default_us = latency_of(study, default_config(problem.block_n, problem.block_k))
+    default_us = latency_of(study.get_trials(deepcopy=False), default_config(problem.block_n, problem.block_k))
     return StudyResult(problem, found[0], found[1], default_us, timed)
 
 
