@@ -1,7 +1,7 @@
 """The line that ends a run: the GPU duty cycle and where the rest of the wall time went.
 
 On the GPU path with the fake session (injected through tune_units' benchmarker, never patched)
-and in replay; the line's own formatting is tested in test_runclock.
+and in replay; the line's own formatting is tested in test_clock.
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ import pytest
 
 from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_gpu_s, fake_latency
 from tests.tuner.synthetic import write_landscape
-from tuner.benchmarkers import GpuBenchmarker, ReplayBenchmarker
-from tuner.runclock import CATEGORIES, COMPILE_WAIT, GPU, HAND_OFFS, STORAGE_SAMPLER, TIMING_OVERHEAD, RunClock
+from tuner.benchmarkers import (
+    CATEGORIES,
+    COMPILE_WAIT,
+    GPU,
+    HAND_OFFS,
+    STORAGE_SAMPLER,
+    TIMING_OVERHEAD,
+    GpuBenchmarker,
+    ReplayBenchmarker,
+    RunClock,
+)
 from tuner.space import STATUS, Problem, config_of
 from tuner.study import CONFIRM_ROUND, WorkerSpec, tune_units
 

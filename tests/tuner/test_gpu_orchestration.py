@@ -13,9 +13,8 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_gpu_s, fake_latency
-from tuner.benchmarkers import GpuBenchmarker
+from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, GpuBenchmarker, RunClock
 from tuner.export import read_config_file
-from tuner.runclock import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, RunClock
 from tuner.space import COMPILE_S, Config, Problem
 from tuner.study import TuneOptions, make_storage, tune_shape
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
-from tuner.runclock import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, RunClock
+from tuner.benchmarkers._clock import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, RunClock
 from tuner.space import Config, Problem
 from tuner.stopping import TuningError, interruptible
 
@@ -126,7 +126,7 @@ def specialization(problem: Problem, config: Config) -> tuple:
 class GpuBenchmarker:
     """The Benchmarker for a real GPU (see tuner.benchmarkers).
 
-    Where its time goes is counted on clock (tuner.runclock): the GPU's time in timed kernels, the
+    Where its time goes is counted on clock (a RunClock): the GPU's time in timed kernels, the
     timing process's other work, waits for compiles, and timing-process starts and hand-offs.
     """
 

@@ -17,14 +17,11 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tuner.runclock import STORAGE_SAMPLER, RunClock
+from tuner.benchmarkers import STORAGE_SAMPLER, Benchmarker, Measurement, RunClock
 from tuner.space import Config, Problem
 from tuner.stopping import TuningError, stopped_by_ctrl_c
-
-if TYPE_CHECKING:
-    from tuner.benchmarkers import Benchmarker, Measurement
 
 _SPAWN = mp.get_context("spawn")
 
@@ -122,7 +119,7 @@ def tune_units(
 
     benchmarker makes the benchmarker, given the run's clock; by default the one spec names. At
     the end one line on stdout gives the GPU duty cycle and where the rest of the wall time went
-    (tuner.runclock), and a second the GPU and wall time per measured config: what to cut next.
+    (tuner.benchmarkers.RunClock), and a second the GPU and wall time per measured config: what to cut next.
     Returns (StudyResults, config files) per unit.
     """
     import optuna

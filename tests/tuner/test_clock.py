@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.runclock import COMPILE_WAIT, GPU, HAND_OFFS, STORAGE_SAMPLER, TIMING_OVERHEAD, RunClock
+from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, STORAGE_SAMPLER, TIMING_OVERHEAD, RunClock
 
 
 def _clock(**seconds: float) -> RunClock:
