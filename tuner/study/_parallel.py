@@ -19,7 +19,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tuner.benchmarkers import STORAGE_SAMPLER, Benchmarker, Measurement, RunClock
+from tuner.benchmarkers import (
+    STORAGE_SAMPLER,
+    Benchmarker,
+    GpuBenchmarker,
+    Measurement,
+    ReplayBenchmarker,
+    RunClock,
+)
 from tuner.space import Config, Problem
 from tuner.stopping import TuningError, stopped_by_ctrl_c
 
@@ -99,11 +106,7 @@ class _TimedBenchmarker:
 def _spec_benchmarker(spec: WorkerSpec, device_index: int, clock: RunClock) -> Benchmarker:
     """The benchmarker a spec names: its landscape in replay, else the GPU device_index."""
     if spec.replay is not None:
-        from tuner.benchmarkers import ReplayBenchmarker
-
         return ReplayBenchmarker.from_file(spec.replay)
-    from tuner.benchmarkers import GpuBenchmarker
-
     return GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers, clock=clock)
 
 
@@ -119,7 +122,7 @@ def tune_units(
 
     benchmarker makes the benchmarker, given the run's clock; by default the one spec names. At
     the end one line on stdout gives the GPU duty cycle and where the rest of the wall time went
-    (tuner.benchmarkers.RunClock), and a second the GPU and wall time per measured config: what to cut next.
+    (see RunClock), and a second the GPU and wall time per measured config: what to cut next.
     Returns (StudyResults, config files) per unit.
     """
     import optuna
