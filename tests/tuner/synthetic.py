@@ -6,16 +6,18 @@ the real command line, made once per test session.
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tuner.benchmarkers import HEADER, Row
+from tuner.benchmarkers import HEADER, HOPPER_HEADER, Row
 from tuner.export import config_file_name
-from tuner.space import Config, Problem, search_space
+from tuner.space import SPLIT_K, SWAP_AB, Config, Problem, search_space
 
 DEVICE = "Synthetic_GPU"
 
@@ -47,6 +49,37 @@ def write_landscape(path: Path, shapes, batch_sizes, **kwargs) -> Path:
         f.write(",".join(HEADER) + "\n")
         for row in synthetic_rows(shapes, batch_sizes, **kwargs):
             f.write(",".join(row.as_csv()) + "\n")
+    return path
+
+
+# The Hopper check's grid (benchmarks/hopper_check.py): 18 tiles at GROUP_SIZE_M 1 and 4 warps, each
+# at every SPLIT_K and SWAP_AB; 216 of the Hopper space's 15,360 configs.
+HOPPER_GRID = [
+    Config(block_m=bm, block_n=bn, block_k=128, group_m=1, num_warps=4, num_stages=s, split_k=k, swap_ab=swap)
+    for bm, bn, s, k, swap in itertools.product((16, 32, 64), (32, 64, 128), (3, 4), SPLIT_K, SWAP_AB)
+]
+
+
+def synthetic_hopper_us(problem: Problem, config: Config) -> float:
+    """The base latency, split over SPLIT_K programs while they still find idle SMs, plus a reduce launch;
+    SWAP_AB pays at small M. Like the recorded grid, its optimum splits narrow shapes most."""
+    base = synthetic_us(problem, replace(config, split_k=1, swap_ab=False))
+    tiles = math.ceil(problem.M / config.block_m) * math.ceil(problem.N / config.block_n)
+    splits = min(config.split_k, max(1, 132 // tiles))
+    swap = (0.8 if problem.M <= 16 else 1.1) if config.swap_ab else 1.0
+    return round(2 + (base - 2) * swap / splits + 0.9 * (config.split_k > 1) + 0.01 * config.split_k, 3)
+
+
+def write_hopper_landscape(path: Path, shapes, batch_sizes) -> Path:
+    """A landscape of the Hopper check's grid, with the SPLIT_K and SWAP_AB columns."""
+    with open(path, "w") as f:
+        f.write(",".join(HOPPER_HEADER) + "\n")
+        for N, K in shapes:
+            for M in batch_sizes:
+                problem = Problem(N=N, K=K, M=M)
+                for config in HOPPER_GRID:
+                    row = Row(DEVICE, problem, config, "ok", synthetic_hopper_us(problem, config))
+                    f.write(",".join(row.as_csv(hopper=True)) + "\n")
     return path
 
 

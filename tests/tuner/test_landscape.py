@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tuner.benchmarkers import HEADER, LandscapeWriter, Measurement, ReplayBenchmarker, Row, read_rows
-from tuner.space import Config, Problem, search_space
+from tuner.space import GROUP_SIZE_M, Config, Problem, search_space
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,12 +133,46 @@ def replay(tmp_path):
         (FAST, 5.0, "pruned", 10.0),  # over the threshold: pruned, carrying the estimate
         (HUGE, None, "out_of_resources", None),  # a failed row keeps its recorded status
         (HUGE, 5.0, "out_of_resources", None),  # a failure is not a prune
-        (ABSENT, None, "crash", None),  # no row: a failed config, never ok
+        (ABSENT, None, "crash", None),  # no row: a failed config, never ok (and no study proposes it)
     ],
 )
 def test_replay_measure(replay, config, prune_above_us, status, us):
     result = replay.measure(PROBLEM, config, prune_above_us=prune_above_us)
     assert (result.status, result.us) == (status, us)
+
+
+def test_replay_can_measure_what_it_recorded_and_configs_of_the_same_schedule(replay):
+    # M = 13 fits in one row of tiles of either recorded config: every GROUP_SIZE_M launches the same
+    # schedule, so each counts as recorded and replays the row, as a sweep would have written it.
+    assert replay.measurable(PROBLEM) == {replace(c, group_m=g) for c in (FAST, HUGE) for g in GROUP_SIZE_M}
+    assert replay.measure(PROBLEM, replace(FAST, group_m=32)) == Measurement("ok", us=10.0)
+    assert replay.latency(PROBLEM, replace(FAST, group_m=64)) == 10.0
+    assert replay.measurable(PROBLEM.at(1)) == frozenset()  # no rows at all for this M
+
+
+def test_with_several_rows_of_tiles_only_the_recorded_group_size_replays():
+    problem = PROBLEM.at(64)  # four rows of 16-row tiles: GROUP_SIZE_M reorders them
+    bench = ReplayBenchmarker([Row(DEVICE, problem, FAST, "ok", 12.0)])
+    assert bench.measurable(problem) == {FAST}
+    assert bench.measure(problem, replace(FAST, group_m=16)).status == "crash"
+
+
+def test_a_hopper_landscape_replays_and_its_base_rows_hash_as_without_the_columns(tmp_path):
+    split = replace(FAST, split_k=8, swap_ab=True)
+    with LandscapeWriter(tmp_path / "hopper.csv", hopper=True) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.0))
+        writer.write(DEVICE, PROBLEM, split, Measurement("ok", us=4.0))
+    bench = ReplayBenchmarker.from_file(tmp_path / "hopper.csv")
+    assert bench.measure(PROBLEM, split) == Measurement("ok", us=4.0)
+    assert bench.optimum(PROBLEM) == (split, 4.0)
+    assert bench.optimum(PROBLEM, among=[FAST, replace(FAST, split_k=2)]) == (FAST, 10.0)  # what has a row
+    # The same base rows with or without the two columns are the same landscape to a study's name.
+    with LandscapeWriter(tmp_path / "hopper_base.csv", hopper=True) as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.0))
+    with LandscapeWriter(tmp_path / "base.csv") as writer:
+        writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.0))
+    software = [ReplayBenchmarker.from_file(tmp_path / name).software for name in ("hopper_base.csv", "base.csv")]
+    assert software[0] == software[1]
 
 
 def test_replay_reads_device_name_from_the_device_column(replay):

@@ -1,4 +1,5 @@
-"""One study against a replayed synthetic landscape: the budget, failures, repeats, pruning and wrong results."""
+"""One study against a replayed synthetic landscape: the budget, failures, repeats, pruning, wrong results, and
+landscapes that record part of the space."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from optuna.trial import TrialState
 from tests.tuner.synthetic import synthetic_rows
 from tuner.benchmarkers import ReplayBenchmarker, Row
 from tuner.space import REASON, STATUS, TIMED, Config, Problem, config_of, default_config
+from tuner.stopping import TuningError
 from tuner.study import TuneOptions, WrongResult, make_storage, study_name, timed_trials, tune_problem
 
 PROBLEM = Problem(N=256, K=512, M=16)
@@ -19,6 +21,7 @@ OPTIMUM = Config(
 )  # 5.1 us in the synthetic landscape
 DEFAULT = default_config(128, 128)  # 7.2 us
 SLOW = Config(block_m=256, block_n=256, block_k=128, group_m=1, num_warps=4, num_stages=3)  # 21.8 us
+SLOW_W8 = Config(block_m=256, block_n=256, block_k=128, group_m=1, num_warps=8, num_stages=3)
 TOO_BIG = Config(
     block_m=256, block_n=256, block_k=128, group_m=64, num_warps=8, num_stages=5
 )  # 320 KiB of shared memory: out_of_resources
@@ -130,3 +133,49 @@ def test_configs_that_cannot_fit_in_shared_memory_are_never_measured(storage):
     assert [config_of(t) for t in skipped] == [TOO_BIG]
     assert all(t.state == TrialState.FAIL and t.user_attrs[TIMED] is False for t in skipped)
     assert all(config_of(t).shared_memory_bytes() <= 100_000 for t in timed_trials(load(fresh, bench)))
+
+
+def _partial(keep) -> ReplayBenchmarker:
+    """PROBLEM's synthetic landscape cut down to the configs keep accepts, as a sweep of part of the space."""
+    return ReplayBenchmarker(row for row in synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]) if keep(row.config))
+
+
+@pytest.mark.parametrize("sampler", ["local", "tpe", "random"])
+def test_a_partial_landscape_is_searched_over_its_recorded_configs_alone(storage, sampler):
+    # 4 warps, BLOCK_SIZE_K 128 and stages 3 or 4: 40 of the 1280 configs, the optimum among them.
+    bench = _partial(lambda c: c.num_warps == 4 and c.block_k == 128 and c.num_stages in (3, 4))
+    tune_problem(storage, PROBLEM, bench, TuneOptions(trials=16, seed=0, sampler=sampler), [DEFAULT])
+    study = load(storage, bench)
+    timed = timed_trials(study)
+    assert len(timed) == 16 and bench.measurements == 16
+    # Every timed config has a row (the too large tiles' rows say out_of_resources): no trial is
+    # spent on the landscape's gaps, which replay would time as crashes.
+    assert all(t.user_attrs[STATUS] in ("ok", "pruned", "out_of_resources") for t in timed)
+    assert all(config_of(t) in bench.measurable(PROBLEM) for t in timed)
+
+
+def test_a_budget_larger_than_the_recorded_configs_times_each_once_and_stops(storage):
+    bench = _partial(lambda c: c.block_m == 16 and c.block_k == 128 and c.group_m == 1 and c.num_warps == 4)
+    recorded = bench.measurable(PROBLEM)  # 16 tiles x stages, and GROUP_SIZE_M twins: M = 16 is one row of tiles
+    assert len(recorded) == 4 * 4 * 4
+    result = tune_problem(storage, PROBLEM, bench, TuneOptions(trials=100, seed=0), [])
+    study = load(storage, bench)
+    assert result.timed == len(recorded) == len({config_of(t) for t in timed_trials(study)})
+    assert result.best == OPTIMUM and result.best_us == bench.optimum(PROBLEM)[1]
+
+
+def test_a_config_outside_the_recorded_ones_gets_an_untimed_trial(storage):
+    # As the local sampler's TPE fallback can propose from the product of the parameters' values.
+    bench = _partial(lambda c: not (c.block_m == 256 and c.num_warps == 8))
+    name = study_name(PROBLEM, bench.device_name, bench.kind, bench.software)
+    optuna.create_study(storage=storage, study_name=name, direction="minimize").enqueue_trial(SLOW_W8.as_sglang())
+    tune_problem(storage, PROBLEM, bench, TuneOptions(trials=2, seed=0), [DEFAULT])
+    (skipped,) = [t for t in load(storage, bench).trials if config_of(t) == SLOW_W8]
+    assert skipped.state == TrialState.FAIL and skipped.user_attrs[TIMED] is False
+    assert skipped.user_attrs[STATUS] == "not_searched"
+    assert bench.measurements == 2
+
+
+def test_a_landscape_without_a_row_for_the_problem_is_an_error(storage):
+    with pytest.raises(TuningError, match="can measure no config"):
+        tune_problem(storage, PROBLEM.at(64), replay(), TuneOptions(trials=2, seed=0), [DEFAULT])

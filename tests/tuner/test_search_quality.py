@@ -1,15 +1,20 @@
-"""The searcher on the recorded H100 landscape: the issue's target (within 2% at 32 configs) as a regression test."""
+"""The searcher on the recorded H100 landscapes: the target (within 2% at 32 configs) as a regression test, in the
+base space and on the Hopper path's grid, and the split seed that starts the Hopper search."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
+import pytest
 
 from tuner.benchmarkers import ReplayBenchmarker
-from tuner.study import TuneOptions, tune_problem, warm_starts
+from tuner.space import Config, Problem, default_config
+from tuner.study import TuneOptions, split_seed, tune_problem, warm_starts
 
 LANDSCAPE = Path(__file__).resolve().parents[2] / "studies" / "landscapes" / "h100_fp8_7168x18432.csv.gz"
+DEFAULT = default_config(128, 128)
 
 
 def test_every_batch_size_within_2_percent_of_the_exhaustive_optimum():
@@ -26,3 +31,49 @@ def test_every_batch_size_within_2_percent_of_the_exhaustive_optimum():
         ratios[problem.M] = result.best_us / bench.optimum(problem)[1]
     assert set(ratios) == {1, 16, 64, 256, 1024, 4096}
     assert all(ratio <= 1.02 for ratio in ratios.values()), ratios
+
+
+HOPPER_GRID = LANDSCAPE.parent / "hopper" / "h100_fp8_hopper_grid.csv.gz"
+
+
+def test_the_hopper_grid_within_2_percent_at_32_configs_with_no_prior():
+    # The recorded H100 grid of the Hopper path (216 configs per point, 15 points): the first study of
+    # each shape starts from SGLang's default and its split seed alone.
+    bench = ReplayBenchmarker.from_file(HOPPER_GRID)
+    options = TuneOptions(trials=32, seed=0, space="hopper")
+    ratios = {}
+    for N, K in dict.fromkeys((p.N, p.K) for p in bench.problems):
+        storage = optuna.storages.InMemoryStorage()
+        problems = [p for p in bench.problems if (p.N, p.K) == (N, K)]
+        for problem in problems:
+            seeds = warm_starts(storage, bench, problem, [p.M for p in problems], options, existing={})
+            result = tune_problem(storage, problem, bench, options, seeds)
+            ratios[N, problem.M] = bench.latency(problem, result.best) / bench.optimum(problem)[1]
+    assert len(ratios) == 15
+    assert sum(ratio <= 1.02 for ratio in ratios.values()) >= 0.9 * len(ratios), ratios
+
+
+@pytest.mark.parametrize(
+    ("N", "M", "split_k", "swap_ab"),
+    [
+        (576, 1, 32, True),  # 5 tiles of the default (64 x 128): 132 / 5 = 26, nearest power of two 32
+        (3072, 16, 4, True),  # 24 tiles: 5.5 -> 4; M <= 16 swaps A and B
+        (7168, 64, 2, False),  # 56 tiles: 2.4 -> 2; M = 64 fills the tile's rows without a swap
+        (576, 4096, 1, False),  # 320 tiles fill the SMs already: no split, and a base config
+        (16, 1, 32, True),  # one tile: 132 splits, capped at the space's largest SPLIT_K
+    ],
+)
+def test_the_split_seed_fills_the_sms_with_one_wave(N, M, split_k, swap_ab):
+    seed = split_seed(Problem(N=N, K=7168, M=M), DEFAULT)
+    assert seed == replace(DEFAULT, split_k=split_k, swap_ab=swap_ab)
+
+
+def test_a_hopper_study_is_seeded_with_the_most_trusted_base_config_split():
+    bench = ReplayBenchmarker.from_file(HOPPER_GRID)
+    problem = Problem(N=576, K=7168, M=1, out_dtype="bfloat16")
+    storage = optuna.storages.InMemoryStorage()
+    base, hopper = (TuneOptions(space=space) for space in ("base", "hopper"))
+    assert warm_starts(storage, bench, problem, [1], base, existing={}) == [DEFAULT]
+    assert warm_starts(storage, bench, problem, [1], hopper, existing={}) == [DEFAULT, split_seed(problem, DEFAULT)]
+    existing = {1: Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=4)}
+    assert warm_starts(storage, bench, problem, [1], hopper, existing=existing)[-1] == split_seed(problem, existing[1])

@@ -20,7 +20,7 @@ from tuner.benchmarkers._clock import (
     RunClock,
 )
 from tuner.benchmarkers._gpu import GpuBenchmarker
-from tuner.benchmarkers._landscape import HEADER, LandscapeWriter, Row, read_rows
+from tuner.benchmarkers._landscape import HEADER, HOPPER_HEADER, LandscapeWriter, Row, read_rows
 from tuner.benchmarkers._replay import ReplayBenchmarker
 from tuner.benchmarkers._roofline import roofline_attrs, roofline_floor_us
 
@@ -31,6 +31,7 @@ __all__ = [
     "GPU",
     "HAND_OFFS",
     "HEADER",
+    "HOPPER_HEADER",
     "MEASURED",
     "STORAGE_SAMPLER",
     "TIMING_OVERHEAD",

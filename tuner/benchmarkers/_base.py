@@ -45,6 +45,13 @@ class Benchmarker(Protocol):
     # What besides the problem and the device decides the timings (software versions, a landscape).
     software: dict[str, str]
 
+    def measurable(self, problem: Problem) -> frozenset[Config] | None:
+        """The configs this benchmarker can time for problem, or None for every config (a GPU tries any).
+
+        A study searches only these: a landscape recorded over part of the space has no number for
+        the rest, so searching them would only spend trials on its gaps.
+        """
+
     def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
         """Start any slow preparation (compilation) for configs likely to be measured soon."""
 

@@ -164,6 +164,10 @@ class GpuBenchmarker:
             self._software = gpu_software()
         return self._software
 
+    def measurable(self, problem: Problem) -> None:
+        """Any config: a GPU tries each, and a failure is a measurement like a latency."""
+        return None
+
     # --- the timing process -------------------------------------------------------------------
     def _start(self) -> tuple[str, int | None]:
         with self.clock.timing(HAND_OFFS):  # a spawned interpreter, torch and a CUDA context: seconds

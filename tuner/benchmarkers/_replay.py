@@ -1,8 +1,16 @@
 """Replay: tune against a recorded landscape instead of a GPU (docs/contracts.md, "Landscape file").
 
-A trial's latency is read from the matching row; a config without an ok row is a failed config
+A trial's latency is read from the matching row; a config with a failed row is a failed config
 with the recorded reason. Needs no GPU and no Triton compiler, so the whole tuner can be tested and
 its search measured anywhere.
+
+A landscape may cover part of the space (a sweep cut short, or a grid recorded over a subset, like
+the Hopper check's): replay measures only what it recorded, so a study in replay searches the
+recorded configs only (measurable()), as if the space were that subset. Before, every config
+without a row was a failed trial, spending the budget of every sampler on the landscape's gaps.
+A config that launches the same schedule as a recorded one at that M (one row of tiles, so
+GROUP_SIZE_M changes nothing; see Config.schedule_key) counts as recorded and replays its row,
+which is what a sweep writes for such configs anyway.
 """
 
 from __future__ import annotations
@@ -10,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tuner.benchmarkers._base import Measurement
 from tuner.benchmarkers._landscape import Row, read_rows
-from tuner.space import Config, Problem
+from tuner.space import GROUP_SIZE_M, Config, Problem
 from tuner.stopping import interruptible
 
 
@@ -27,12 +36,16 @@ class ReplayBenchmarker:
     def __init__(self, rows: Iterable[Row], *, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s  # simulated GPU time per measurement, for concurrency tests
         self._rows: dict[tuple[Problem, Config], Row] = {}
+        # The row each recorded schedule replays, for configs that differ from a recorded one only
+        # in what changes nothing at that M.
+        self._schedules: dict[tuple[Problem, Config], Row] = {}
         devices = set()
         lines = []
         for row in rows:
             self._rows[row.problem, row.config] = row
+            self._schedules.setdefault((row.problem, row.config.schedule_key(row.problem.M)), row)
             devices.add(row.device)
-            lines.append(",".join(row.as_csv(hopper=row.config.hopper)))
+            lines.append(",".join(row.as_csv(hopper=row.config.hopper)))  # base rows hash as they always did
         if len(devices) != 1:
             raise ValueError(f"a landscape must hold one device, but holds {sorted(devices) or 'no rows'}.")
         self.device_name = devices.pop()
@@ -40,10 +53,28 @@ class ReplayBenchmarker:
         self.software = {"landscape": hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]}
         self.problems = sorted({problem for problem, _ in self._rows}, key=lambda p: (p.N, p.K, p.M))
         self.measurements = 0
+        self._measurable: dict[Problem, frozenset[Config]] = {}
 
     @classmethod
     def from_file(cls, path: str | Path, *, delay_s: float = 0.0) -> ReplayBenchmarker:
         return cls(read_rows(path), delay_s=delay_s)
+
+    def measurable(self, problem: Problem) -> frozenset[Config]:
+        """The configs recorded for problem (failed ones included), and those with a recorded schedule at its M."""
+        if problem not in self._measurable:
+            recorded = {config for p, config in self._rows if p == problem}
+            same_schedule = {  # one row of tiles: every GROUP_SIZE_M launches the same schedule
+                replace(config, group_m=group_m)
+                for config in recorded
+                if problem.M <= config.block_m
+                for group_m in GROUP_SIZE_M
+            }
+            self._measurable[problem] = frozenset(recorded | same_schedule)
+        return self._measurable[problem]
+
+    def _row(self, problem: Problem, config: Config) -> Row | None:
+        row = self._rows.get((problem, config))
+        return row if row is not None else self._schedules.get((problem, config.schedule_key(problem.M)))
 
     def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
         """Nothing to compile in replay."""
@@ -52,8 +83,8 @@ class ReplayBenchmarker:
         self.measurements += 1
         with interruptible():
             time.sleep(self.delay_s)
-        row = self._rows.get((problem, config))
-        if row is None:
+        row = self._row(problem, config)
+        if row is None:  # outside measurable(): no study proposes it
             return Measurement("crash", reason="no row for this config in the landscape")
         if row.status != "ok":
             return Measurement(row.status, reason="recorded in the landscape")
@@ -66,16 +97,18 @@ class ReplayBenchmarker:
         times = {config: self.latency(problem, config) for config in configs}
         return {config: [us] * rounds if us is not None else [] for config, us in times.items()}
 
-    def optimum(self, problem: Problem) -> tuple[Config, float]:
-        """The landscape's best config and latency for a problem (for evaluation)."""
+    def optimum(self, problem: Problem, among: Iterable[Config] | None = None) -> tuple[Config, float]:
+        """The landscape's best config and latency for a problem (for evaluation), among some configs if given."""
         ok = [(row.us, config) for (p, config), row in self._rows.items() if p == problem and row.status == "ok"]
+        if among is not None:
+            ok = [(us, config) for config in set(among) if (us := self.latency(problem, config)) is not None]
         if not ok:
             raise ValueError(f"the landscape has no ok row for {problem}.")
         us, config = min(ok)
         return config, us
 
     def latency(self, problem: Problem, config: Config) -> float | None:
-        row = self._rows.get((problem, config))
+        row = self._row(problem, config)
         return row.us if row is not None else None
 
     def require(self, problem: Problem) -> None:

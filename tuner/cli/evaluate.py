@@ -4,9 +4,13 @@
 
 For every (shape, M) of every landscape, runs each sampler a run can choose (the tuner's local
 search, Optuna's TPE, GP and random search) at the same budgets, each with the same warm starts
-(prior included; the prior never sees the shape under test), and prints the share of points
-within 1%, 2% and 5% of the optimum and the geometric-mean and worst ratio of the latency found
-to the optimum.
+(prior included unless --no-prior: a prior from the other shapes of the files given, never from
+the shape under test), and prints the share of points within 1%, 2% and 5% of the optimum and the
+geometric-mean and worst ratio of the latency found to the optimum.
+
+--space hopper searches SGLang's Hopper space (SPLIT_K, SWAP_AB) as `tuner.run --space hopper`
+does. A study searches only the configs a landscape recorded, so on a landscape of part of the
+space (the Hopper check's grid) the optimum and the search are both over that part.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from tqdm import tqdm
 
 from tuner.benchmarkers import ReplayBenchmarker, read_rows
 from tuner.samplers import SAMPLERS, Prior
-from tuner.study import TuneOptions, tune_problem, warm_starts
+from tuner.space import SPACES
+from tuner.study import TuneOptions, searchable, tune_problem, warm_starts
 
 STRATEGIES = tuple(name for name in SAMPLERS if name != "auto")  # auto is one of them
 
@@ -50,21 +55,40 @@ def _load(paths: tuple[str, ...]) -> tuple[dict[str, ReplayBenchmarker], Prior]:
     return benches, prior
 
 
-def evaluate_shape(task: tuple[tuple[str, ...], str, tuple[int, int], tuple[int, ...], str, int, int]) -> list[Outcome]:
+@dataclass(frozen=True)
+class Task:
+    """One run: the batch sizes of one shape of one landscape, for one strategy, budget and seed."""
+
+    paths: tuple[str, ...]  # every landscape given: the prior's sources
+    path: str
+    shape: tuple[int, int]
+    batch_sizes: tuple[int, ...]
+    strategy: str
+    budget: int
+    seed: int
+    space: str = "base"
+    use_prior: bool = True
+
+
+def evaluate_shape(task: Task) -> list[Outcome]:
     """The given batch sizes of one shape, in the order the tuner runs them, for one strategy/budget/seed."""
-    paths, path, (N, K), batch_sizes, strategy, budget, seed = task
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    benches, prior = _load(paths)
-    bench = benches[path]
-    problems = sorted((p for p in bench.problems if (p.N, p.K) == (N, K) and p.M in batch_sizes), key=lambda p: p.M)
-    options = TuneOptions(trials=budget, seed=seed, prior=prior, sampler=strategy)
+    benches, prior = _load(task.paths)
+    bench = benches[task.path]
+    path, (N, K), strategy, budget, seed = task.path, task.shape, task.strategy, task.budget, task.seed
+    problems = sorted(
+        (p for p in bench.problems if (p.N, p.K) == (N, K) and p.M in task.batch_sizes), key=lambda p: p.M
+    )
+    options = TuneOptions(
+        trials=budget, seed=seed, prior=prior if task.use_prior else None, sampler=strategy, space=task.space
+    )
     storage = optuna.storages.InMemoryStorage()
     outcomes = []
     for problem in problems:
         seeds = warm_starts(storage, bench, problem, [p.M for p in problems], options, existing={})
         result = tune_problem(storage, problem, bench, options, seeds)
-        _, optimum = bench.optimum(problem)
+        _, optimum = bench.optimum(problem, among=searchable(problem, bench, task.space))  # the space's optimum
         found = bench.latency(problem, result.best)
         outcomes.append(Outcome(strategy, budget, seed, path, N, K, problem.M, found / optimum))
     return outcomes
@@ -93,6 +117,7 @@ def describe(paths: Sequence[str], shapes: int, points: int, batch_sizes: Sequen
     repeats = len(args.strategies) * len(args.budgets) * len(args.seeds)
     return (
         f"evaluating {', '.join(paths)}: {points} points of {shapes} shapes at M = {' '.join(map(str, batch_sizes))}; "
+        f"{args.space} space, {'no prior' if args.no_prior else 'prior from the other shapes'}; "
         f"strategies {' '.join(args.strategies)}, budgets {' '.join(map(str, args.budgets))}, seeds "
         f"{' '.join(map(str, args.seeds))}: {shapes * repeats} runs, {points * repeats} studies"
     )
@@ -107,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="only these M (default: all)")
+    parser.add_argument("--space", choices=SPACES, default="base", help="the space searched (default: %(default)s)")
+    parser.add_argument("--no-prior", action="store_true", help="no warm starts from the other shapes' landscapes")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--details", default=None, help="also write one CSV row per (point, run) here")
     args = parser.parse_args(argv)
@@ -122,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     tasks = [
-        (paths, path, shape, batch_sizes, strategy, budget, seed)
+        Task(paths, path, shape, batch_sizes, strategy, budget, seed, space=args.space, use_prior=not args.no_prior)
         for path, bench in benches.items()
         for shape in dict.fromkeys((p.N, p.K) for p in bench.problems if p.M in batch_sizes)
         for strategy in args.strategies

@@ -63,6 +63,9 @@ class Objective:
         # always measured in full.
         self.never_prune = never_prune | {default_config(problem.block_n, problem.block_k)}
         self._distributions = distributions(space if space is not None else search_space(problem.block_k))
+        # The configs the study searches (None: the base space); a fallback sampler proposing
+        # another one, over the product of the parameters' values, gets a trial that times nothing.
+        self._space = frozenset(space) if space is not None else None
         # Waiting for other workers' trials: a local clock only (see _earlier_once_decided).
         self.deciding_s = deciding_s
         self._clock = clock
@@ -91,6 +94,13 @@ class Objective:
             trial.set_user_attr(STATUS, "out_of_resources")
             trial.set_user_attr(REASON, f"skipped: needs {config.shared_memory_bytes()} B of shared memory > {limit}")
             raise ConfigFailed("does not fit in shared memory")
+        if self._space is not None and config not in self._space:
+            trial.set_user_attr(TIMED, False)
+            trial.set_user_attr(STATUS, "not_searched")
+            trial.set_user_attr(
+                REASON, "skipped: outside the configs this study searches (in replay, the recorded ones)"
+            )
+            raise ConfigFailed("outside the searched configs")
         earlier = self._earlier_once_decided(trial)
         for t in earlier:
             if config_of(t) == config and (t.state == TrialState.RUNNING or t.user_attrs.get(STATUS) in MEASURED):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
-from tuner.space import SAMPLER, Config, Problem, config_of, default_config, search_space
+from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
 from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
 from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
@@ -28,6 +28,8 @@ from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, 
 
 # How many of the sampler's next proposals compile while one config is timed.
 COMPILE_AHEAD = 12
+# The SMs a Hopper-path seed fills (an H100 SXM's or an H200's; the H100 PCIe has 114).
+_SM90_SMS = 132
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,24 @@ def _tuned_bests(
     return configs
 
 
+def searchable(problem: Problem, bench: Benchmarker, space: str) -> list[Config]:
+    """The configs a study searches: the space's members that fit the device and that bench can measure.
+
+    On a GPU that is the whole space bar tiles too large for shared memory; in replay of a partial
+    landscape it is the recorded configs alone, so a search over a recorded subset of the space is
+    judged on that subset (see tuner.benchmarkers._replay).
+    """
+    measurable = bench.measurable(problem)
+    configs = [
+        c
+        for c in search_space(problem.block_k, space)
+        if c.fits(bench.shared_memory_limit) and (measurable is None or c in measurable)
+    ]
+    if not configs:
+        raise TuningError(f"{bench.kind} can measure no config of the {space} space for {problem}.")
+    return configs
+
+
 def tune_problem(
     storage: BaseStorage,
     problem: Problem,
@@ -115,7 +135,7 @@ def tune_problem(
 
     Whichever sampler options.sampler names proposes the seeds first.
     """
-    space = [c for c in search_space(problem.block_k, options.space) if c.fits(bench.shared_memory_limit)]
+    space = searchable(problem, bench, options.space)
     seeds = dedupe(seeds, space)
     sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed)
     study = open_study(storage, problem, bench, sampler, space=options.space)
@@ -200,7 +220,26 @@ def warm_starts(
         default_config(problem.block_n, problem.block_k),
         *prior[: options.prior_seeds],
     ]
+    if options.space == "hopper":  # the most trusted base config (the default, if nothing else), split
+        base = next(c for c in seeds if c is not None and not c.hopper)
+        seeds.append(split_seed(problem, base))
     return dedupe(seeds, search_space(problem.block_k, options.space))
+
+
+def split_seed(problem: Problem, base: Config) -> Config:
+    """base on SGLang's Hopper path, with SPLIT_K raised until one wave of programs fills the SMs.
+
+    A narrow N at small M launches a few tiles for 132 SMs, which is what the Hopper path is for;
+    local search from base alone reaches a good SPLIT_K one power of two at a time, spending most
+    of a budget on the way (on the recorded Hopper grid, half the points missed 2% at 32 configs).
+    So split the K loop by the power of two nearest 132 / tiles (the SMs of an H100 SXM or H200;
+    SGLang's Hopper kernel runs on SM90 alone), and swap A and B for M <= 16, where a tile of M rows
+    fills little of the MMA's wide side. Computed from the problem only, so it seeds the first study
+    of a shape as well as the later ones.
+    """
+    tiles = math.ceil(problem.M / base.block_m) * math.ceil(problem.N / base.block_n)
+    split_k = 2 ** round(math.log2(max(1.0, _SM90_SMS / tiles)))
+    return replace(base, split_k=min(split_k, SPLIT_K[-1]), swap_ab=problem.M <= 16)
 
 
 def tune_shape(
