@@ -21,13 +21,18 @@ Operands = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 @dataclass(frozen=True)
 class GraphTiming:
-    """Per-launch latencies in microseconds: the cheap first estimate and the median of replays."""
+    """Per-launch latencies in microseconds: the cheap first estimate and the median of replays.
+
+    gpu_us is how long the device ran every replay of this timing, warm-ups included: the GPU's
+    busy time, from which a run reports its duty cycle.
+    """
 
     estimate_us: float
     median_us: float | None
     p20_us: float | None
     p80_us: float | None
     launches_per_replay: int
+    gpu_us: float = 0.0
 
 
 def rotation_sets_needed(M: int, N: int, K: int, *, l2_bytes: int, max_sets: int = 64) -> int:
@@ -104,18 +109,26 @@ def time_launches(
     Where one pass already fills it (slow kernels), that graph is the warm first one: a copy would
     cost a capture and one more pass of a kernel that takes milliseconds.
     """
+    gpu_us = 0.0
+
+    def replay(graph: torch.cuda.CUDAGraph, n_launches: int) -> float:
+        nonlocal gpu_us
+        us = _replay_us(graph, n_launches)
+        gpu_us += us * n_launches
+        return us
+
     graph = _capture(lambda i: launch(i % n_sets), n_sets)
-    _replay_us(graph, n_sets)
-    estimate = _replay_us(graph, n_sets)
+    replay(graph, n_sets)
+    estimate = replay(graph, n_sets)
     if prune_above_us is not None and estimate > prune_above_us:
-        return GraphTiming(estimate, None, None, None, n_sets)
+        return GraphTiming(estimate, None, None, None, n_sets, gpu_us)
     passes = max(1, math.ceil(target_replay_us / (estimate * n_sets)))
     n_launches = min(max_launches, passes * n_sets)
     if n_launches != n_sets:
         del graph  # its memory, before the long one is captured
         graph = _capture(lambda i: launch(i % n_sets), n_launches)
-        _replay_us(graph, n_launches)
-    samples = sorted(_replay_us(graph, n_launches) for _ in range(replays))
+        replay(graph, n_launches)
+    samples = sorted(replay(graph, n_launches) for _ in range(replays))
     del graph
     quantiles = statistics.quantiles(samples, n=5)
-    return GraphTiming(estimate, statistics.median(samples), quantiles[0], quantiles[-1], n_launches)
+    return GraphTiming(estimate, statistics.median(samples), quantiles[0], quantiles[-1], n_launches, gpu_us)

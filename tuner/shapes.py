@@ -138,11 +138,6 @@ def model_plan(config: dict[str, Any], tp_size: int | None = None) -> ModelPlan:
     )
 
 
-def model_shapes(config: dict[str, Any], tp_size: int) -> list[tuple[str, int, int]]:
-    """(layer, N, K) of a model's linear layers at tp_size: model_plan's layers without its notes."""
-    return list(model_plan(config, tp_size).layers)
-
-
 def _field(config: dict[str, Any], name: str, default: int | None = None) -> int:
     """A positive int field; null or absent means default, as in Hugging Face's config classes."""
     value = config.get(name)

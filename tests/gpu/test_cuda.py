@@ -60,6 +60,8 @@ def test_graph_replays_time_a_real_kernel(session):
     # The measured graph fills the 1 ms target (or the cap on launches) and cycles over whole passes.
     assert timing.launches_per_replay == 2000 or timing.launches_per_replay * timing.estimate_us >= 1000.0
     assert timing.launches_per_replay == 2000 or timing.launches_per_replay % n_sets == 0
+    # The device's busy time covers at least the three measured replays at or above the median.
+    assert timing.gpu_us >= 3 * timing.launches_per_replay * timing.median_us
 
 
 def test_a_slow_first_estimate_is_pruned_without_the_long_graph(session):

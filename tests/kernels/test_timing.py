@@ -91,6 +91,21 @@ def test_the_latency_is_the_median_of_the_measured_replays_only(clock):
 
 
 @pytest.mark.parametrize(
+    ("us_per_launch", "prune_above_us", "gpu_us"),
+    [
+        (10.0, None, 10.0 * (4 + 4 + 100 + 5 * 100)),  # both graphs, warm-ups included
+        (2000.0, None, 2000.0 * 4 * 7),  # the warm first graph only: 7 passes of 4 launches
+        (500.0, 400.0, 500.0 * 4 * 2),  # pruned: the estimate's warm-up and read
+    ],
+)
+def test_gpu_time_counts_every_replay(clock, us_per_launch, prune_above_us, gpu_us):
+    # What a run's duty cycle adds up: the device's time in every replay, not just the median's.
+    clock(us_per_launch)
+    result = timing.time_launches(lambda i: None, 4, prune_above_us=prune_above_us, replays=5)
+    assert result.gpu_us == pytest.approx(gpu_us)
+
+
+@pytest.mark.parametrize(
     ("M", "N", "K", "sets"),
     [
         (1, 7168, 18432, 2),  # 132 MB of weights: two sets already exceed twice a 50 MB L2

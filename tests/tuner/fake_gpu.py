@@ -17,12 +17,28 @@ def fake_latency(problem: Problem, config: Config) -> float:
     return 10.0 + problem.M / config.block_m + 256 / config.block_n + config.num_stages + config.group_m / 64
 
 
+# Launches per fake timing: the "GPU" runs this many of the config's latency, asleep, so that the
+# time it reports is time the timing process really took, as on a GPU.
+LAUNCHES = 200
+
+
+def fake_gpu_s(us: float) -> float:
+    """The GPU time one fake timing of a config of latency us reports (and spends)."""
+    return LAUNCHES * us * 1e-6
+
+
 class FakeSession:
     device_name = "Fake_GPU"
     shared_memory_limit = 232448
 
     def __init__(self, device_index: int) -> None:
         self.device_index = device_index
+        self.gpu_s = 0.0
+
+    def _run(self, us: float) -> float:
+        time.sleep(fake_gpu_s(us))
+        self.gpu_s += fake_gpu_s(us)
+        return us
 
     def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
         if config.num_warps == 8 and config.num_stages == 5 and config.block_m == 256:
@@ -31,13 +47,13 @@ class FakeSession:
             time.sleep(60)  # a config that hangs
         if config.num_warps == 8 and config.num_stages == 4 and config.block_m == 128:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        us = fake_latency(problem, config)
+        us = self._run(fake_latency(problem, config))
         if prune_above_us is not None and us > prune_above_us:
             return Measurement("pruned", us=us)
         return Measurement("ok", us=us)
 
     def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
-        return {config: [fake_latency(problem, config)] * rounds for config in configs}
+        return {config: [self._run(fake_latency(problem, config)) for _ in range(rounds)] for config in configs}
 
 
 class LuckySession(FakeSession):

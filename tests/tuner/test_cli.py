@@ -308,11 +308,13 @@ def test_bad_value_error_names_the_flag(bad_runs, case):
     "expected",
     [
         "--trials T distinct configs timed per (N, K, M) study (default: 32)",
-        "--tp-size TP without --N/--K: DeepSeek-V3's shapes split for this tensor parallelism (default: 8)",
+        "--tp-size TP tensor parallelism: of --model (default 1), or of DeepSeek-V3's shapes without --model or "
+        "--N/--K (default 8)",
         "--save-path DIR folder for the config files (default: configs/, or studies/replay/configs/ with --replay)",
         "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3)",
         "or both; the content is the same (default: sglang)",  # --format
-        "--input-type {fp8,int8} 8-bit type of A and B (default: fp8)",
+        "--input-type {fp8,int8} 8-bit type of A and B (default: the model's quantization config, else fp8)",
+        "--space {base,hopper} base: SGLang's grid of 1280 configs; hopper:",
         "examples: python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 one weight shape",
         "docs/contracts.md",  # where file names and formats are specified
     ],

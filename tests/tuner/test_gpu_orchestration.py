@@ -12,8 +12,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_latency
-from tuner.benchmarkers import GpuBenchmarker
+from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_gpu_s, fake_latency
+from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, GpuBenchmarker, RunClock
 from tuner.export import read_config_file
 from tuner.space import COMPILE_S, Config, Problem
 from tuner.study import TuneOptions, make_storage, tune_shape
@@ -72,6 +72,24 @@ def test_prune_threshold_reaches_the_timing_process(bench):
     config = Config(block_m=16, block_n=32, block_k=128, group_m=1, num_warps=4, num_stages=5)
     result = bench.measure(PROBLEM, config, prune_above_us=1.0)
     assert result.status == "pruned" and result.us == pytest.approx(fake_latency(PROBLEM, config))
+
+
+def test_the_clock_gets_the_gpu_time_the_session_reported_and_where_the_rest_went():
+    configs = [Config(block_m=m, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3) for m in (16, 32, 64)]
+    clock = RunClock()
+    with GpuBenchmarker(
+        compile_workers=1, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile, clock=clock
+    ) as b:
+        for config in configs:
+            assert b.measure(PROBLEM, config).status == "ok"
+        b.retime(PROBLEM, configs, rounds=2)  # the confirmation round's timings count too
+    seconds = clock.seconds()
+    # One measurement and two retimings each: GPU time is exactly what the session reported.
+    assert seconds[GPU] == pytest.approx(3 * sum(fake_gpu_s(fake_latency(PROBLEM, c)) for c in configs))
+    assert seconds[COMPILE_WAIT] > 0  # nothing was compiled ahead: each measurement waited for its own
+    assert seconds[HAND_OFFS] > 0  # the timing process's start, at least
+    assert seconds[TIMING_OVERHEAD] >= 0
+    assert sum(seconds.values()) <= clock.elapsed()
 
 
 def test_the_tuner_runs_end_to_end_on_the_gpu_path(tmp_path):

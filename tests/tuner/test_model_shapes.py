@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tuner.cli.run import main
-from tuner.shapes import ModelPlan, deepseek_v3_shapes, load_model_config, model_plan, model_shapes
+from tuner.shapes import ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
 
 MODELS = Path(__file__).parent / "models"
 
@@ -121,14 +121,18 @@ def test_published_models_layers(model, tp, expected):
     ],
 )
 def test_dense_model_layers(tp, expected):
-    assert model_shapes(DENSE, tp) == expected
+    assert list(model_plan(DENSE, tp).layers) == expected
 
 
 def test_head_dim_and_kv_heads_default_like_hugging_face():
     config = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32}
-    assert model_shapes(config, 1)[0] == ("qkv_proj", 3 * 4096, 4096)
+    assert list(model_plan(config, 1).layers)[0] == ("qkv_proj", 3 * 4096, 4096)
     # null means the same as absent, as in Hugging Face's config classes
-    assert model_shapes({**config, "head_dim": None, "num_key_value_heads": None}, 1)[0] == ("qkv_proj", 3 * 4096, 4096)
+    assert list(model_plan({**config, "head_dim": None, "num_key_value_heads": None}, 1).layers)[0] == (
+        "qkv_proj",
+        3 * 4096,
+        4096,
+    )
 
 
 def test_a_model_without_tp_size_is_tp_1():
@@ -311,7 +315,7 @@ def test_routed_experts_that_tp_cannot_split_into_blocks_are_noted(tp, noted):
 )
 def test_bad_model_config_raises(config, message):
     with pytest.raises(ValueError, match=message):
-        model_shapes(config, 8)
+        list(model_plan(config, 8).layers)
 
 
 def _from(name: str, **fields):
@@ -429,3 +433,24 @@ def test_model_usage_errors_exit_2_with_one_line(tmp_path, capsys, monkeypatch, 
     assert main([*args, "--dry-run"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_a_model_file_without_tp_size_plans_tp_1_and_its_block_shape(capsys):
+    assert main(["--model", str(MODELS / "deepseek_v3.json"), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("model: deepseek_v3, tp_size=1, block_shape=[128, 128] (fp8)")
+    assert "N=2112   K=7168" in "\n".join(out)  # the fused q_a + kv_a projection, unsplit at TP 1
+
+
+def test_a_model_quantized_in_64_blocks_is_tuned_in_64_blocks(tmp_path, capsys):
+    model = tmp_path / "config.json"
+    model.write_text(
+        json.dumps({**DENSE, "quantization_config": {"quant_method": "fp8", "weight_block_size": [64, 64]}})
+    )
+    assert main(["--model", str(model), "--dry-run"]) == 0
+    assert "block_shape=[64, 64] (fp8)" in capsys.readouterr().out.splitlines()[0]
+    assert main(["--model", str(model), "--block-n", "128", "--dry-run"]) == 2  # contradicts the model
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: --block-n 128 does not match the model's quantization_config") and err.count("\n") == 1
+    )

@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from tests.tuner.synthetic import synthetic_rows
 from tuner.benchmarkers import ReplayBenchmarker, Row
-from tuner.exceptions import TuningError
 from tuner.space import REASON, STATUS, TIMED, Config, Problem, config_of, default_config
+from tuner.stopping import TuningError
 from tuner.study import TuneOptions, WrongResult, make_storage, study_name, timed_trials, tune_problem
 
 PROBLEM = Problem(N=256, K=512, M=16)

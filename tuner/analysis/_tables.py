@@ -20,7 +20,7 @@ import pandas as pd
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.benchmarkers import FAILURES
+from tuner.benchmarkers import FAILURES, roofline_attrs
 from tuner.export import nearest_entry, read_config_file
 from tuner.space import REASON, STATUS, US, Config, Problem, config_of, default_config
 from tuner.study import (
@@ -28,7 +28,9 @@ from tuner.study import (
     CONFIRM_REASON,
     CONFIRMED,
     CONFIRMED_US,
+    best,
     is_timed,
+    latency_of,
     masked_url,
     raise_unusable,
 )
@@ -155,12 +157,10 @@ def _tflops(problem: Problem, us: float | None) -> float:
     return problem.flops / us / 1e6 if us else math.nan
 
 
-def _complete_latency(record: StudyRecord, config: Config) -> float:
-    """The latency of config if the study measured it to completion, else NaN."""
-    for t in record.trials:
-        if t.state == TrialState.COMPLETE and config_of(t) == config:
-            return t.value
-    return math.nan
+def _latency(record: StudyRecord, config: Config) -> float:
+    """The latency of config if the study measured it to completion, else NaN (a table's blank)."""
+    us = latency_of(record.trials, config)
+    return math.nan if us is None else us
 
 
 def _status(trial: FrozenTrial) -> str:
@@ -232,7 +232,6 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
     rows = []
     for r in as_records(storage):
         p = r.problem
-        complete = [t for t in r.trials if t.state == TrialState.COMPLETE]
         row: dict[str, object] = {
             **r.shape(),
             "M": p.M,
@@ -240,15 +239,15 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
             "trials": len(r.trials),
             "timed": sum(1 for t in r.trials if is_timed(t)),
         }
-        best = min(complete, key=lambda t: t.value) if complete else None
-        best_us = best.value if best else math.nan
+        found = best(r.trials)
+        best_us = found[1] if found else math.nan
         default = default_config(p.block_n, p.block_k)
-        default_us = _complete_latency(r, default)
+        default_us = _latency(r, default)
         row.update(
-            best_config=config_of(best).short() if best else "",
+            best_config=found[0].short() if found else "",
             best_us=best_us,
             best_tflops=_tflops(p, best_us),
-            best_roofline_pct=best.user_attrs.get("roofline_pct", math.nan) if best else math.nan,
+            best_roofline_pct=roofline_attrs(p, best_us, r.device).get("roofline_pct", math.nan) if found else math.nan,
             default_config=default.short(),
             default_us=default_us,
             default_tflops=_tflops(p, default_us),
@@ -260,7 +259,7 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
             used.add(file_key)
             path, entries = files[file_key]
             pick = nearest_entry(entries, p.M)
-            file_us = _complete_latency(r, pick)
+            file_us = _latency(r, pick)
             tried = [
                 _status(t) for t in r.trials if config_of(t) == pick and _status(t) not in ("repeat", "over_budget")
             ]

@@ -1,5 +1,8 @@
 """Timing configs: the Benchmarker protocol and its two implementations, a GPU and a recorded landscape.
 
+Also the run's clock (RunClock): where a run's wall time goes, GPU time first, fed by the GPU
+benchmarker and the study loop.
+
 The study layer sees only the protocol, so the whole tuner runs without a GPU against a landscape
 file. The GPU benchmarker imports CUDA code only inside its timing and compile processes.
 """
@@ -7,22 +10,38 @@ file. The GPU benchmarker imports CUDA code only inside its timing and compile p
 from __future__ import annotations
 
 from tuner.benchmarkers._base import FAILURES, MEASURED, Benchmarker, Measurement, Status
+from tuner.benchmarkers._clock import (
+    CATEGORIES,
+    COMPILE_WAIT,
+    GPU,
+    HAND_OFFS,
+    STORAGE_SAMPLER,
+    TIMING_OVERHEAD,
+    RunClock,
+)
 from tuner.benchmarkers._gpu import GpuBenchmarker
 from tuner.benchmarkers._landscape import HEADER, HOPPER_HEADER, LandscapeWriter, Row, read_rows
 from tuner.benchmarkers._replay import ReplayBenchmarker
 from tuner.benchmarkers._roofline import roofline_attrs, roofline_floor_us
 
 __all__ = [
+    "CATEGORIES",
+    "COMPILE_WAIT",
     "FAILURES",
+    "GPU",
+    "HAND_OFFS",
     "HEADER",
     "HOPPER_HEADER",
     "MEASURED",
+    "STORAGE_SAMPLER",
+    "TIMING_OVERHEAD",
     "Benchmarker",
     "GpuBenchmarker",
     "LandscapeWriter",
     "Measurement",
     "ReplayBenchmarker",
     "Row",
+    "RunClock",
     "Status",
     "read_rows",
     "roofline_attrs",

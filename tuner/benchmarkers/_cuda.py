@@ -71,6 +71,7 @@ class CudaTimingSession:
         self._weights: list = []
         self._operands: dict[Problem, list] = {}
         self._references: dict[Problem, torch.Tensor] = {}
+        self.gpu_s = 0.0  # the device's time in timed replays so far, for the run's duty cycle
 
     def operands(self, problem: Problem) -> list:
         """The rotating operand sets for problem, made on first use (weights shared across M)."""
@@ -103,9 +104,11 @@ class CudaTimingSession:
         for r in range(rounds):
             for config in [*configs[r % len(configs) :], *configs[: r % len(configs)]]:
                 try:
-                    times[config].append(time_launches(launches[config], len(sets)).median_us)
+                    timing = time_launches(launches[config], len(sets))
                 except Exception as error:  # noqa: BLE001 - the context is suspect
                     raise ContextLost(f"{type(error).__name__}: {error}") from error
+                self.gpu_s += timing.gpu_us * 1e-6
+                times[config].append(timing.median_us)
         return times
 
     def _launcher(self, problem: Problem, config: Config, sets: list):
@@ -135,6 +138,7 @@ class CudaTimingSession:
             timing = time_launches(launch, len(sets), prune_above_us=prune_above_us)
         except Exception as error:  # noqa: BLE001 - a failure while timing leaves the context unknown
             raise ContextLost(f"{type(error).__name__}: {error}") from error
+        self.gpu_s += timing.gpu_us * 1e-6
         if timing.median_us is None:
             return Measurement("pruned", us=timing.estimate_us, reason=f"first estimate {timing.estimate_us:.1f} us")
         return Measurement("ok", us=timing.median_us)

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
-from tuner.exceptions import TuningError
-from tuner.interrupt import interruptible
+from tuner.benchmarkers._clock import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, RunClock
 from tuner.space import Config, Problem
+from tuner.stopping import TuningError, interruptible
 
 _SPAWN = mp.get_context("spawn")
 
@@ -34,6 +34,7 @@ _SPAWN = mp.get_context("spawn")
 class TimingSession(Protocol):
     device_name: str
     shared_memory_limit: int | None
+    gpu_s: float  # the device's time in timed replays so far (what the run's duty cycle counts)
 
     def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement: ...
 
@@ -53,17 +54,23 @@ def _cuda_compile(problem: Problem, config: Config) -> Measurement | None:
 
 
 def _timing_process(conn: Connection, session_factory: Callable[[int], TimingSession], device_index: int) -> None:
-    """Serve measure and retime requests until told to stop; exit after any error that is not a measurement."""
+    """Serve measure and retime requests until told to stop; exit after any error that is not a measurement.
+
+    Each answer comes with the seconds the request took here and the GPU's share of them.
+    """
     try:
         session = session_factory(device_index)
         conn.send((session.device_name, session.shared_memory_limit))
         while (request := conn.recv()) is not None:
             method, args = request
+            started, gpu_s = time.perf_counter(), session.gpu_s
             try:
-                conn.send(getattr(session, method)(*args))
+                result = getattr(session, method)(*args)
             except Exception as error:  # noqa: BLE001 - the context is suspect: report, then die
-                conn.send(Measurement("crash", reason=f"{type(error).__name__}: {str(error)[:300]}"))
+                crash = Measurement("crash", reason=f"{type(error).__name__}: {str(error)[:300]}")
+                conn.send((crash, time.perf_counter() - started, session.gpu_s - gpu_s))
                 os._exit(1)
+            conn.send((result, time.perf_counter() - started, session.gpu_s - gpu_s))
     except (EOFError, KeyboardInterrupt):
         pass
 
@@ -117,7 +124,11 @@ def specialization(problem: Problem, config: Config) -> tuple:
 
 
 class GpuBenchmarker:
-    """The Benchmarker for a real GPU (see tuner.benchmarkers)."""
+    """The Benchmarker for a real GPU (see tuner.benchmarkers).
+
+    Where its time goes is counted on clock (a RunClock): the GPU's time in timed kernels, the
+    timing process's other work, waits for compiles, and timing-process starts and hand-offs.
+    """
 
     kind = "gpu"
 
@@ -130,8 +141,10 @@ class GpuBenchmarker:
         session_factory: Callable[[int], TimingSession] = _cuda_session,
         compile_fn: Callable[[Problem, Config], Measurement | None] = _cuda_compile,
         software: dict[str, str] | None = None,
+        clock: RunClock | None = None,
     ) -> None:
         self.device_index = device_index
+        self.clock = clock if clock is not None else RunClock()
         self._software = software
         self.timeout_s = timeout_s
         self._session_factory = session_factory
@@ -157,16 +170,17 @@ class GpuBenchmarker:
 
     # --- the timing process -------------------------------------------------------------------
     def _start(self) -> tuple[str, int | None]:
-        parent, child = _SPAWN.Pipe()
-        self._process = _SPAWN.Process(
-            target=_timing_process, args=(child, self._session_factory, self.device_index), daemon=True
-        )
-        self._process.start()
-        child.close()
-        self._conn = parent
-        if not parent.poll(max(self.timeout_s, 120.0)):
-            raise TuningError("the GPU timing process did not start; its own error, if it wrote one, is above.")
-        return parent.recv()
+        with self.clock.timing(HAND_OFFS):  # a spawned interpreter, torch and a CUDA context: seconds
+            parent, child = _SPAWN.Pipe()
+            self._process = _SPAWN.Process(
+                target=_timing_process, args=(child, self._session_factory, self.device_index), daemon=True
+            )
+            self._process.start()
+            child.close()
+            self._conn = parent
+            if not parent.poll(max(self.timeout_s, 120.0)):
+                raise TuningError("the GPU timing process did not start; its own error, if it wrote one, is above.")
+            return parent.recv()
 
     def _restart(self) -> None:
         self.restarts += 1
@@ -225,7 +239,7 @@ class GpuBenchmarker:
             queued = sum(1 for f in self._compiled.values() if not f.done())
             wait_s = self.timeout_s * max(1.0, queued / self._n_compile)
             try:
-                with interruptible():
+                with self.clock.timing(COMPILE_WAIT), interruptible():
                     failure, compile_s = compiled.result(timeout=wait_s)
             except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before Python 3.11
                 self._end_pool()  # a hung compile would hold its process for good
@@ -249,14 +263,22 @@ class GpuBenchmarker:
         return self._ask("measure", (problem, config, prune_above_us), self.timeout_s)
 
     def _ask(self, method: str, args: tuple, timeout_s: float) -> Any:
-        """One request to the timing process; a dead or silent process is replaced, and says why."""
+        """One request to the timing process; a dead or silent process is replaced, and says why.
+
+        Its time goes on the clock: the GPU's share the process reports, the rest of the process's
+        own time as timing overhead, and the time in transit (pickling, the pipe) as hand-offs.
+        """
         assert self._conn is not None
+        sent = time.perf_counter()
         try:
             self._conn.send((method, args))
             with interruptible():
                 answered = self._conn.poll(timeout_s)
             if answered:
-                result = self._conn.recv()
+                result, busy_s, gpu_s = self._conn.recv()
+                self.clock.add(GPU, gpu_s)
+                self.clock.add(TIMING_OVERHEAD, max(0.0, busy_s - gpu_s))
+                self.clock.add(HAND_OFFS, max(0.0, time.perf_counter() - sent - busy_s))
                 if not self._process.is_alive() or getattr(result, "status", None) == "crash":
                     self._restart()
                 return result
@@ -264,6 +286,7 @@ class GpuBenchmarker:
             status = "timeout"
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             reason, status = "the timing process died", "crash"
+        self.clock.add(TIMING_OVERHEAD, time.perf_counter() - sent)  # spent on the config that hung or killed it
         self._restart()
         return Measurement(status, reason=reason)
 

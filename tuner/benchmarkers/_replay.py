@@ -23,8 +23,8 @@ from pathlib import Path
 
 from tuner.benchmarkers._base import Measurement
 from tuner.benchmarkers._landscape import Row, read_rows
-from tuner.interrupt import interruptible
 from tuner.space import GROUP_SIZE_M, Config, Problem
+from tuner.stopping import interruptible
 
 
 class ReplayBenchmarker:

@@ -16,16 +16,29 @@ class OneLineParser(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-def add_gemm_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags that say which GEMM is tuned, with one default each across the commands."""
+# The quantization a GEMM has unless the flags (or a model's config) say otherwise.
+QUANTIZATION_DEFAULTS = {"input_type": "fp8", "block_n": 128, "block_k": 128}
+
+
+def add_gemm_flags(parser: argparse.ArgumentParser, *, model_aware: bool = False) -> None:
+    """The flags that say which GEMM is tuned, with one default each across the commands.
+
+    model_aware: input type and block shape default to None, for the command to take them from a
+    model's quantization config (else QUANTIZATION_DEFAULTS), and to tell a given flag from a default.
+    """
+    default = dict.fromkeys(QUANTIZATION_DEFAULTS) if model_aware else QUANTIZATION_DEFAULTS
+    model = "the model's quantization config, else " if model_aware else ""
     parser.add_argument(
-        "--input-type", choices=INPUT_TYPES, default="fp8", help="8-bit type of A and B (default: %(default)s)"
-    )
+        "--input-type", choices=INPUT_TYPES, default=default["input_type"],
+        help=f"8-bit type of A and B (default: {model}fp8)",
+    )  # fmt: skip
     parser.add_argument(
         "--out-dtype", choices=OUT_DTYPES, default=DEFAULT_OUT_DTYPE, help="output dtype (default: %(default)s)"
     )
-    parser.add_argument("--block-n", type=int, default=128, help="quantization block along N (default: %(default)s)")
-    parser.add_argument("--block-k", type=int, default=128, help="quantization block along K (default: %(default)s)")
+    for flag, name in (("--block-n", "block_n"), ("--block-k", "block_k")):
+        along = name[-1].upper()
+        parser.add_argument(flag, type=int, default=default[name],
+                            help=f"quantization block along {along} (default: {model}128)")  # fmt: skip
 
 
 def gemm_setup(args: argparse.Namespace) -> dict[str, object]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.benchmarkers import HEADER
+from tuner.cli._common import QUANTIZATION_DEFAULTS
 from tuner.space import Problem
 
 
@@ -87,7 +88,7 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser, land: Co
     """The replay command for one landscape setup, keeping the user's budget, seed and choices."""
     argv = ["python", "-m", "tuner.run", "--N", land.N, "--K", land.K]
     argv += ["--input-type", land.input_type, "--out-dtype", land.out_dtype]
-    if (land.block_n, land.block_k) != (parser.get_default("block_n"), parser.get_default("block_k")):
+    if (land.block_n, land.block_k) != (QUANTIZATION_DEFAULTS["block_n"], QUANTIZATION_DEFAULTS["block_k"]):
         argv += ["--block-n", land.block_n, "--block-k", land.block_k]
     argv += ["--batch-sizes", *batch_sizes, "--trials", args.trials]
     if args.seed is not None:

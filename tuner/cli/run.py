@@ -11,20 +11,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuner.cli._common import OneLineParser, add_gemm_flags, check_writable, gemm_setup
+from tuner.cli._common import QUANTIZATION_DEFAULTS, OneLineParser, add_gemm_flags, check_writable, gemm_setup
 from tuner.cli._replay_hint import replay_hint
-from tuner.dispatch import deepgemm_note
-from tuner.exceptions import TuningError
+from tuner.dispatch import deepgemm_note, is_hopper
 from tuner.export import FORMATS, config_file_names, read_config_file
-from tuner.interrupt import stopped_by_ctrl_c
 from tuner.samplers import AUTO, SAMPLERS
-from tuner.shapes import deepseek_v3_shapes, load_model_config, model_shapes
-from tuner.space import DEFAULT_BATCH_SIZES, Problem, search_space
+from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
+from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
+from tuner.stopping import TuningError, stopped_by_ctrl_c
 from tuner.study import DEFAULT_STORAGE
 
 # Where config files go without --save-path: a replay's are kept apart from real tuning results.
 SAVE_PATH = "configs"
 REPLAY_SAVE_PATH = "studies/replay/configs"
+
+# What a user of a file with SPLIT_K / SWAP_AB entries must know before dropping it into SGLang.
+HOPPER_NOTE = (
+    "entries with SPLIT_K and SWAP_AB run on SGLang's Hopper kernel (_w8a8_block_fp8_matmul_hopper in "
+    "w8a8_block_fp8_matmul_triton), on SGLang's DeepSeek-V4.1 branch (sgl-project/sglang PR #39657; the port to "
+    "main is PR #39306, in review); an SGLang without it fails on those entries."
+)
 
 # --help's closing lines: one command per common use.
 EPILOG = """examples:
@@ -56,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tp-size",
         type=int,
         metavar="TP",
-        default=8,
-        help="without --N/--K: DeepSeek-V3's shapes split for this tensor parallelism (default: %(default)s)",
+        default=None,
+        help=f"tensor parallelism: of --model (default 1), or of DeepSeek-V3's shapes without --model or --N/--K "
+        f"(default {DEEPSEEK_V3_TP_SIZE})",
     )
-    add_gemm_flags(parser)
+    add_gemm_flags(parser, model_aware=True)
     batch = parser.add_mutually_exclusive_group()
     batch.add_argument("--batch-size", type=int, metavar="M", help="tune one batch size M")
     batch.add_argument(
@@ -105,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help=f"local: local search around the best configs; tpe, gp, random: Optuna's; auto: {AUTO} (default)",
     )
+    parser.add_argument(
+        "--space",
+        choices=SPACES,
+        default="base",
+        help="base: SGLang's grid of 1280 configs; hopper: each also at SPLIT_K 1-32 and SWAP_AB, for SGLang's "
+        "Hopper kernel (SM90 GPUs; its file entries need an SGLang with that kernel) (default: %(default)s)",
+    )
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
     parser.add_argument(
         "--model",
@@ -137,44 +151,70 @@ def _check_values(args: argparse.Namespace) -> None:
         raise ValueError(f"--seed must be an int from 0 to 2**32 - 1, but got {args.seed}.")
 
 
-def _shapes(args: argparse.Namespace) -> dict[tuple[int, int], str]:
-    """(N, K) -> the layers that have it, from --N/--K, --model, or DeepSeek-V3 at --tp-size."""
+def _model(args: argparse.Namespace) -> ModelPlan | None:
+    """The --model file's plan (TP 1 unless --tp-size), its quantization filling the flags not given."""
     if (args.N is None) != (args.K is None):
         raise ValueError("--N and --K must be given together.")
     if args.N is not None and args.model is not None:
         raise ValueError("give either --N/--K or --model, not both.")
+    model = model_plan(load_model_config(args.model), args.tp_size) if args.model is not None else None
+    quantization = dict(QUANTIZATION_DEFAULTS)
+    if model is not None and model.input_type is not None:  # a block-quantized model: its own blocks
+        quantization = {
+            "input_type": model.input_type,
+            "block_n": model.block_shape[0],
+            "block_k": model.block_shape[1],
+        }
+        for name, value in quantization.items():
+            given = getattr(args, name)
+            if given is not None and given != value:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{flag} {given} does not match the model's quantization_config ({name} {value}); leave it out."
+                )
+    for name, value in quantization.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return model
+
+
+def _shapes(args: argparse.Namespace, model: ModelPlan | None) -> dict[tuple[int, int], str]:
+    """(N, K) -> the layers that have it, from --N/--K, --model, or DeepSeek-V3 at --tp-size."""
     if args.N is not None:
         return {(args.N, args.K): "given"}
-    if args.model is not None:
-        layers = model_shapes(load_model_config(args.model), args.tp_size)
-    else:
-        layers = [("deepseek_v3", N, K) for N, K in deepseek_v3_shapes(args.tp_size)]
-    shapes: dict[tuple[int, int], str] = {}
-    for name, N, K in layers:
-        shapes[N, K] = f"{shapes[N, K]}+{name}" if (N, K) in shapes else name
-    return shapes
+    if model is not None:
+        return model.shapes()
+    tp_size = DEEPSEEK_V3_TP_SIZE if args.tp_size is None else args.tp_size
+    return dict.fromkeys(deepseek_v3_shapes(tp_size), "deepseek_v3")
 
 
-def _problems(args: argparse.Namespace) -> list[list[Problem]]:
+def _problems(args: argparse.Namespace) -> tuple[list[list[Problem]], dict[tuple[int, int], str], ModelPlan | None]:
+    """Each shape's problems, the layers behind each shape, and the model's plan if --model was given."""
+    model = _model(args)
     _check_values(args)
-    shapes = _shapes(args)
+    shapes = _shapes(args, model)
     batch_sizes = [args.batch_size] if args.batch_size is not None else args.batch_sizes or DEFAULT_BATCH_SIZES
-    search_space(args.block_k)  # raises if no BLOCK_SIZE_K of the space divides block_k
-    return [[Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in dict.fromkeys(batch_sizes)] for N, K in shapes]
+    search_space(args.block_k, args.space)  # raises if no BLOCK_SIZE_K of the space divides block_k
+    problems = [[Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in dict.fromkeys(batch_sizes)] for N, K in shapes]
+    return problems, shapes, model
 
 
 # Per timed config on the H100 host: ~1.75 s of compilation spread over 15 processes, plus timing.
 _SECONDS_PER_TRIAL = 1.75 / 15 + 0.05
 
 
-def plan(shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], str]) -> str:
+def plan(
+    shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], str], model: ModelPlan | None = None
+) -> str:
     """What a run would do, and roughly how long it would take on an H100 host."""
     studies = sum(len(problems) for problems in shapes)
-    lines = [f"plan: {len(shapes)} shapes x {len(shapes[0])} batch sizes x {trials} trials = "
+    lines = [model.headline()] if model is not None else []
+    lines += [f"plan: {len(shapes)} shapes x {len(shapes[0])} batch sizes x {trials} trials = "
              f"{studies * trials} timed configs in {studies} studies"]  # fmt: skip
     for problems in shapes:
         p = problems[0]
         lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
+    lines += [f"note: {note}" for note in (model.notes if model is not None else ())]
     minutes = studies * trials * _SECONDS_PER_TRIAL / 60
     lines.append(f"estimate: about {minutes:.0f} min on one H100 with 16 CPU cores (at most; warm starts "
                  "and configs shared between batch sizes make it less)")  # fmt: skip
@@ -185,10 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        shapes = _problems(args)
+        shapes, names, model = _problems(args)
         if args.dry_run:
-            print(plan(shapes, args.trials, _shapes(args)))
+            print(plan(shapes, args.trials, names, model))
             return 0
+        if model is not None:  # what the shapes came from, once, before any work
+            print("\n".join([model.headline(), *(f"note: {note}" for note in model.notes)]), file=sys.stderr)
         if args.replay is None:
             import torch
 
@@ -250,6 +292,13 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         import torch
 
         device_name, kind = torch.cuda.get_device_name(devices[0]).replace(" ", "_"), "gpu"
+    if args.space == "hopper":  # in replay the landscape's device decides
+        sm90 = is_hopper(device_name) if kind == "replay" else torch.cuda.get_device_capability(devices[0]) == (9, 0)
+        if not sm90:
+            raise ValueError(
+                f"--space hopper tunes SGLang's Hopper kernel, which runs on SM90 GPUs alone, but {device_name} is not "
+                "one; use --space base."
+            )
     save_path = Path(args.save_path or (REPLAY_SAVE_PATH if args.replay is not None else SAVE_PATH))
     check_writable(save_path, "--save-path", folder=True)
     for problems in shapes:
@@ -268,6 +317,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         use_prior=not args.no_prior,
         replay=args.replay,
         sampler=args.sampler,
+        space=args.space,
         file_format=args.file_format,
     )
     storage = make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
@@ -316,6 +366,8 @@ def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list
         outcome = collect(spec, device_name, kind, shapes)
     for results, paths in outcome:
         print("", *paths, format_table(results), sep="\n")
+    if any(r.best.hopper for results, _ in outcome for r in results):
+        print(f"\nnote: {HOPPER_NOTE}")
     if spec.replay is not None:
         print(f"\nreplay of {spec.replay}: latencies are the landscape's, not measured now")
     return 0

@@ -14,10 +14,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import MEASURED, Benchmarker, Measurement, roofline_attrs
-from tuner.exceptions import TuningError
-from tuner.interrupt import interruptible, raise_if_held
 from tuner.samplers import distributions
 from tuner.space import COMPILE_S, REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config, search_space
+from tuner.stopping import TuningError, interruptible, raise_if_held
 from tuner.study._storage import best, is_timed
 
 # How long a trial may stay undecided (neither claimed a measurement nor declined one), counted on

@@ -12,14 +12,23 @@ import math
 import multiprocessing as mp
 import os
 import sys
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from tuner.exceptions import TuningError
-from tuner.interrupt import stopped_by_ctrl_c
-from tuner.space import Problem
+from tuner.benchmarkers import (
+    STORAGE_SAMPLER,
+    Benchmarker,
+    GpuBenchmarker,
+    Measurement,
+    ReplayBenchmarker,
+    RunClock,
+)
+from tuner.space import Config, Problem
+from tuner.stopping import TuningError, stopped_by_ctrl_c
 
 _SPAWN = mp.get_context("spawn")
 
@@ -65,29 +74,74 @@ def split_work(shapes: Sequence[Sequence[Problem]], workers: int) -> list[list[l
     return plan
 
 
-def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]], *, progress: bool = False):
+class _TimedBenchmarker:
+    """A benchmarker whose calls are timed: the study loop's time outside them is storage and the sampler."""
+
+    def __init__(self, bench: Benchmarker) -> None:
+        self._bench = bench
+        self.seconds = 0.0
+        self.measurements = 0
+
+    def __getattr__(self, name: str) -> Any:  # device_name, kind, software, shared_memory_limit
+        return getattr(self._bench, name)
+
+    def _timed(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
+        self._timed(self._bench.prepare, problem, configs)
+
+    def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
+        self.measurements += 1
+        return self._timed(self._bench.measure, problem, config, prune_above_us=prune_above_us)
+
+    def retime(self, problem: Problem, configs: Sequence[Config], *, rounds: int) -> dict[Config, list[float]]:
+        return self._timed(self._bench.retime, problem, configs, rounds=rounds)
+
+
+def _spec_benchmarker(spec: WorkerSpec, device_index: int, clock: RunClock) -> Benchmarker:
+    """The benchmarker a spec names: its landscape in replay, else the GPU device_index."""
+    if spec.replay is not None:
+        return ReplayBenchmarker.from_file(spec.replay)
+    return GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers, clock=clock)
+
+
+def tune_units(
+    spec: WorkerSpec,
+    device_index: int,
+    units: Sequence[Sequence[Problem]],
+    *,
+    progress: bool = False,
+    benchmarker: Callable[[RunClock], Benchmarker] | None = None,
+):
     """Tune units of work on one device (or in replay): the single-GPU driver and each worker's body.
 
+    benchmarker makes the benchmarker, given the run's clock; by default the one spec names. At
+    the end one line on stdout gives the GPU duty cycle and where the rest of the wall time went
+    (see RunClock), and a second the GPU and wall time per measured config: what to cut next.
     Returns (StudyResults, config files) per unit.
     """
     import optuna
     from tqdm import tqdm
 
-    from tuner.interrupt import held_outside_waits
     from tuner.samplers import Prior
+    from tuner.stopping import held_outside_waits
     from tuner.study._storage import make_storage, superseded
     from tuner.study._tuning import TuneOptions, tune_shape
 
+    clock = RunClock()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed configs are recorded, not logged
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if spec.replay is not None:
-        from tuner.benchmarkers import ReplayBenchmarker
-
-        bench = ReplayBenchmarker.from_file(spec.replay)
+    if benchmarker is None:
+        bench = _spec_benchmarker(spec, device_index, clock)
     else:
-        from tuner.benchmarkers import GpuBenchmarker
-
-        bench = GpuBenchmarker(device_index=device_index, compile_workers=spec.compile_workers)
+        bench = benchmarker(clock)
+    timed = _TimedBenchmarker(bench)
+    loop_s = 0.0
     storage = make_storage(spec.storage_url)
     prior = Prior.shipped() if spec.use_prior else None
     if prior is not None and not prior.shapes:
@@ -104,14 +158,19 @@ def tune_units(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Pro
         with held_outside_waits(), tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2,
                                         disable=not progress) as bar:  # fmt: skip
             for unit in units:
+                started = time.perf_counter()
                 results, paths = tune_shape(
-                    storage, bench, unit, options, spec.save_path, progress=bar, file_format=spec.file_format
+                    storage, timed, unit, options, spec.save_path, progress=bar, file_format=spec.file_format
                 )
+                loop_s += time.perf_counter() - started
                 outcome.append((results, paths))
     finally:
         close = getattr(bench, "close", None)
         if close is not None:
             close()
+    clock.add(STORAGE_SAMPLER, max(0.0, loop_s - timed.seconds))
+    label = f"GPU {device_index}" if bench.kind == "gpu" else f"replay worker {device_index}: GPU"
+    print(clock.report(clock.elapsed(), label=label, measurements=timed.measurements), flush=True)
     return outcome
 
 

@@ -200,9 +200,12 @@ def best(trials: Iterable[FrozenTrial]) -> tuple[Config, float] | None:
     return config_of(trial), trial.value
 
 
-def latency_of(study: optuna.Study, config: Config) -> float | None:
-    """The measured latency of config in this study, if it completed."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if config_of(t) == config:
+def latency_of(trials: Iterable[FrozenTrial], config: Config) -> float | None:
+    """The measured latency of config among trials, if one of them completed it.
+
+    Takes trials rather than a study, as best does, so a caller reads the storage once.
+    """
+    for t in trials:
+        if t.state == TrialState.COMPLETE and config_of(t) == config:
             return t.value
     return None

@@ -18,10 +18,10 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
-from tuner.exceptions import TuningError
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
+from tuner.stopping import TuningError
 from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
 from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
 from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
@@ -200,7 +200,7 @@ def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
     if CONFIRMED in attrs:
         pick = Config.from_sglang(attrs[CONFIRMED])
         return StudyResult(problem, pick, attrs[CONFIRMED_US], attrs[CONFIRM_DEFAULT_US], timed)
-    default_us = latency_of(study, default_config(problem.block_n, problem.block_k))
+    default_us = latency_of(study.get_trials(deepcopy=False), default_config(problem.block_n, problem.block_k))
     return StudyResult(problem, found[0], found[1], default_us, timed)
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tuner.interrupt import held_outside_waits, interruptible, raise_if_held
+from tuner.stopping import held_outside_waits, interruptible, raise_if_held
 
 
 def ctrl_c() -> None:

@@ -1,5 +1,6 @@
-"""Ctrl-C while tuning acts where the tuner waits, never inside Optuna's or SQLAlchemy's code.
+"""How a run stops: with a TuningError it raises on purpose, or on Ctrl-C where the tuner waits.
 
+Ctrl-C never acts inside Optuna's or SQLAlchemy's code.
 A KeyboardInterrupt that lands while Optuna stores a result, or starts or stops a trial's heartbeat
 thread, can leave that thread running (the process then hangs at exit) or raise Optuna's own
 UnboundLocalError; one that lands in a garbage-collector callback is swallowed, and the run goes
@@ -15,6 +16,14 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+class TuningError(RuntimeError):
+    """A run cannot go on, for a reason its message states in full: reported in one line, no traceback.
+
+    Anything else that stops a run (a bug of ours, a CUDA error) keeps its traceback.
+    """
+
 
 _held = False
 _interruptible = False
@@ -71,7 +80,7 @@ def stopped_by_ctrl_c(error: BaseException | None) -> bool:
     """Whether error is Ctrl-C or came from handling one.
 
     A Ctrl-C that lands while Optuna stores a trial's result surfaces as the UnboundLocalError of
-    Optuna's own clean-up code (5.0.0), with the KeyboardInterrupt as its context. tuner.interrupt
+    Optuna's own clean-up code (5.0.0), with the KeyboardInterrupt as its context. tuner.stopping
     keeps a first Ctrl-C out of there; a second one, which acts at once, can still land there.
     """
     while error is not None:
