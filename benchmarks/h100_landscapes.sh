@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Records the H100 landscapes committed under studies/landscapes/ and the kernel benchmark.
 # Usage on the GPU machine, from the repo root:  bash benchmarks/h100_landscapes.sh OUTDIR
-# Shapes: DeepSeek-V3's (7168, 18432), (24576, 1536), (4096, 7168) as named in issue 6, and a
+# Shapes: DeepSeek-V3's (7168, 18432), (24576, 1536), (4096, 7168) (the shapes still to record), and a
 # Qwen3-32B-like model's QKV (10240, 5120) and O projection (5120, 8192) at TP 1.
 set -u
 out=${1:?OUTDIR}
