@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,67 @@ def test_content_is_byte_exact(tmp_path):
     assert path.read_bytes() == GOLDEN.encode()
     assert read_config_file(path) == {2: FAST, 16: WIDE, 128: DEFAULT}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.json"]  # no temp file left behind
+
+
+# SGLang's file rule for its Hopper kernel: an entry carries SPLIT_K and SWAP_AB (a JSON bool, after
+# the six keys) exactly when it runs on that path, a split or a swap; every other entry keeps the six
+# keys alone, since SGLang passes them all to a base kernel that takes no others.
+HOPPER = replace(FAST, split_k=16, swap_ab=True)
+SPLIT_ONLY = replace(DEFAULT, split_k=2)
+SWAP_ONLY = replace(WIDE, swap_ab=True)
+HOPPER_GOLDEN = """{
+    "1": {
+        "BLOCK_SIZE_M": 16,
+        "BLOCK_SIZE_N": 64,
+        "BLOCK_SIZE_K": 128,
+        "GROUP_SIZE_M": 1,
+        "num_warps": 4,
+        "num_stages": 4,
+        "SPLIT_K": 16,
+        "SWAP_AB": true
+    },
+    "16": {
+        "BLOCK_SIZE_M": 16,
+        "BLOCK_SIZE_N": 128,
+        "BLOCK_SIZE_K": 128,
+        "GROUP_SIZE_M": 16,
+        "num_warps": 8,
+        "num_stages": 5,
+        "SPLIT_K": 1,
+        "SWAP_AB": true
+    },
+    "64": {
+        "BLOCK_SIZE_M": 64,
+        "BLOCK_SIZE_N": 128,
+        "BLOCK_SIZE_K": 128,
+        "GROUP_SIZE_M": 32,
+        "num_warps": 4,
+        "num_stages": 3,
+        "SPLIT_K": 2,
+        "SWAP_AB": false
+    },
+    "256": {
+        "BLOCK_SIZE_M": 16,
+        "BLOCK_SIZE_N": 64,
+        "BLOCK_SIZE_K": 128,
+        "GROUP_SIZE_M": 1,
+        "num_warps": 4,
+        "num_stages": 4
+    }
+}
+"""
+
+
+def test_hopper_and_base_entries_are_byte_exact_in_one_file(tmp_path):
+    path = tmp_path / "cfg.json"
+    # A base entry written first and merged with Hopper ones, as a --space base run then a hopper one.
+    write_configs(path, {256: FAST})
+    write_configs(path, {64: SPLIT_ONLY, 1: HOPPER, 16: SWAP_ONLY})
+    assert path.read_bytes() == HOPPER_GOLDEN.encode()
+    assert read_config_file(path) == {1: HOPPER, 16: SWAP_ONLY, 64: SPLIT_ONLY, 256: FAST}
+    # A tuned config that stays off the path (SPLIT_K 1, no swap) is written with the six keys alone.
+    write_configs(path, {1: replace(HOPPER, split_k=1, swap_ab=False)})
+    assert json.loads(path.read_text())["1"] == FAST.as_sglang() and len(json.loads(path.read_text())["1"]) == 6
 
 
 def test_merge_replaces_tuned_entries_and_keeps_the_others(tmp_path):

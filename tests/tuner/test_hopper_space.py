@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
-from tuner.benchmarkers import HEADER, LandscapeWriter, Measurement, Row, read_rows
+from tuner.benchmarkers import HEADER, LandscapeWriter, Measurement, ReplayBenchmarker, Row, read_rows
 from tuner.cli.run import HOPPER_NOTE
 from tuner.cli.run import main as run_main
+from tuner.export import read_config_file
 from tuner.samplers import neighbours
 from tuner.space import HOPPER_KEYS, SGLANG_KEYS, Config, Problem, search_space
 
@@ -118,3 +120,22 @@ def test_base_landscapes_still_read_with_their_sixteen_columns(tmp_path):
     row = Row(H100, Problem(N=576, K=7168, M=1), BASE, "ok", 17.5)
     path.write_text(",".join(HEADER) + "\n" + ",".join(row.as_csv()) + "\n")
     assert list(read_rows(path)) == [row]
+
+
+def test_the_recorded_hopper_grid_replays_through_the_whole_run(tmp_path, capsys):
+    # The shipped H100 grid, the shipped prior (its base configs lie outside the grid): every M lands
+    # on the grid's optimum, and the file holds Hopper entries only where they run on that path.
+    grid = Path(__file__).resolve().parents[2] / "studies" / "landscapes" / "hopper" / "h100_fp8_hopper_grid.csv.gz"
+    argv = ["--N", "576", "--K", "7168", "--out-dtype", "bfloat16", "--batch-sizes", "1", "16", "64",
+            "--space", "hopper", "--replay", str(grid), "--trials", "32", "--storage", f"sqlite:///{tmp_path}/h.db",
+            "--save-path", str(tmp_path / "cfg")]  # fmt: skip
+    assert run_main(argv) == 0
+    (path,) = (tmp_path / "cfg").iterdir()
+    entries = read_config_file(path)
+    bench = ReplayBenchmarker.from_file(grid)
+    for M, config in entries.items():
+        problem = Problem(N=576, K=7168, M=M, out_dtype="bfloat16")
+        assert bench.latency(problem, config) == bench.optimum(problem)[1]
+        entry = json.loads(path.read_text())[str(M)]
+        assert set(entry) == ({*SGLANG_KEYS, *HOPPER_KEYS} if config.hopper else set(SGLANG_KEYS))
+    assert sorted(entries) == [1, 16, 64] and all(c.hopper for c in entries.values())
