@@ -287,11 +287,14 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         for problems in shapes:
             for problem in problems:
                 replay.require(problem)
-        device_name, kind = replay.device_name, "replay"
+        device_name, kind, software = replay.device_name, "replay", replay.software
     else:
         import torch
 
+        from tuner.benchmarkers._gpu import gpu_software
+
         device_name, kind = torch.cuda.get_device_name(devices[0]).replace(" ", "_"), "gpu"
+        software = gpu_software()  # the workers' own: they run this interpreter
     if args.space == "hopper":  # in replay the landscape's device decides
         sm90 = is_hopper(device_name) if kind == "replay" else torch.cuda.get_device_capability(devices[0]) == (9, 0)
         if not sm90:
@@ -321,7 +324,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         file_format=args.file_format,
     )
     storage = make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
-    return spec, devices, device_name, kind, shapes, storage
+    return spec, devices, device_name, kind, software, shapes, storage
 
 
 def resume_line(timed: Sequence[int], trials: int) -> str:
@@ -338,11 +341,10 @@ def resume_line(timed: Sequence[int], trials: int) -> str:
     return line
 
 
-def _announce(spec, storage, device_name: str, kind: str, shapes: list[list[Problem]]) -> None:
+def _announce(spec, storage, device_name: str, kind: str, software: dict[str, str], shapes) -> None:
     """Where the studies live and what of them is done, before any work starts."""
-    from tuner.study import masked_url, spec_software, study_name, timed_counts
+    from tuner.study import masked_url, study_name, timed_counts
 
-    software = spec_software(spec)
     names = [study_name(p, device_name, kind, software, spec.space) for problems in shapes for p in problems]
     timed = timed_counts(storage, names)
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
@@ -352,10 +354,18 @@ def _announce(spec, storage, device_name: str, kind: str, shapes: list[list[Prob
         print(f"note: {note}", flush=True)
 
 
-def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list[list[Problem]], storage) -> int:
+def _execute(
+    spec,
+    devices: list[int],
+    device_name: str,
+    kind: str,
+    software: dict[str, str],
+    shapes: list[list[Problem]],
+    storage,
+) -> int:
     from tuner.study import collect, format_table, run_workers, tune_units
 
-    _announce(spec, storage, device_name, kind, shapes)
+    _announce(spec, storage, device_name, kind, software, shapes)
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
     else:
@@ -363,7 +373,7 @@ def _execute(spec, devices: list[int], device_name: str, kind: str, shapes: list
         if any(codes):
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
-        outcome = collect(spec, device_name, kind, shapes)
+        outcome = collect(spec, device_name, kind, software, shapes)
     for results, paths in outcome:
         print("", *paths, format_table(results), sep="\n")
     if any(r.best.hopper for results, _ in outcome for r in results):

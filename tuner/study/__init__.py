@@ -13,7 +13,7 @@ from tuner.study._confirm import (
     decide,
 )
 from tuner.study._objective import MEASURED, ConfigFailed, Objective, WrongResult
-from tuner.study._parallel import WorkerSpec, collect, run_workers, spec_software, split_work, tune_units
+from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
 from tuner.study._storage import (
     DEFAULT_STORAGE,
     best,
@@ -66,7 +66,6 @@ __all__ = [
     "open_study",
     "raise_unusable",
     "run_workers",
-    "spec_software",
     "searchable",
     "split_seed",
     "split_work",

@@ -204,26 +204,19 @@ def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Seque
     return [process.exitcode for process in processes]
 
 
-def spec_software(spec: WorkerSpec) -> dict[str, str]:
-    """The software the workers' studies are keyed on: the landscape's rows, or this interpreter's GPU stack."""
-    if spec.replay is not None:
-        from tuner.benchmarkers import ReplayBenchmarker
+def collect(
+    spec: WorkerSpec, device_name: str, kind: str, software: dict[str, str], shapes: Sequence[Sequence[Problem]]
+):
+    """Read every shape's results back from the storage and write its config file once more.
 
-        return ReplayBenchmarker.from_file(spec.replay).software
-    from tuner.benchmarkers._gpu import gpu_software
-
-    return gpu_software()  # the workers' own: they run this interpreter
-
-
-def collect(spec: WorkerSpec, device_name: str, kind: str, shapes: Sequence[Sequence[Problem]]):
-    """Read every shape's results back from the storage and write its config file once more."""
+    software is what the workers' studies are keyed on (their benchmarker's), known to the caller.
+    """
     import optuna
 
     from tuner.export import config_file_names, write_configs
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
-    software = spec_software(spec)
     storage = make_storage(spec.storage_url)
     outcome = []
     for problems in shapes:
