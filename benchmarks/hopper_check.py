@@ -3,7 +3,8 @@
     PYTHONPATH=. python benchmarks/hopper_check.py --out hopper_check.csv     # needs a CUDA GPU
 
 Shapes (N, K) (576, 7168), (512, 7168), (3072, 7168), (4608, 7168), (7168, 18432) at M 1, 16 and 64,
-fp8 inputs, bf16 output, block [128, 128]. Every config of the grid is checked against the float32
+fp8 inputs, bf16 output, block [128, 128], unless --shapes, --batch-sizes and --out-dtype say otherwise.
+Every config of the grid is checked against the float32
 reference (kernels.RELATIVE_TOLERANCE) on its first launch and then timed with kernels.timing
 (CUDA-graph replays over rotating operand sets). Printed per (shape, M): the best base config
 (SPLIT_K 1, no swap), the best Hopper config and their ratio, and the launch floor (an empty Triton
@@ -42,6 +43,7 @@ from triton.runtime.errors import OutOfResources, PTXASError
 from kernels import (
     CONFIG_KEYS,
     HOPPER_KEYS,
+    OUTPUT_DTYPES,
     RELATIVE_TOLERANCE,
     compile_w8a8_block_matmul,
     uses_hopper_path,
@@ -53,7 +55,7 @@ from kernels.timing import make_operand_sets, make_weight_sets, rotation_sets_ne
 SHAPES = [(576, 7168), (512, 7168), (3072, 7168), (4608, 7168), (7168, 18432)]
 BATCH_SIZES = [1, 16, 64]
 BLOCK_SIZE = [128, 128]
-INPUT_DTYPE, OUTPUT_DTYPE = torch.float8_e4m3fn, torch.bfloat16
+INPUT_DTYPE = torch.float8_e4m3fn
 CSV_HEADER = ["device", "input_type", "out_dtype", "N", "K", "M", "block_n", "block_k", *CONFIG_KEYS, "status", "us",
               *HOPPER_KEYS]  # fmt: skip
 
@@ -90,10 +92,10 @@ class Point:
     status: str
     us: float | None = None
 
-    def csv_row(self, device: str) -> list[str]:
+    def csv_row(self, device: str, out_dtype: str) -> list[str]:
         hopper = [str(self.config.get("SPLIT_K", 1)), str(self.config.get("SWAP_AB", False)).lower()]
         us = "" if self.us is None else f"{self.us:.3f}"
-        return [device, "fp8", "bfloat16", *map(str, (self.N, self.K, self.M, *BLOCK_SIZE)),
+        return [device, "fp8", out_dtype, *map(str, (self.N, self.K, self.M, *BLOCK_SIZE)),
                 *(str(self.config[key]) for key in CONFIG_KEYS), self.status, us, *hopper]  # fmt: skip
 
 
@@ -119,10 +121,10 @@ def _failure(error: Exception) -> str:
     return "out_of_resources" if isinstance(error, OutOfResources) else "compile_error"
 
 
-def _compile(M: int, N: int, K: int, config: dict) -> str | None:
+def _compile(M: int, N: int, K: int, config: dict, out_dtype: torch.dtype) -> str | None:
     """Compile one config in a pool process; the failure's status, or None."""
     try:
-        compile_w8a8_block_matmul(M, N, K, BLOCK_SIZE, INPUT_DTYPE, OUTPUT_DTYPE, config)
+        compile_w8a8_block_matmul(M, N, K, BLOCK_SIZE, INPUT_DTYPE, out_dtype, config)
     except (CompilationError, OutOfResources, PTXASError) as error:
         return _failure(error)
     return None
@@ -144,44 +146,54 @@ def launch_floor_us() -> float:
     return time_launches(lambda i: _empty_kernel[(1,)](), 1).median_us
 
 
-def compile_all(configs: list[dict], workers: int) -> dict[tuple, str]:
+def compile_all(
+    configs: list[dict], shapes: list[tuple[int, int]], batch_sizes: list[int], out_dtype: torch.dtype, workers: int
+) -> dict[tuple, str]:
     """Compile every (shape, M, config) in a process pool; the failures' statuses by (N, K, M, index)."""
     jobs = {}
     # Spawned processes: a forked child would inherit this process's CUDA context.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         # Shape and M outermost, so that the same binary is rarely compiled twice at once.
-        for (N, K), M in itertools.product(SHAPES, BATCH_SIZES):
+        for (N, K), M in itertools.product(shapes, batch_sizes):
             for index, config in enumerate(configs):
-                jobs[N, K, M, index] = pool.submit(_compile, M, N, K, config)
+                jobs[N, K, M, index] = pool.submit(_compile, M, N, K, config, out_dtype)
         return {key: status for key, job in jobs.items() if (status := job.result()) is not None}
 
 
-def _launcher(sets: list, config: dict):
+def _launcher(sets: list, config: dict, out_dtype: torch.dtype):
     def launch(i: int) -> torch.Tensor:
-        return w8a8_block_matmul(*sets[i], BLOCK_SIZE, OUTPUT_DTYPE, config)
+        return w8a8_block_matmul(*sets[i], BLOCK_SIZE, out_dtype, config)
 
     return launch
 
 
-def measure_shape(N: int, K: int, configs: list[dict], failed: dict[tuple, str], l2_bytes: int) -> list[Point]:
+def measure_shape(
+    N: int,
+    K: int,
+    batch_sizes: list[int],
+    out_dtype: torch.dtype,
+    configs: list[dict],
+    failed: dict[tuple, str],
+    l2_bytes: int,
+) -> list[Point]:
     """Check and time every config at every M of one shape."""
     weights = make_weight_sets(N, K, BLOCK_SIZE, INPUT_DTYPE, rotation_sets_needed(1, N, K, l2_bytes=l2_bytes))
     points = []
-    for M in BATCH_SIZES:
+    for M in batch_sizes:
         sets = make_operand_sets(M, weights, BLOCK_SIZE, rotation_sets_needed(M, N, K, l2_bytes=l2_bytes), seed=M)
         reference = w8a8_block_matmul_reference(*sets[0], BLOCK_SIZE, torch.float32)
         for index, config in enumerate(configs):
             if (N, K, M, index) in failed:
                 points.append(Point(N, K, M, config, failed[N, K, M, index]))
                 continue
-            launch = _launcher(sets, config)
+            launch = _launcher(sets, config, out_dtype)
             try:
                 out = launch(0)  # loads the binary outside the graph
             except OutOfResources as error:
                 points.append(Point(N, K, M, config, _failure(error)))
                 continue
             error = ((out.float() - reference).norm() / reference.norm()).item()
-            if not error < RELATIVE_TOLERANCE[OUTPUT_DTYPE]:
+            if not error < RELATIVE_TOLERANCE[out_dtype]:
                 print(f"WRONG N={N} K={K} M={M} {label(config)}: relative error {error:.2e}")
                 points.append(Point(N, K, M, config, "wrong_result"))
                 continue
@@ -193,7 +205,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="CSV of every timed (shape, M, config)")
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="compile processes")
+    parser.add_argument("--shapes", nargs="+", default=[f"{N}x{K}" for N, K in SHAPES], help="NxK ...")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=BATCH_SIZES)
+    parser.add_argument("--out-dtype", choices=list(OUTPUT_DTYPES), default="bfloat16")
     args = parser.parse_args()
+    shapes = [tuple(int(v) for v in shape.split("x")) for shape in args.shapes]
+    out_dtype = OUTPUT_DTYPES[args.out_dtype]
     if not torch.cuda.is_available():
         raise SystemExit("benchmarks/hopper_check.py needs a CUDA GPU.")
     device = torch.cuda.get_device_name().replace(" ", "_")
@@ -206,22 +223,22 @@ def main() -> None:
         os.environ["TRITON_CACHE_DIR"] = cache_dir
         start = time.perf_counter()
         floor_us = launch_floor_us()
-        failed = compile_all(configs, args.workers)
+        failed = compile_all(configs, shapes, args.batch_sizes, out_dtype, args.workers)
         compiled = _binaries(Path(cache_dir))
-        points_total = len(SHAPES) * len(BATCH_SIZES) * len(configs)
+        points_total = len(shapes) * len(args.batch_sizes) * len(configs)
         print(f"compiled {len(compiled)} binaries in {args.workers} processes in {time.perf_counter() - start:.0f} s; "
               f"{len(failed)} of {points_total} points failed to build", flush=True)  # fmt: skip
         start = time.perf_counter()
         l2_bytes = torch.cuda.get_device_properties(0).L2_cache_size
         points = []
-        for N, K in SHAPES:
-            points += measure_shape(N, K, configs, failed, l2_bytes)
+        for N, K in shapes:
+            points += measure_shape(N, K, args.batch_sizes, out_dtype, configs, failed, l2_bytes)
             print(f"N={N} K={K}: checked and timed in {time.perf_counter() - start:.0f} s so far", flush=True)
         recompiled = len(_binaries(Path(cache_dir)) - compiled)
     with open(args.out, "w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(CSV_HEADER)
-        writer.writerows(point.csv_row(device) for point in points)
+        writer.writerows(point.csv_row(device, args.out_dtype) for point in points)
     print("\n".join(["", *summary(points, floor_us)]))
     wrong = sum(point.status == "wrong_result" for point in points)
     print(f"\n{wrong} wrong results; {recompiled} binaries compiled while timing (0: compiles specialise like "

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Records the H200 landscapes under studies/landscapes/ and tuner/samplers/landscapes/, and the device's ceilings.
+# Usage on the GPU machine, from the repo root, with .whl carried:
+#   setsid nohup bash benchmarks/h200_landscapes.sh /tmp/ls > /tmp/ls.log 2>&1 &
+# Shapes, fp8 e4m3 in, float16 out, block [128, 128], M 1 16 64 256 1024 4096, cheapest first:
+# DeepSeek-V3's narrow (576, 7168) and (4608, 7168) (q_b at TP 8), and Qwen3-32B's down projection
+# at TP 4, (5120, 6400); then the Hopper grid (benchmarks/hopper_check.py) of the narrow DeepSeek-V3
+# shapes (576, 7168), (512, 7168) and (3072, 7168) at M 1 4 16 64 256. Each step appends to
+# OUTDIR/progress.txt when it ends; the sweeps resume from their files if rerun.
+set -u
+out=${1:?OUTDIR}
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
+{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; date -u; nproc
+  python3 -c 'import sys, torch, triton, optuna; print("python", sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, "optuna", optuna.__version__)'; } > "$out/env.txt" 2>&1
+python3 benchmarks/device_ceilings.py > "$out/ceilings.txt" 2>&1
+step ceilings done
+for shape in 576x7168 4608x7168 5120x6400; do
+  N=${shape%x*}; K=${shape#*x}
+  python3 -m tuner.sweep --N $N --K $K --out-dtype float16 --batch-sizes 1 16 64 256 1024 4096 \
+    --out "$out/h200_fp8_fp16_$shape.csv.gz" >> "$out/sweep.log" 2>&1
+  step sweep $shape exit $?
+done
+python3 benchmarks/hopper_check.py --shapes 576x7168 512x7168 3072x7168 --batch-sizes 1 4 16 64 256 \
+  --out-dtype float16 --out "$out/h200_hopper_grid.csv" > "$out/hopper_check.txt" 2>&1
+step hopper grid exit $?
+date -u >> "$out/env.txt"
+touch "$out/DONE"
