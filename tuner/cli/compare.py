@@ -37,7 +37,11 @@ def compile_jobs(picks: dict[Problem, dict[str, Config]]) -> list[tuple[Problem,
     """One (problem, config) per binary Triton builds for picks: labels and batch sizes share binaries."""
     from tuner.benchmarkers._gpu import specialization
 
-    return list({specialization(p, c): (p, c) for p, by_label in picks.items() for c in by_label.values()}.values())
+    jobs: dict[tuple, tuple[Problem, Config]] = {}
+    for problem, by_label in picks.items():
+        for config in by_label.values():
+            jobs.setdefault(specialization(problem, config), (problem, config))
+    return list(jobs.values())
 
 
 def compile_ahead(picks: dict[Problem, dict[str, Config]], workers: int) -> None:
