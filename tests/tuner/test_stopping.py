@@ -1,27 +1,35 @@
-"""Ctrl-C while tuning: at once inside a blocking wait, held anywhere else until a safe point, never lost."""
+"""Ctrl-C and SIGTERM while tuning: at once inside a blocking wait, held anywhere else until a safe point, never lost.
+
+Also the children's side: a child process exits when its parent is gone.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from tuner.stopping import held_outside_waits, interruptible, raise_if_held
+from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
 
 
-def ctrl_c() -> None:
-    """Send SIGINT to this process and give the main thread a moment to run its handler."""
-    os.kill(os.getpid(), signal.SIGINT)
+def ctrl_c(signum: int = signal.SIGINT) -> None:
+    """Send SIGINT (or another signal) to this process and give the main thread a moment to run its handler."""
+    os.kill(os.getpid(), signum)
     time.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
 def default_handler():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
     signal.signal(signal.SIGINT, previous)
+    signal.signal(signal.SIGTERM, previous_term)
 
 
 def test_ctrl_c_outside_a_wait_is_held_until_the_next_one():
@@ -60,3 +68,44 @@ def test_the_handler_is_restored_and_failing_work_leaves_nothing_held():
         raise RuntimeError("the work failed for its own reasons")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     raise_if_held()  # nothing held
+
+
+def test_sigterm_takes_the_ctrl_c_path_and_exits_143():
+    with pytest.raises(Terminated) as stopped, held_outside_waits():
+        ctrl_c(signal.SIGTERM)  # held, as a Ctrl-C would be, instead of ending the process here
+        reached = True
+        with interruptible():
+            pytest.fail("a held SIGTERM must be raised on entering the next wait")
+    assert reached and isinstance(stopped.value, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    assert exit_status(stopped.value) == 143
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(KeyboardInterrupt(), 130), (Terminated(), 143), (None, 130)],
+    ids=["ctrl-c", "sigterm", "none"],
+)
+def test_exit_status_is_what_a_shell_reports_for_the_signal(error, status):
+    assert exit_status(error) == status
+    if error is not None:  # as Optuna's clean-up code surfaces it: another error, the signal as its context
+        try:
+            try:
+                raise error
+            except KeyboardInterrupt:
+                raise UnboundLocalError("local variable 'frozen_trial' referenced before assignment")  # noqa: B904
+        except UnboundLocalError as wrapped:
+            assert exit_status(wrapped) == status
+
+
+@pytest.mark.parametrize("parent", ["alive", "gone"])
+def test_a_child_whose_parent_is_gone_exits_at_once(parent):
+    # The parent's pid as the child saw it at its start; "gone" stands for a parent that died before
+    # the child could ask to die with it (the child's parent is then another process).
+    code = (
+        "import os, sys; from tuner.stopping import die_with_parent; "
+        f"die_with_parent(os.getppid(){' + 1' if parent == 'gone' else ''}); print('alive')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == ((0, "alive") if parent == "alive" else (1, "")), done.stderr
