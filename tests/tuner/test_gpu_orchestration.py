@@ -28,7 +28,7 @@ def bench():
 
 
 def test_reports_device_of_the_timing_process(bench):
-    assert bench.device_name == "Fake_GPU" and bench.shared_memory_limit == 232448
+    assert (bench.device_name, bench.shared_memory_limit, bench.sm_count) == ("Fake_GPU", 232448, 132)
 
 
 def test_ok_measurement_carries_latency_and_compile_time(bench):
@@ -88,7 +88,8 @@ def test_the_clock_gets_the_gpu_time_the_session_reported_and_where_the_rest_wen
     assert seconds[GPU] == pytest.approx(3 * sum(fake_gpu_s(fake_latency(PROBLEM, c)) for c in configs))
     assert seconds[COMPILE_WAIT] > 0  # nothing was compiled ahead: each measurement waited for its own
     assert seconds[HAND_OFFS] > 0  # the timing process's start, at least
-    assert seconds[TIMING_OVERHEAD] >= 0
+    # The timing process's own work besides the "GPU" (the session's calls, the answer's pickling).
+    assert seconds[TIMING_OVERHEAD] > 0
     assert sum(seconds.values()) <= clock.elapsed()
 
 

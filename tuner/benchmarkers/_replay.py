@@ -76,7 +76,7 @@ class ReplayBenchmarker:
         row = self._rows.get((problem, config))
         return row if row is not None else self._schedules.get((problem, config.schedule_key(problem.M)))
 
-    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
+    def prepare(self, problem: Problem, configs: Iterable[Config], *, replace: bool = False) -> None:
         """Nothing to compile in replay."""
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
