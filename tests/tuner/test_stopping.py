@@ -12,8 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
+import sqlalchemy.exc
+from optuna.trial import TrialState
 
+from tests.tuner.synthetic import write_landscape
 from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
 
 
@@ -109,3 +113,43 @@ def test_a_child_whose_parent_is_gone_exits_at_once(parent):
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert (done.returncode, done.stdout.strip()) == ((0, "alive") if parent == "alive" else (1, "")), done.stderr
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    # What a batch scheduler or `kill` sends, to the run's process alone. The run stops at its next
+    # safe point, keeps what it stored and says so in one line, and exits as a shell reports SIGTERM.
+    url = f"sqlite:///{tmp_path}/s.db"
+    landscape = write_landscape(tmp_path / "l.csv", [(256, 512)], [1, 16, 64, 256])
+    argv = [sys.executable, "-m", "tuner.run", "--N", "256", "--K", "512", "--batch-sizes", "1", "16", "64", "256",
+            "--trials", "40", "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path / "cfg"),
+            "--no-prior"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _trials(url):
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended, or stored nothing in 60 s"
+            time.sleep(0.2)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 143, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
+    trials = _trials(url)
+    assert trials and not [t for t in trials if t.state == TrialState.RUNNING]  # none left running for good
+
+
+def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    """Every trial in the storage, or none while the run has not made its tables yet."""
+    storage = None
+    try:
+        storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        return [t for s in summaries for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
+        return []  # no tables yet, or the race to stamp the schema version that the run is making
+    finally:
+        if storage is not None:
+            storage.engine.dispose()
