@@ -10,8 +10,6 @@ started here dies with the run, even when the run is killed outright.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
 import multiprocessing as mp
 import os
 import time
@@ -23,6 +21,7 @@ from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
 from tuner.benchmarkers._clock import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, RunClock
 from tuner.benchmarkers._compile_pool import CompilePool
+from tuner.benchmarkers._software import gpu_software
 from tuner.space import Config, Problem
 from tuner.stopping import TuningError, die_with_parent, interruptible
 
@@ -80,22 +79,6 @@ def _timing_process(
             conn.send((result, time.perf_counter() - started, session.gpu_s - gpu_s))
     except (EOFError, KeyboardInterrupt):
         pass
-
-
-def gpu_software() -> dict[str, str]:
-    """What besides the problem and the device decides a GPU timing: Triton, torch and the kernel's source.
-
-    The source is every module of the kernels package that holds a Triton kernel (the kernel and
-    its launcher), read as installed.
-    """
-    import torch
-    import triton
-
-    digest = hashlib.sha256()
-    for source in sorted(importlib.resources.files("kernels").iterdir(), key=lambda f: f.name):
-        if source.name.endswith(".py") and "@triton.jit" in (text := source.read_text()):
-            digest.update(f"{source.name}\n{text}".encode())
-    return {"triton": triton.__version__, "torch": torch.__version__, "kernel_source": digest.hexdigest()[:16]}
 
 
 def _int_class(value: int) -> tuple:
