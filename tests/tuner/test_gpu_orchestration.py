@@ -158,3 +158,10 @@ def test_ctrl_c_is_left_to_the_parent_by_the_compile_processes():
         owner.kill()
     assert (owner.returncode, out.strip()) == (0, "interrupted"), err
     assert "Traceback" not in err, err
+
+
+def test_a_timing_process_that_cannot_even_be_started_keeps_its_own_error():
+    # Spawning pickles the session factory; a lambda cannot be. Cleaning up after it used to raise
+    # "can only join a started process" in its place.
+    with pytest.raises(AttributeError, match="Can.t pickle local object"):
+        GpuBenchmarker(compile_workers=1, session_factory=lambda index: FakeSession(index), compile_fn=fake_compile)

@@ -104,7 +104,8 @@ class GpuBenchmarker:
 
     Where its time goes is counted on clock (a RunClock): the GPU's time in timed kernels, the
     timing process's other work, waits for compiles, and timing-process starts and hand-offs.
-    timeout_s bounds one compile from when a process takes it, and one timing.
+    timeout_s bounds one compile from when a process takes it, and one timing. Make and use it from
+    one thread that outlives it: Linux ends the timing process when the thread that started it ends.
     """
 
     kind = "gpu"
@@ -156,14 +157,16 @@ class GpuBenchmarker:
         """Start the timing process; what it says of its device, or a TuningError that says why it did not start."""
         with self.clock.timing(HAND_OFFS):  # a spawned interpreter, torch and a CUDA context: seconds
             parent, child = _SPAWN.Pipe()
-            self._process = _SPAWN.Process(
+            process = _SPAWN.Process(
                 target=_timing_process,
                 args=(child, self._session_factory, self.device_index, os.getpid()),
                 daemon=True,
             )
-            self._process.start()
-            child.close()
-            self._conn = parent
+            try:
+                process.start()
+            finally:
+                child.close()
+            self._process, self._conn = process, parent
             wait_s = max(self.timeout_s, 120.0)
             with interruptible():
                 started = parent.poll(wait_s)
