@@ -9,7 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from kernels._config import CONFIG_KEYS, HOPPER_KEYS, MAX_SPLIT_K, default_config, uses_hopper_path
+from kernels._config import (
+    CONFIG_KEYS,
+    HOPPER_KEYS,
+    INPUT_TYPES,
+    MAX_SPLIT_K,
+    OUT_DTYPES,
+    default_config,
+    uses_hopper_path,
+)
 
 _LAZY = {
     "INPUT_DTYPES": "kernels._checks",
@@ -23,7 +31,16 @@ _LAZY = {
     "kernel_arguments": "kernels._arguments",
 }
 
-__all__ = ["CONFIG_KEYS", "HOPPER_KEYS", "MAX_SPLIT_K", "default_config", "uses_hopper_path", *_LAZY]
+__all__ = [
+    "CONFIG_KEYS",
+    "HOPPER_KEYS",
+    "INPUT_TYPES",
+    "MAX_SPLIT_K",
+    "OUT_DTYPES",
+    "default_config",
+    "uses_hopper_path",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,11 +10,18 @@ import os
 
 import torch
 
-from kernels._config import CONFIG_KEYS, HOPPER_KEYS, MAX_SPLIT_K, default_config, uses_hopper_path
+from kernels._config import (
+    CONFIG_KEYS,
+    HOPPER_KEYS,
+    INPUT_TYPES,
+    MAX_SPLIT_K,
+    OUT_DTYPES,
+    default_config,
+    uses_hopper_path,
+)
 
-# By the names config files, landscapes and command lines use.
-INPUT_DTYPES = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}
-OUTPUT_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+INPUT_DTYPES = dict(zip(INPUT_TYPES, (torch.float8_e4m3fn, torch.int8), strict=True))
+OUTPUT_DTYPES = {name: getattr(torch, name) for name in OUT_DTYPES}  # torch names them alike
 
 
 def cdiv(a: int, b: int) -> int:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# The operand and output types by the names config files, landscapes and command lines use
+# (kernels._checks maps them to torch dtypes).
+INPUT_TYPES = ("fp8", "int8")
+OUT_DTYPES = ("bfloat16", "float16", "float32")
 CONFIG_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps", "num_stages")
 # The keys an entry adds for SGLang's Hopper kernel, both together and only on that path: SGLang
 # launches the base kernel with every key of an entry, and the base kernel takes neither.

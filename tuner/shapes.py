@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
-
 DEEPSEEK_V3_TP_SIZE = 8  # the TP of DeepSeek-V3's list when neither --model nor --tp-size is given
 MODEL_TP_SIZE = 1  # a model's TP when --tp-size is not given
 DEFAULT_BLOCK_SHAPE = (128, 128)  # [block_n, block_k] when the config names none

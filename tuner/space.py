@@ -11,11 +11,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import kernels
+from kernels import INPUT_TYPES, OUT_DTYPES  # the kernel's types, by name; the tuner's commands offer these
 
 # SGLang's default batch sizes: what a tuned file covers unless told otherwise.
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096)
-INPUT_TYPES = ("fp8", "int8")
-OUT_DTYPES = ("bfloat16", "float16", "float32")
 # The output dtype every command tunes for unless told otherwise: SGLang's Triton path serves
 # float16 (and float32) wherever DeepGEMM takes bf16.
 DEFAULT_OUT_DTYPE = "float16"

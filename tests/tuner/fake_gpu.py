@@ -30,6 +30,7 @@ def fake_gpu_s(us: float) -> float:
 class FakeSession:
     device_name = "Fake_GPU"
     shared_memory_limit = 232448
+    sm_count = 132
 
     def __init__(self, device_index: int) -> None:
         self.device_index = device_index
@@ -94,3 +95,37 @@ def unreliable_compile(problem: Problem, config: Config) -> Measurement | None:
     if config.num_stages == 4:
         os._exit(7)
     return fake_compile(problem, config)
+
+
+# Where logged_compile notes each job as it starts ("M config" per line), and how long each takes.
+COMPILE_LOG = "FAKE_COMPILE_LOG"
+COMPILE_S = "FAKE_COMPILE_S"
+
+
+def logged_compile(problem: Problem, config: Config) -> Measurement | None:
+    """fake_compile that takes $FAKE_COMPILE_S seconds (0.2 by default) and notes its start in $FAKE_COMPILE_LOG.
+
+    GROUP_SIZE_M 64 never finishes compiling and GROUP_SIZE_M 16 kills its process, at once.
+    """
+    if COMPILE_LOG in os.environ:
+        with open(os.environ[COMPILE_LOG], "a") as log:
+            log.write(f"{problem.M} {config.short()}\n")
+    if config.group_m == 64:
+        time.sleep(600)
+    if config.group_m == 16:
+        os._exit(7)
+    time.sleep(float(os.environ.get(COMPILE_S, "0.2")))
+    return fake_compile(problem, config)
+
+
+def visible_devices_compile(problem: Problem, config: Config) -> Measurement | None:
+    """A compile that fails with the devices its process sees as the reason."""
+    return Measurement("compile_error", reason=os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+
+
+def failing_session(device_index: int) -> FakeSession:
+    raise RuntimeError("CUDA error: no CUDA-capable device is detected")
+
+
+def dying_session(device_index: int) -> FakeSession:
+    os._exit(3)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +134,24 @@ def test_a_space_is_searched_and_judged_over_the_configs_a_grid_recorded(tmp_pat
         assert min(abs(found - synthetic_hopper_us(problem, c)) for c in grid) <= 1e-4 * found, r
         # Near the space's own optimum (the base space's is 2x the Hopper one's at M = 1 here).
         assert 1.0 <= float(r["ratio"]) <= 1.05, r
+
+
+def test_ctrl_c_is_one_line_and_exit_130(landscape, tmp_path):
+    # Ctrl-C reaches every process of the terminal: the pool's processes printed a traceback each.
+    argv = [sys.executable, "-m", "tuner.evaluate", str(landscape), "--budgets", "64", "--seeds", *map(str, range(50)),
+            "--processes", "2", "--details", str(tmp_path / "details.csv")]  # fmt: skip
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)  # fmt: skip
+    try:
+        assert run.stderr.readline().startswith("evaluating ")
+        time.sleep(4)  # the pool's processes are up and evaluating
+        os.killpg(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "interrupted: nothing was written."
+    assert out == "" and not (tmp_path / "details.csv").exists()

@@ -1,4 +1,4 @@
-"""The GPU benchmarker's compile pool when a compile hangs or kills its process, and closing twice.
+"""The GPU benchmarker's processes: a compile that hangs or kills its process, closing twice, a killed run.
 
 Runs in a fresh interpreter, so that the processes it counts are its own; and under Python 3.10
 too where one is installed, whose concurrent.futures.TimeoutError is not the builtin TimeoutError.
@@ -11,8 +11,10 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +93,52 @@ def test_a_hung_or_dead_compile_costs_one_measurement_and_its_processes(python):
     assert out["after_death"] == ["ok", True]
     assert out["closed_twice"] == "ok"
     assert out["left"] == 0  # closing ends every process it started
+
+
+# A run that owns a benchmarker whose compile process hangs in the compiler and whose timing process
+# hangs in a timing, when it is killed outright.
+_BUSY = """
+import json, multiprocessing as mp
+from tests.tuner.fake_gpu import FakeSession, logged_compile
+from tuner.benchmarkers import GpuBenchmarker
+from tuner.space import Config, Problem
+
+problem = Problem(N=512, K=256, M=16)
+bench = GpuBenchmarker(compile_workers=2, timeout_s=600, session_factory=FakeSession, compile_fn=logged_compile)
+bench.prepare(problem, [Config(block_m=64, block_n=128, block_k=128, group_m=64, num_warps=4, num_stages=3)])
+assert bench.measure(problem, Config(block_m=64, block_n=128, block_k=128, group_m=1, num_warps=4,
+                                     num_stages=3)).status == "ok"
+print(json.dumps(sorted(p.pid for p in mp.active_children())), flush=True)
+bench.measure(problem, Config(block_m=128, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=5))
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie has ended: only its parent's wait is missing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from Linux's /proc")
+def test_the_compile_and_timing_processes_die_with_a_killed_run():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.Popen([sys.executable, "-c", _BUSY], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    children: list[int] = []
+    try:
+        children = json.loads(run.stdout.readline())
+        assert len(children) == 3  # two compile processes (one hung) and the timing process
+        time.sleep(1.0)  # the timing request lands: now every child is busy
+        run.kill()
+        run.wait()
+        deadline = time.monotonic() + 10
+        while any(map(_alive, children)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in children if _alive(pid)] == []
+    finally:
+        run.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -102,6 +102,9 @@ def test_writer_refuses_to_append_to_another_header(tmp_path):
         (GOOD_LINE.replace(",576,", ",five,"), "five"),  # N not an int
         (GOOD_LINE.replace(",fp8,", ",fp16,"), "input type"),  # an unknown input type
         (GOOD_LINE.replace(",16,64,", ",0,64,"), "BLOCK_SIZE_M"),  # an impossible config
+        (GOOD_LINE.replace(",10.250", ",-375.400"), "positive latency"),  # was accepted, and exported
+        (GOOD_LINE.replace(",10.250", ",0.000"), "positive latency"),
+        (GOOD_LINE.replace(",10.250", ",nan"), "positive latency"),
     ],
 )
 def test_bad_row_raises_naming_its_line(tmp_path, line, complaint):
@@ -114,6 +117,21 @@ def test_bad_row_raises_naming_its_line(tmp_path, line, complaint):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         ReplayBenchmarker.from_file(tmp_path / "nothing.csv")
+
+
+def test_a_folder_is_called_a_folder(tmp_path):
+    with pytest.raises(ValueError, match=r"^landscape file '.*' is a folder; give a landscape CSV file"):
+        ReplayBenchmarker.from_file(tmp_path)  # said "does not exist"
+
+
+def test_a_row_repeated_with_another_result_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / "land.csv"
+    path.write_text(f"{HEADER_LINE}\n{GOOD_LINE}\n{GOOD_LINE}\n{GOOD_LINE.replace(',10.250', ',11.000')}\n")
+    with pytest.raises(ValueError, match=r"land.csv:4: the same config at the same problem as line 2 with another "
+                                         r"result \(ok 11.0 against ok 10.25\)"):  # fmt: skip
+        list(read_rows(path))
+    path.write_text(f"{HEADER_LINE}\n{GOOD_LINE}\n{GOOD_LINE}\n")  # the same result twice: read once
+    assert len(list(read_rows(path))) == 1
 
 
 @pytest.fixture
@@ -218,15 +236,21 @@ def _killed_after_five_rows(path: Path) -> list[Row]:
     return [Row(DEVICE, Problem(N=576, K=7168, M=13), c, "ok", 10.0) for c in search_space(128)[:5]]
 
 
-def test_a_gzip_landscape_cut_by_a_crash_keeps_every_written_row_and_takes_more(tmp_path):
+def test_a_gzip_landscape_cut_by_a_crash_keeps_every_written_row_and_takes_more(tmp_path, capsys):
     path = tmp_path / "land.csv.gz"
     written = _killed_after_five_rows(path)
     with pytest.raises(EOFError):  # what gzip itself makes of it
         gzip.decompress(path.read_bytes())
+    capsys.readouterr()
     assert list(read_rows(path)) == written
+    assert capsys.readouterr().err == (  # it used to be read silently
+        f"warning: {path} was cut short (a sweep that stopped mid-write?): read its 5 complete rows; "
+        "the rest is lost.\n"
+    )
     with LandscapeWriter(path) as writer:  # a resumed sweep appends after the rows that survived
         writer.write(DEVICE, PROBLEM, FAST, Measurement("ok", us=10.25))
     assert list(read_rows(path)) == [*written, Row(DEVICE, PROBLEM, FAST, "ok", 10.25)]
+    assert capsys.readouterr().err == ""  # whole again
     assert gzip.decompress(path.read_bytes()).decode().count("\n") == 7  # whole again: header and 6 rows
 
 

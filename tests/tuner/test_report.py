@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import math
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -14,6 +15,7 @@ from optuna.trial import TrialState
 
 from tests.tuner.synthetic import (
     DEVICE,
+    HOPPER_GRID,
     STORED_BATCH_SIZES,
     STORED_FILE_NAME,
     STORED_SHAPE,
@@ -21,9 +23,11 @@ from tests.tuner.synthetic import (
     planted_failure,
     replay_storage,
     shared_replay_storage,
+    synthetic_hopper_us,
     synthetic_rows,
 )
 from tuner.analysis import (
+    SHAPE_COLUMNS,
     SUMMARY_COLUMNS,
     failed_trials,
     failures,
@@ -35,14 +39,15 @@ from tuner.analysis import (
     studies,
     summary_table,
 )
-from tuner.benchmarkers import FAILURES, HEADER, Row
+from tuner.benchmarkers import FAILURES, HEADER, HOPPER_HEADER, Row
 from tuner.cli.report import main
 from tuner.cli.run import main as run_main
 from tuner.dispatch import deepgemm_note
 from tuner.export import config_file_name, write_configs
-from tuner.space import TIMED, config_of, default_config, search_space
+from tuner.space import TIMED, Problem, config_of, default_config, search_space
 
 N, K = STORED_SHAPE
+H100 = "NVIDIA_H100_80GB_HBM3"
 BATCH_SIZES = STORED_BATCH_SIZES
 TRIALS = STORED_TRIALS
 FILE_NAME = STORED_FILE_NAME
@@ -136,7 +141,7 @@ def test_failure_counts_match_trial_states(tuned, trials_by_m):
         assert row.trials == len(trials)
         assert row.ok == states.count(TrialState.COMPLETE)
         assert row.pruned == states.count(TrialState.PRUNED)
-        failed = sum(row[s] for s in (*FAILURES, "repeat", "over_budget", "interrupted"))
+        failed = sum(row[s] for s in (*FAILURES, "repeat", "over_budget", "not_searched", "interrupted"))
         assert failed == states.count(TrialState.FAIL)
     assert counts[["compile_error", "timeout"]].to_numpy().sum() > 0, "the planted failures were never met"
     broken = failed_trials(tuned[0])
@@ -174,12 +179,12 @@ def test_the_page_notes_deepgemm_where_sglang_sends_the_shape_there(tmp_path, ca
         argv = ["--N", str(N), "--K", str(K), "--batch-size", "16", "--out-dtype", out_dtype, "--trials", "4",
                 "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path), "--no-prior"]  # fmt: skip
         assert run_main(argv) == 0, capsys.readouterr().err
-    page = render_html(url)
+    page, table = render_html(url), summary_table(url)
     sections = {part.split("</h2>")[0]: part for part in page.split("<h2>")[1:]}  # heading -> its section
     note = f"<p class=note>{html.escape(deepgemm_note(h100, 'bfloat16'))}</p>"
     for out_dtype, noted in (("bfloat16", True), ("float16", False)):
-        shape = {"input_type": "fp8", "N": N, "K": K, "block_n": 128, "block_k": 128, "out_dtype": out_dtype,
-                 "device": h100, "timing": "replay"}  # fmt: skip
+        (shape,) = table[table.out_dtype == out_dtype][SHAPE_COLUMNS].to_dict("records")
+        assert shape_label(shape).startswith(f"fp8 N={N} K={K} block [128, 128] -> {out_dtype} on {h100}, base space")
         assert (note in sections[html.escape(shape_label(shape))]) is noted
 
 
@@ -212,6 +217,7 @@ def _bad_inputs(tmp_path: Path, tuned: tuple[str, Path]) -> dict[str, list[str]]
         "no studies": ["--storage", f"sqlite:///{tmp_path}/empty.db", *out],
         "out folder not writable": ["--storage", tuned[0], "--out", str(tmp_path / "a_file" / "r.html")],
         "out is a folder": ["--storage", tuned[0], "--out", str(tmp_path)],
+        "out where no file can be made": ["--storage", tuned[0], "--out", "/proc/r.html"],  # even by root
         "csv folder not writable": ["--storage", tuned[0], *out, "--csv", str(tmp_path / "a_file" / "t.csv")],
         "two files for one shape": [
             "--storage",
@@ -235,6 +241,10 @@ def _bad_inputs(tmp_path: Path, tuned: tuple[str, Path]) -> dict[str, list[str]]
         "no studies",
         "out folder not writable",
         "out is a folder",
+        pytest.param(
+            "out where no file can be made",
+            marks=pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc"),
+        ),
         "csv folder not writable",
         "two files for one shape",
         "file name says no shape",
@@ -263,3 +273,52 @@ def test_a_claim_given_back_is_not_counted_as_timed(tmp_path):
     study.add_trial(dead)
     assert list(studies(url).timed) == [4]
     assert list(history(url)["index"]) == [1, 2, 3, 4]
+
+
+def _h100_landscape(path: Path, *, slower_us: float = 0.0, hopper: bool = False) -> Path:
+    """A synthetic landscape of (N, K) at M = 16 recorded on an H100; slower_us changes one row (other 'software')."""
+    problem = Problem(N=N, K=K, M=16)
+    if hopper:
+        rows = [Row(H100, problem, c, "ok", synthetic_hopper_us(problem, c)) for c in HOPPER_GRID]
+    else:
+        rows = [replace(row, device=H100) for row in synthetic_rows([(N, K)], [16])]
+    rows[0] = replace(rows[0], us=rows[0].us + slower_us)
+    with open(path, "w") as f:
+        f.write(",".join(HOPPER_HEADER if hopper else HEADER) + "\n")
+        f.writelines(",".join(row.as_csv(hopper=hopper)) + "\n" for row in rows)
+    return path
+
+
+def test_studies_of_other_software_or_another_space_are_never_mixed_under_one_heading(tmp_path, capsys):
+    # The state of a shared storage after an upgrade: the same shape tuned with old and new software
+    # (in replay: two landscapes), and once more in the Hopper space.
+    url = f"sqlite:///{tmp_path}/s.db"
+    runs = [("old", _h100_landscape(tmp_path / "old.csv"), "base"),
+            ("new", _h100_landscape(tmp_path / "new.csv", slower_us=1.0), "base"),
+            ("hopper", _h100_landscape(tmp_path / "hopper.csv", hopper=True), "hopper")]  # fmt: skip
+    names = {}
+    for label, landscape, space in runs:
+        argv = ["--N", str(N), "--K", str(K), "--batch-size", "16", "--trials", "4", "--replay", str(landscape),
+                "--storage", url, "--save-path", str(tmp_path / label), "--no-prior", "--space", space]  # fmt: skip
+        assert run_main(argv) == 0, capsys.readouterr().err
+        names[label] = {name for name in studies(url).study} - set().union(*names.values())
+    table = summary_table(url).set_index("study")
+    assert len(set(table.software)) == 3 and set(table.space) == {"base", "hopper"}
+    assert {name: table.superseded[name] for label in names for name in names[label]} == {
+        **dict.fromkeys(names["old"], True), **dict.fromkeys(names["new"], False),
+        **dict.fromkeys(names["hopper"], False)}  # fmt: skip
+    page = render_html(url)
+    headings = [part.split("</h2>")[0] for part in page.split("<h2>")[1:]]
+    shapes = [heading for heading in headings if heading.startswith("fp8 ")]
+    assert len(shapes) == 2  # the newest base studies and the Hopper ones; the old ones only listed
+    assert [table.software[name] in heading for heading in shapes for name in names["new"]].count(True) == 1
+    assert "Superseded studies" in headings
+    superseded_part = page.split("<h2>Superseded studies</h2>")[1].split("<h2>")[0]
+    assert all(name in superseded_part for name in names["old"])
+    assert "1 studies were made with older software (or, in replay, another landscape)" in page
+
+
+def test_a_device_without_measured_ceilings_is_said_in_its_section(tuned):
+    page = render_html(tuned[0])
+    assert f"<p class=note>no measured ceilings for {DEVICE}</p>" in page  # its roofline share stays blank
+    assert summary_table(tuned[0]).best_roofline_pct.isna().all()

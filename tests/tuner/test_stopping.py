@@ -1,27 +1,39 @@
-"""Ctrl-C while tuning: at once inside a blocking wait, held anywhere else until a safe point, never lost."""
+"""Ctrl-C and SIGTERM while tuning: at once inside a blocking wait, held anywhere else until a safe point, never lost.
+
+Also the children's side: a child process exits when its parent is gone.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import optuna
 import pytest
+import sqlalchemy.exc
+from optuna.trial import TrialState
 
-from tuner.stopping import held_outside_waits, interruptible, raise_if_held
+from tests.tuner.synthetic import write_landscape
+from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
 
 
-def ctrl_c() -> None:
-    """Send SIGINT to this process and give the main thread a moment to run its handler."""
-    os.kill(os.getpid(), signal.SIGINT)
+def ctrl_c(signum: int = signal.SIGINT) -> None:
+    """Send SIGINT (or another signal) to this process and give the main thread a moment to run its handler."""
+    os.kill(os.getpid(), signum)
     time.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
 def default_handler():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     yield
     signal.signal(signal.SIGINT, previous)
+    signal.signal(signal.SIGTERM, previous_term)
 
 
 def test_ctrl_c_outside_a_wait_is_held_until_the_next_one():
@@ -60,3 +72,84 @@ def test_the_handler_is_restored_and_failing_work_leaves_nothing_held():
         raise RuntimeError("the work failed for its own reasons")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     raise_if_held()  # nothing held
+
+
+def test_sigterm_takes_the_ctrl_c_path_and_exits_143():
+    with pytest.raises(Terminated) as stopped, held_outside_waits():
+        ctrl_c(signal.SIGTERM)  # held, as a Ctrl-C would be, instead of ending the process here
+        reached = True
+        with interruptible():
+            pytest.fail("a held SIGTERM must be raised on entering the next wait")
+    assert reached and isinstance(stopped.value, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+    assert exit_status(stopped.value) == 143
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(KeyboardInterrupt(), 130), (Terminated(), 143), (None, 130)],
+    ids=["ctrl-c", "sigterm", "none"],
+)
+def test_exit_status_is_what_a_shell_reports_for_the_signal(error, status):
+    assert exit_status(error) == status
+    if error is not None:  # as Optuna's clean-up code surfaces it: another error, the signal as its context
+        try:
+            try:
+                raise error
+            except KeyboardInterrupt:
+                raise UnboundLocalError("local variable 'frozen_trial' referenced before assignment")  # noqa: B904
+        except UnboundLocalError as wrapped:
+            assert exit_status(wrapped) == status
+
+
+@pytest.mark.parametrize("parent", ["alive", "gone"])
+def test_a_child_whose_parent_is_gone_exits_at_once(parent):
+    # The parent's pid as the child saw it at its start; "gone" stands for a parent that died before
+    # the child could ask to die with it (the child's parent is then another process).
+    code = (
+        "import os, sys; from tuner.stopping import die_with_parent; "
+        f"die_with_parent(os.getppid(){' + 1' if parent == 'gone' else ''}); print('alive')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == ((0, "alive") if parent == "alive" else (1, "")), done.stderr
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    # What a batch scheduler or `kill` sends, to the run's process alone. The run stops at its next
+    # safe point, keeps what it stored and says so in one line, and exits as a shell reports SIGTERM.
+    url = f"sqlite:///{tmp_path}/s.db"
+    landscape = write_landscape(tmp_path / "l.csv", [(256, 512)], [1, 16, 64, 256])
+    argv = [sys.executable, "-m", "tuner.run", "--N", "256", "--K", "512", "--batch-sizes", "1", "16", "64", "256",
+            "--trials", "40", "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path / "cfg"),
+            "--no-prior"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _trials(url):
+            assert run.poll() is None and time.monotonic() < deadline, "the run ended, or stored nothing in 60 s"
+            time.sleep(0.2)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 143, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
+    trials = _trials(url)
+    assert trials and not [t for t in trials if t.state == TrialState.RUNNING]  # none left running for good
+
+
+def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    """Every trial in the storage, or none while the run has not made its tables yet."""
+    storage = None
+    try:
+        storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        return [t for s in summaries for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
+        return []  # no tables yet, or the race to stamp the schema version that the run is making
+    finally:
+        if storage is not None:
+            storage.engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import sys
 
 import optuna
 import pytest
@@ -13,12 +14,14 @@ from tests.tuner.fake_gpu import FakeSession, fake_compile
 from tests.tuner.synthetic import synthetic_rows
 from tuner.benchmarkers import HEADER, GpuBenchmarker, ReplayBenchmarker, Row
 from tuner.benchmarkers._gpu import gpu_software
+from tuner.benchmarkers._software import driver_version, source_digest, timing_sources
 from tuner.cli.run import main
 from tuner.space import Problem
 from tuner.study import TuneOptions, make_storage, study_name, timed_trials, tune_problem
 
 PROBLEM = Problem(N=512, K=256, M=16)
-SOFTWARE = {"triton": "3.6.0", "torch": "2.11.0+cu130", "kernel_source": "0123456789abcdef"}
+SOFTWARE = {"triton": "3.6.0", "torch": "2.11.0+cu130", "cuda": "13.0", "driver": "580.159.04",
+            "timing_source": "0123456789abcdef"}  # fmt: skip
 
 
 def _tune(storage, software: dict[str, str]):
@@ -31,8 +34,14 @@ def _tune(storage, software: dict[str, str]):
 
 @pytest.mark.parametrize(
     "change",
-    [{"triton": "3.7.0"}, {"torch": "2.12.0+cu130"}, {"kernel_source": "fedcba9876543210"}],
-    ids=["triton", "torch", "kernel"],
+    [
+        {"triton": "3.7.0"},
+        {"torch": "2.12.0+cu130"},
+        {"cuda": "12.8"},
+        {"driver": "580.65.06"},
+        {"timing_source": "fedcba9876543210"},
+    ],
+    ids=["triton", "torch", "cuda", "driver", "timing-source"],
 )
 def test_a_finished_study_is_not_reused_by_other_software(tmp_path, change):
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
@@ -48,10 +57,47 @@ def test_a_finished_study_is_not_reused_by_other_software(tmp_path, change):
     assert len(optuna.get_all_study_summaries(storage)) == 2
 
 
-def test_gpu_software_is_this_triton_torch_and_kernel_source():
+def test_gpu_software_is_this_triton_torch_cuda_driver_and_timing_source():
     software = gpu_software()
     assert (software["triton"], software["torch"]) == (triton.__version__, torch.__version__)
-    assert len(software["kernel_source"]) == 16 and software == gpu_software()
+    assert software["cuda"] == (torch.version.cuda or "none")
+    assert software["driver"] == driver_version()  # "unknown" without NVML or /proc/driver/nvidia
+    assert len(software["timing_source"]) == 16 and software == gpu_software()
+
+
+def test_the_timing_source_covers_every_file_that_decides_a_timing():
+    # It held only the files with a Triton kernel: a change of the timing protocol, the tolerance,
+    # the argument layout or the harness reused finished studies silently.
+    names = [source.name for source in timing_sources()]
+    assert {"_w8a8_block.py", "timing.py", "_reference.py", "_arguments.py", "_checks.py", "_cuda.py"} <= set(names)
+    assert "bench.py" not in names  # a command comparing with SGLang: it times nothing the tuner stores
+
+
+def test_the_timing_source_changes_with_any_of_its_files(tmp_path):
+    files = [tmp_path / "timing.py", tmp_path / "_cuda.py"]
+    for path in files:
+        path.write_text("ROUNDS = 20\n")
+    before = source_digest(files)
+    files[0].write_text("ROUNDS = 21\n")
+    assert source_digest(files) != before
+
+
+@pytest.mark.parametrize(
+    ("line", "version"),
+    [
+        ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Thu Oct  9 2025", "580.159.04"),
+        ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release Build", "580.65.06"),
+        ("something else", "unknown"),
+        (None, "unknown"),  # no driver loaded: no such file
+    ],
+    ids=["proprietary", "open", "unreadable", "absent"],
+)
+def test_the_driver_version_comes_from_the_kernel_module_without_nvml(tmp_path, monkeypatch, line, version):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # NVML's bindings absent, as on most hosts
+    proc = tmp_path / "version"
+    if line is not None:
+        proc.write_text(line + "\nGCC version: gcc version 13.3.0\n")
+    assert driver_version(proc) == version
 
 
 def _rows(slower: float = 0.0) -> list[Row]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from collections import defaultdict
@@ -10,6 +11,7 @@ from pathlib import Path
 import torch
 
 import tuner.benchmarkers
+from tests.tuner.fake_gpu import failing_session, fake_compile
 from tests.tuner.synthetic import synthetic_rows
 from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker, read_rows
 from tuner.cli.sweep import main, sweep
@@ -79,7 +81,7 @@ def test_ctrl_c_keeps_the_rows_measured_and_says_how_to_resume(tmp_path, monkeyp
     monkeypatch.setattr(tuner.benchmarkers, "GpuBenchmarker", _InterruptedGpu)
     out = tmp_path / "l.csv"
     argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES), "--out", str(out)]
-    assert main(argv) == 1
+    assert main(argv) == 130  # as from every command, and as shells report a process that Ctrl-C stopped
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"interrupted: every row measured is in {out}; rerun the same command to resume."
     )
@@ -107,6 +109,7 @@ import os, sys
 from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker
 from tuner.cli.sweep import sweep
 from tuner.space import Problem
+from tests.tuner.fake_gpu import failing_session, fake_compile
 from tests.tuner.synthetic import synthetic_rows
 
 class Dies(ReplayBenchmarker):
@@ -135,3 +138,16 @@ def test_a_gzip_sweep_killed_mid_run_resumes(tmp_path, monkeypatch):
     rows = list(read_rows(out))
     assert rows[:5] == survived
     assert len(rows) == len({(row.problem, row.config) for row in rows}) == len(search_space(128)) * len(BATCH_SIZES)
+
+
+def test_a_timing_process_that_cannot_start_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    gpu = functools.partial(tuner.benchmarkers.GpuBenchmarker, session_factory=failing_session, compile_fn=fake_compile)
+    monkeypatch.setattr(tuner.benchmarkers, "GpuBenchmarker", gpu)
+    argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", "1", "--out", str(tmp_path / "l.csv"),
+            "--compile-workers", "1"]  # fmt: skip
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "failed: the GPU timing process could not start on device 0: RuntimeError: CUDA error: no CUDA-capable "
+        "device is detected"
+    ]

@@ -25,6 +25,7 @@ from tuner.analysis._tables import (
     open_storage,
     studies,
     summary_table,
+    superseded,
 )
 
 __all__ = [
@@ -48,4 +49,5 @@ __all__ = [
     "shape_label",
     "studies",
     "summary_table",
+    "superseded",
 ]

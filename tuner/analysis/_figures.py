@@ -24,6 +24,7 @@ from tuner.analysis._tables import (
     importances,
     summary_table,
 )
+from tuner.benchmarkers import missing_ceilings
 from tuner.dispatch import deepgemm_note
 
 if TYPE_CHECKING:
@@ -46,17 +47,20 @@ _STATUS_COLOURS = {
     "wrong_result": "#000000",
     "repeat": "#c7c7c7",
     "over_budget": "#dbdb8d",
+    "not_searched": "#f7b6d2",
     "interrupted": "#ff9896",
     "running": "#17becf",
 }
 
 
 def shape_label(shape: Mapping[str, object]) -> str:
-    """A heading for one shape, e.g. 'fp8 N=512 K=1024 block [128, 128] -> float16 on NVIDIA_H100 (gpu)'."""
+    """A heading for one shape, e.g. 'fp8 N=512 K=1024 block [128, 128] -> float16 on NVIDIA_H100, base space
+    (gpu, software 1a2b3c4d)'; a replay names its landscape's hash instead."""
     s = shape
+    made_by = "landscape" if s["timing"] == "replay" else "software"
     return (
         f"{s['input_type']} N={s['N']} K={s['K']} block [{s['block_n']}, {s['block_k']}] -> {s['out_dtype']} "
-        f"on {s['device']} ({s['timing']})"
+        f"on {s['device']}, {s['space']} space ({s['timing']}, {made_by} {s['software'] or 'not recorded'})"
     )
 
 
@@ -182,6 +186,7 @@ _TABLE_COLUMNS = [
     "best_config",
     "best_us",
     "best_tflops",
+    "best_roofline_pct",
     "default_us",
     "speedup",
     "file_config",
@@ -202,18 +207,28 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
     """The whole page as one string, plotly.js inlined once so the file opens offline.
 
     table is summary_table's frame, when the caller already computed it (with its config files).
+    Studies that newer software superseded are listed apart, after the shapes, without figures.
     """
     records = as_records(storage)
     table = summary_table(records) if table is None else table
+    current, old = table[~table.superseded], table[table.superseded]
     steps, weights, fails = history(records), importances(records), failures(records)
+    replays = int((current.timing == "replay").sum())
     parts = [
         f"<h1>{html.escape(title or 'Tuning report')}</h1>",
         f"<p class=note>{len(records)} studies, generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with "
         f"optuna {optuna.__version__}. Speedup = default us / best us; a baseline shows only where the study "
         "measured that exact config to completion.</p>",
     ]
+    if replays:
+        parts.append(f"<p class=note>{replays} of the studies shown are replays of recorded landscapes (timing "
+                     "'replay'): their latencies are the landscape's, not timed by the run.</p>")  # fmt: skip
+    if not old.empty:
+        parts.append(f"<p class=note>{len(old)} studies were made with older software (or, in replay, another "
+                     "landscape) than the newest of their shape; they are left out of the figures and listed "
+                     "under 'Superseded studies'.</p>")  # fmt: skip
     plotlyjs = True  # inline the library with the first figure only
-    for key, rows in table.groupby(SHAPE_COLUMNS, sort=False):
+    for key, rows in current.groupby(SHAPE_COLUMNS, sort=False):
         shape = dict(zip(SHAPE_COLUMNS, key))
 
         def of(frame: pd.DataFrame, names: pd.Series = rows.study) -> pd.DataFrame:
@@ -224,9 +239,8 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
             figures.append(importance_figure(of(weights)))
         figures.append(failures_figure(of(fails)))
         parts.append(f"<h2>{html.escape(shape_label(shape))}</h2>")
-        note = deepgemm_note(str(shape["device"]), str(shape["out_dtype"]))
-        if note is not None:
-            parts.append(f"<p class=note>{html.escape(note)}</p>")
+        notes = [deepgemm_note(str(shape["device"]), str(shape["out_dtype"])), missing_ceilings(str(shape["device"]))]
+        parts += [f"<p class=note>{html.escape(note)}</p>" for note in notes if note is not None]
         if rows.file.any():
             parts.append(f"<p class=note>config file: {html.escape(rows.file[rows.file != ''].iloc[0])}</p>")
         for fig in figures:
@@ -234,13 +248,16 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
             plotlyjs = False
         columns = _TABLE_COLUMNS if rows.file.any() else [c for c in _TABLE_COLUMNS if not c.startswith("file")]
         parts.append(_html_table(rows[columns]))
-    skipped = weights.attrs.get("skipped", {})
+    skipped = {name: why for name, why in weights.attrs.get("skipped", {}).items() if name in set(current.study)}
     if skipped:
         items = "".join(f"<li>{html.escape(name)}: {html.escape(why)}</li>" for name, why in skipped.items())
         parts.append(f"<h2>Importances not computed</h2><ul class=note>{items}</ul>")
     broken = failed_trials(records)
+    broken = broken[broken.study.isin(current.study)]
     parts.append("<h2>Failed configs</h2>")
     parts.append(_html_table(broken.drop(columns=SHAPE_COLUMNS)) if not broken.empty else "<p class=note>none</p>")
+    if not old.empty:
+        parts.append("<h2>Superseded studies</h2>" + _html_table(old.drop(columns=["file", "superseded"])))
     parts.append("<h2>All studies</h2>" + _html_table(table.drop(columns=["file"])))
     body = "\n".join(parts)
     return (

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -35,9 +36,11 @@ from tuner.study import (
     raise_unusable,
 )
 
-# What identifies a shape; studies that share these differ only in M. Timing is part of it so that
-# a replay of a device's landscape and real timings on that device are never mixed in one curve.
-SHAPE_COLUMNS = ["device", "input_type", "out_dtype", "N", "K", "block_n", "block_k", "timing"]
+# What identifies a shape; studies that share these differ only in M. Timing, space and software
+# are part of it so that one curve never mixes a replay with real timings, the Hopper space with
+# the base one, or timings of other software (in replay, another landscape): after an upgrade a
+# storage holds both, and a rerun tunes anew beside the old studies.
+SHAPE_COLUMNS = ["device", "input_type", "out_dtype", "N", "K", "block_n", "block_k", "timing", "space", "software"]
 SUMMARY_COLUMNS = [
     *SHAPE_COLUMNS,
     "M",
@@ -62,10 +65,11 @@ SUMMARY_COLUMNS = [
     "confirmed_us",
     "confirm_default_us",
     "confirm_reason",
+    "superseded",
 ]
 # Every value the objective writes into a trial's `status`, in the order a reader wants them, then
 # the trials it never finished: a FAIL without a status was interrupted (its process died).
-STATUSES = ("ok", "pruned", *FAILURES, "repeat", "over_budget", "interrupted", "running")
+STATUSES = ("ok", "pruned", *FAILURES, "repeat", "over_budget", "not_searched", "interrupted", "running")
 # Fewer complete trials than this give importances that are noise, or make the evaluator raise.
 MIN_COMPLETE_FOR_IMPORTANCE = 5
 _CONFIG_FILE_NAME = re.compile(
@@ -82,6 +86,8 @@ class StudyRecord:
     problem: Problem
     device: str
     timing: str
+    space: str
+    software: str  # the study name's hash of its software (a replay's: of its landscape); "" before names had it
     trials: tuple[FrozenTrial, ...]
 
     @property
@@ -100,6 +106,8 @@ class StudyRecord:
             "block_n": p.block_n,
             "block_k": p.block_k,
             "timing": self.timing,
+            "space": self.space,
+            "software": self.software,
         }
 
 
@@ -140,10 +148,38 @@ def load_studies(storage: str | BaseStorage) -> list[StudyRecord]:
             continue
         study = optuna.load_study(study_name=frozen.study_name, storage=storage)
         trials = tuple(sorted(study.get_trials(deepcopy=False), key=lambda t: t.number))
-        records.append(StudyRecord(study, problem, device, timing, trials))
+        space, software = str(attrs.get("space", "base")), _software_key(frozen.study_name)
+        records.append(StudyRecord(study, problem, device, timing, space, software, trials))
     if not records:
         raise ValueError("the storage holds no tuner studies (none with the user attributes N, K, M, device).")
     return sorted(records, key=lambda r: (*r.shape().values(), r.problem.M))
+
+
+def _software_key(name: str) -> str:
+    """The last part of a study's name: the hash of the software behind its timings (tuner.study.study_name)."""
+    key = name.rsplit("_", 1)[-1]
+    return key if re.fullmatch(r"[0-9a-f]{8}", key) else ""
+
+
+def superseded(storage: StorageLike) -> set[str]:
+    """The studies whose shape (in its timing and space) has studies of newer software too: their names.
+
+    After an upgrade (or, in replay, with another landscape) the same command tunes anew beside the
+    old studies. The newest software of a shape is the one whose latest trial started last; the
+    report shows its studies and lists the others apart.
+    """
+    groups: dict[tuple, dict[str, list[StudyRecord]]] = defaultdict(lambda: defaultdict(list))
+    for r in as_records(storage):
+        groups[tuple(value for column, value in r.shape().items() if column != "software")][r.software].append(r)
+    old = set()
+    for by_software in groups.values():
+        newest = max(by_software, key=lambda software: _last_start(by_software[software]))
+        old |= {r.name for software, records in by_software.items() if software != newest for r in records}
+    return old
+
+
+def _last_start(records: Iterable[StudyRecord]) -> datetime:
+    return max((t.datetime_start for r in records for t in r.trials if t.datetime_start), default=datetime.min)
 
 
 def as_records(storage: StorageLike) -> list[StudyRecord]:
@@ -223,6 +259,8 @@ def _config_files(paths: Iterable[str | Path]) -> dict[tuple, tuple[Path, dict[i
 def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ()) -> pd.DataFrame:
     """One row per study (SUMMARY_COLUMNS): the tuned best against the default and an existing file's pick.
 
+    superseded marks the studies of a shape that newer software has studies for (see superseded).
+
     A baseline's latency is given only when the study measured exactly that config to completion;
     file_status says what became of the file's pick otherwise ('not measured', 'pruned', a failure).
     The config files that serve no shape in the storage are listed in the frame's attrs['unmatched_files'].
@@ -230,7 +268,9 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
     files = _config_files(config_files)
     used = set()
     rows = []
-    for r in as_records(storage):
+    records = as_records(storage)
+    old = superseded(records)
+    for r in records:
         p = r.problem
         row: dict[str, object] = {
             **r.shape(),
@@ -279,6 +319,7 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
             confirmed_us=attrs.get(CONFIRMED_US, math.nan),
             confirm_default_us=attrs.get(CONFIRM_DEFAULT_US) or math.nan,
             confirm_reason=attrs.get(CONFIRM_REASON, "not confirmed"),
+            superseded=r.name in old,
         )
         rows.append(row)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -1,6 +1,7 @@
 """Timing configs: the Benchmarker protocol and its two implementations, a GPU and a recorded landscape.
 
-Also the run's clock (RunClock): where a run's wall time goes, GPU time first, fed by the GPU
+Also what is known of devices by name (KNOWN_DEVICES: SM counts for replay, roofline ceilings),
+and the run's clock (RunClock): where a run's wall time goes, GPU time first, fed by the GPU
 benchmarker and the study loop.
 
 The study layer sees only the protocol, so the whole tuner runs without a GPU against a landscape
@@ -19,10 +20,11 @@ from tuner.benchmarkers._clock import (
     TIMING_OVERHEAD,
     RunClock,
 )
+from tuner.benchmarkers._devices import KNOWN_DEVICES, Ceilings, DeviceFacts
 from tuner.benchmarkers._gpu import GpuBenchmarker
 from tuner.benchmarkers._landscape import HEADER, HOPPER_HEADER, LandscapeWriter, Row, read_rows
 from tuner.benchmarkers._replay import ReplayBenchmarker
-from tuner.benchmarkers._roofline import roofline_attrs, roofline_floor_us
+from tuner.benchmarkers._roofline import missing_ceilings, roofline_attrs, roofline_floor_us
 
 __all__ = [
     "CATEGORIES",
@@ -32,10 +34,13 @@ __all__ = [
     "HAND_OFFS",
     "HEADER",
     "HOPPER_HEADER",
+    "KNOWN_DEVICES",
     "MEASURED",
     "STORAGE_SAMPLER",
     "TIMING_OVERHEAD",
     "Benchmarker",
+    "Ceilings",
+    "DeviceFacts",
     "GpuBenchmarker",
     "LandscapeWriter",
     "Measurement",
@@ -43,6 +48,7 @@ __all__ = [
     "Row",
     "RunClock",
     "Status",
+    "missing_ceilings",
     "read_rows",
     "roofline_attrs",
     "roofline_floor_us",

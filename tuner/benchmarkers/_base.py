@@ -41,7 +41,10 @@ class Benchmarker(Protocol):
 
     device_name: str
     kind: Literal["gpu", "replay"]
+    # The device's limits as it reports them (in replay, as known for the landscape's device), or
+    # None where unknown: shared memory per block in bytes (opt-in maximum) and streaming multiprocessors.
     shared_memory_limit: int | None
+    sm_count: int | None
     # What besides the problem and the device decides the timings (software versions, a landscape).
     software: dict[str, str]
 
@@ -52,8 +55,12 @@ class Benchmarker(Protocol):
         the rest, so searching them would only spend trials on its gaps.
         """
 
-    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
-        """Start any slow preparation (compilation) for configs likely to be measured soon."""
+    def prepare(self, problem: Problem, configs: Iterable[Config], *, replace: bool = False) -> None:
+        """Start any slow preparation (compilation) for configs likely to be measured soon, in this order.
+
+        With replace, what earlier calls asked for and has not started yet is dropped first: a new
+        problem's configs replace the last one's lookahead. Without, they queue behind it (a sweep).
+        """
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
         """Time config on problem; a failure is a status with a reason, never an exception."""

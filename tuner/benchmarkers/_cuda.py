@@ -66,6 +66,7 @@ class CudaTimingSession:
         props = torch.cuda.get_device_properties(device_index)
         self.device_name = torch.cuda.get_device_name(device_index).replace(" ", "_")
         self.shared_memory_limit = props.shared_memory_per_block_optin
+        self.sm_count = props.multi_processor_count
         self._l2_bytes = props.L2_cache_size
         self._weights_key: tuple | None = None
         self._weights: list = []

@@ -1,32 +1,29 @@
 """GPU benchmarking with crash isolation: compile on every CPU core, time in one restartable process.
 
-Compiling a config takes ~1.75 s on the H100 host while timing it takes ~10 ms, so compilation runs
-ahead in a pool of spawn-started processes that fill Triton's disk cache. One timing process owns
-the GPU; if a config kills its CUDA context or hangs, the process is replaced and the config costs
-one failed measurement, not the run. The GPU code itself is injected (tuner.benchmarkers._cuda by default),
-so this orchestration is tested on the CPU.
+Compiling a config takes ~1.75 s on the H100 host while timing it ~10 ms, so compilation runs
+ahead in a pool of processes (tuner.benchmarkers._compile_pool) that fill Triton's disk cache. One
+timing process owns the GPU; if a config kills its CUDA context or hangs, the process is replaced
+and the config costs one failed measurement, not the run. The GPU code itself is injected
+(tuner.benchmarkers._cuda by default), so this orchestration is tested on the CPU. Every process
+started here dies with the run, even when the run is killed outright.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import hashlib
-import importlib.resources
 import multiprocessing as mp
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from kernels import kernel_arguments
 from tuner.benchmarkers._base import Measurement
 from tuner.benchmarkers._clock import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, RunClock
+from tuner.benchmarkers._compile_pool import CompilePool
+from tuner.benchmarkers._software import gpu_software
 from tuner.space import Config, Problem
-from tuner.stopping import TuningError, interruptible
+from tuner.stopping import TuningError, die_with_parent, interruptible
 
 _SPAWN = mp.get_context("spawn")
 
@@ -34,6 +31,7 @@ _SPAWN = mp.get_context("spawn")
 class TimingSession(Protocol):
     device_name: str
     shared_memory_limit: int | None
+    sm_count: int | None
     gpu_s: float  # the device's time in timed replays so far (what the run's duty cycle counts)
 
     def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement: ...
@@ -53,14 +51,22 @@ def _cuda_compile(problem: Problem, config: Config) -> Measurement | None:
     return compile_config(problem, config)
 
 
-def _timing_process(conn: Connection, session_factory: Callable[[int], TimingSession], device_index: int) -> None:
+def _timing_process(
+    conn: Connection, session_factory: Callable[[int], TimingSession], device_index: int, parent_pid: int
+) -> None:
     """Serve measure and retime requests until told to stop; exit after any error that is not a measurement.
 
-    Each answer comes with the seconds the request took here and the GPU's share of them.
+    First says what the device is, or why the session could not start. Each answer comes with the
+    seconds the request took here and the GPU's share of them.
     """
+    die_with_parent(parent_pid)
     try:
-        session = session_factory(device_index)
-        conn.send((session.device_name, session.shared_memory_limit))
+        try:
+            session = session_factory(device_index)
+        except Exception as error:  # noqa: BLE001 - no CUDA, a busy or broken device: the parent says it in a line
+            conn.send(("failed", f"{type(error).__name__}: {str(error).strip()[:300]}"))
+            return
+        conn.send(("ready", session.device_name, session.shared_memory_limit, session.sm_count))
         while (request := conn.recv()) is not None:
             method, args = request
             started, gpu_s = time.perf_counter(), session.gpu_s
@@ -73,36 +79,6 @@ def _timing_process(conn: Connection, session_factory: Callable[[int], TimingSes
             conn.send((result, time.perf_counter() - started, session.gpu_s - gpu_s))
     except (EOFError, KeyboardInterrupt):
         pass
-
-
-def _ignore_ctrl_c() -> None:
-    """Compile processes leave Ctrl-C to the parent, which stops the run and shuts the pool down.
-
-    An idle compile process that took it would print a traceback: fifteen of them on the H100 host.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def gpu_software() -> dict[str, str]:
-    """What besides the problem and the device decides a GPU timing: Triton, torch and the kernel's source.
-
-    The source is every module of the kernels package that holds a Triton kernel (the kernel and
-    its launcher), read as installed.
-    """
-    import torch
-    import triton
-
-    digest = hashlib.sha256()
-    for source in sorted(importlib.resources.files("kernels").iterdir(), key=lambda f: f.name):
-        if source.name.endswith(".py") and "@triton.jit" in (text := source.read_text()):
-            digest.update(f"{source.name}\n{text}".encode())
-    return {"triton": triton.__version__, "torch": torch.__version__, "kernel_source": digest.hexdigest()[:16]}
-
-
-def _timed_compile(compile_fn: Callable[[Problem, Config], Measurement | None], problem: Problem, config: Config):
-    started = time.perf_counter()
-    failure = compile_fn(problem, config)
-    return failure, time.perf_counter() - started
 
 
 def _int_class(value: int) -> tuple:
@@ -128,6 +104,8 @@ class GpuBenchmarker:
 
     Where its time goes is counted on clock (a RunClock): the GPU's time in timed kernels, the
     timing process's other work, waits for compiles, and timing-process starts and hand-offs.
+    timeout_s bounds one compile from when a process takes it, and one timing. Make and use it from
+    one thread that outlives it: Linux ends the timing process when the thread that started it ends.
     """
 
     kind = "gpu"
@@ -148,14 +126,20 @@ class GpuBenchmarker:
         self._software = software
         self.timeout_s = timeout_s
         self._session_factory = session_factory
-        self._compile_fn = compile_fn
-        self._n_compile = max(1, (os.cpu_count() or 2) - 1) if compile_workers is None else compile_workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._compiled: dict[tuple, Future] = {}
+        n_compile = max(1, (os.cpu_count() or 2) - 1) if compile_workers is None else compile_workers
+        self._compiles = (
+            CompilePool(compile_fn, processes=n_compile, timeout_s=timeout_s, device_index=device_index)
+            if n_compile
+            else None
+        )
         self._process: Any = None
         self._conn: Connection | None = None
         self.restarts = 0
-        self.device_name, self.shared_memory_limit = self._start()
+        try:
+            self.device_name, self.shared_memory_limit, self.sm_count = self._start()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def software(self) -> dict[str, str]:
@@ -169,18 +153,36 @@ class GpuBenchmarker:
         return None
 
     # --- the timing process -------------------------------------------------------------------
-    def _start(self) -> tuple[str, int | None]:
+    def _start(self) -> tuple[str, int | None, int | None]:
+        """Start the timing process; what it says of its device, or a TuningError that says why it did not start."""
         with self.clock.timing(HAND_OFFS):  # a spawned interpreter, torch and a CUDA context: seconds
             parent, child = _SPAWN.Pipe()
-            self._process = _SPAWN.Process(
-                target=_timing_process, args=(child, self._session_factory, self.device_index), daemon=True
+            process = _SPAWN.Process(
+                target=_timing_process,
+                args=(child, self._session_factory, self.device_index, os.getpid()),
+                daemon=True,
             )
-            self._process.start()
-            child.close()
-            self._conn = parent
-            if not parent.poll(max(self.timeout_s, 120.0)):
-                raise TuningError("the GPU timing process did not start; its own error, if it wrote one, is above.")
-            return parent.recv()
+            try:
+                process.start()
+            finally:
+                child.close()
+            self._process, self._conn = process, parent
+            wait_s = max(self.timeout_s, 120.0)
+            with interruptible():
+                started = parent.poll(wait_s)
+            if not started:
+                raise TuningError(f"the GPU timing process did not start within {wait_s:.0f} s.")
+            try:
+                message = parent.recv()
+            except EOFError:
+                self._process.join(timeout=10)
+                raise TuningError(
+                    f"the GPU timing process exited (status {self._process.exitcode}) before it was ready; "
+                    "its own error, if it wrote one, is above."
+                ) from None
+            if message[0] != "ready":
+                raise TuningError(f"the GPU timing process could not start on device {self.device_index}: {message[1]}")
+            return message[1:]
 
     def _restart(self) -> None:
         self.restarts += 1
@@ -195,60 +197,20 @@ class GpuBenchmarker:
         if self._conn is not None:
             self._conn.close()
 
-    def _end_pool(self) -> None:
-        """End the compile processes at once, then let the pool wind down; the next compile starts a new one.
-
-        A hung compile never returns, so its process is killed rather than waited for (the pool
-        cannot say which process runs which job: all go; what they compiled is on disk). Waiting
-        for the pool to wind down also stops shutdown(wait=False) from racing Python 3.11's exit
-        hook, which then writes to the pool's closed wake-up pipe.
-        """
-        pool, self._pool = self._pool, None
-        if pool is None:
+    # --- compiling and timing -----------------------------------------------------------------
+    def prepare(self, problem: Problem, configs: Iterable[Config], *, replace: bool = False) -> None:
+        """Compile configs ahead, in this order; with replace, drop first what earlier calls queued and nothing took."""
+        if self._compiles is None:
             return
-        for process in list((pool._processes or {}).values()):  # no public way to stop them
-            process.kill()
-        pool.shutdown(wait=True, cancel_futures=True)
-        # Jobs the pool lost are compiled again when they are next prepared or measured.
-        self._compiled = {
-            key: future
-            for key, future in self._compiled.items()
-            if future.done() and not future.cancelled() and not isinstance(future.exception(), BrokenProcessPool)
-        }
-
-    # --- the compile pool ---------------------------------------------------------------------
-    def _compile(self, problem: Problem, config: Config) -> Future | None:
-        if self._n_compile == 0:
-            return None
-        key = specialization(problem, config)
-        if key not in self._compiled:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(self._n_compile, mp_context=_SPAWN, initializer=_ignore_ctrl_c)
-            self._compiled[key] = self._pool.submit(_timed_compile, self._compile_fn, problem, config)
-        return self._compiled[key]
-
-    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
-        for config in configs:
-            self._compile(problem, config)
+        if replace:
+            self._compiles.drop_queued()
+        self._compiles.submit((specialization(problem, config), problem, config) for config in configs)
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
-        compiled = self._compile(problem, config)
         compile_s = None
-        if compiled is not None:
-            # Jobs queued ahead of this one (a sweep queues thousands) must not count as its time.
-            queued = sum(1 for f in self._compiled.values() if not f.done())
-            wait_s = self.timeout_s * max(1.0, queued / self._n_compile)
-            try:
-                with self.clock.timing(COMPILE_WAIT), interruptible():
-                    failure, compile_s = compiled.result(timeout=wait_s)
-            except concurrent.futures.TimeoutError:  # not the builtin TimeoutError before Python 3.11
-                self._end_pool()  # a hung compile would hold its process for good
-                return Measurement("timeout", reason=f"compilation took over {wait_s:.0f} s")
-            except BrokenProcessPool:
-                self._end_pool()
-                return Measurement("crash", reason="the compile process died")
-            except Exception as error:  # noqa: BLE001 - an unclassified compiler failure
-                return Measurement("compile_error", reason=f"{type(error).__name__}: {str(error)[:300]}")
+        if self._compiles is not None:
+            with self.clock.timing(COMPILE_WAIT), interruptible():
+                failure, compile_s = self._compiles.result(specialization(problem, config), problem, config)
             if failure is not None:
                 return Measurement(failure.status, reason=failure.reason, compile_s=compile_s)
         result = self._time(problem, config, prune_above_us)
@@ -297,7 +259,8 @@ class GpuBenchmarker:
             except OSError:
                 pass
         self._stop_process()
-        self._end_pool()  # compiles still running are not needed, and a hung one would hold the exit
+        if self._compiles is not None:
+            self._compiles.close()  # compiles still running are not needed, and a hung one would hold the exit
 
     def __enter__(self) -> GpuBenchmarker:
         return self

@@ -5,13 +5,15 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import os
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.benchmarkers._base import Measurement
+from tuner.benchmarkers._base import FAILURES, Measurement
 from tuner.space import SGLANG_KEYS, Config, Problem
 
 HEADER = (
@@ -20,7 +22,7 @@ HEADER = (
 ).split(",")
 # Landscapes of SGLang's Hopper space add two trailing columns; a file without them means 1, false.
 HOPPER_HEADER = [*HEADER, "SPLIT_K", "SWAP_AB"]
-STATUSES = ("ok", "out_of_resources", "compile_error", "wrong_result", "crash", "timeout")
+_STATUSES = ("ok", *FAILURES)  # what a sweep records: it never prunes
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,23 @@ def _gzip_text(path: Path) -> tuple[str, bool]:
 
 
 def read_rows(path: str | Path) -> Iterator[Row]:
-    """Rows of a landscape file (plain or .gz); a wrong header or a bad row raises ValueError.
+    """Rows of a landscape file (plain or .gz); a wrong header, a bad row or a conflicting repeat raises ValueError.
 
-    A gzip file cut short by a crash yields its complete rows.
+    A gzip file cut short by a crash yields its complete rows, and a warning on stderr says how many.
+    A row repeated with the same outcome is read once.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"landscape file {str(path)!r} is a folder; give a landscape CSV file (.csv or .csv.gz).")
     if not path.is_file():
         raise ValueError(f"landscape file {str(path)!r} does not exist.")
-    f = io.StringIO(_gzip_text(path)[0], newline="") if path.suffix == ".gz" else open(path, newline="")
+    cut = False
+    if path.suffix == ".gz":
+        text, cut = _gzip_text(path)
+        f = io.StringIO(text, newline="")
+    else:
+        f = open(path, newline="")
+    seen: dict[tuple, tuple[int, str, float | None]] = {}  # (problem, config) -> its first line and outcome
     with f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -91,9 +102,23 @@ def read_rows(path: str | Path) -> Iterator[Row]:
             )
         for line_no, fields in enumerate(reader, start=2):
             try:
-                yield _parse(fields, len(header))
+                row = _parse(fields, len(header))
             except (ValueError, TypeError) as error:
                 raise ValueError(f"{path}:{line_no}: {error}") from None
+            key = (row.device, row.problem, row.config)
+            if key in seen:
+                first, status, us = seen[key]
+                if (status, us) != (row.status, row.us):
+                    raise ValueError(
+                        f"{path}:{line_no}: the same config at the same problem as line {first} with another "
+                        f"result ({row.status} {row.us} against {status} {us}); keep one of them."
+                    )
+                continue
+            seen[key] = (line_no, row.status, row.us)
+            yield row
+    if cut:
+        print(f"warning: {path} was cut short (a sweep that stopped mid-write?): read its {len(seen)} complete rows; "
+              "the rest is lost.", file=sys.stderr)  # fmt: skip
 
 
 def _parse(fields: list[str], width: int) -> Row:
@@ -107,10 +132,12 @@ def _parse(fields: list[str], width: int) -> Row:
         hopper = {"SPLIT_K": int(split_k), "SWAP_AB": swap_ab == "true"}
     device, input_type, out_dtype, *ints, status, us = fields
     N, K, M, block_n, block_k, *config = map(int, ints)
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, but got {status!r}")
+    if status not in _STATUSES:
+        raise ValueError(f"status must be one of {_STATUSES}, but got {status!r}")
     if (status == "ok") != (us != ""):
         raise ValueError(f"us must be given exactly when status is ok, but got status {status!r} and us {us!r}")
+    if us and not (math.isfinite(float(us)) and float(us) > 0):
+        raise ValueError(f"us must be a positive latency in microseconds, but got {us}")
     problem = Problem(N=N, K=K, M=M, block_n=block_n, block_k=block_k, input_type=input_type, out_dtype=out_dtype)
     return Row(
         device,
@@ -158,8 +185,8 @@ class LandscapeWriter:
             self._file.flush()
 
     def write(self, device: str, problem: Problem, config: Config, measurement: Measurement) -> None:
-        if measurement.status not in STATUSES:
-            raise ValueError(f"a landscape records {STATUSES}, not {measurement.status!r}: sweeps never prune.")
+        if measurement.status not in _STATUSES:
+            raise ValueError(f"a landscape records {_STATUSES}, not {measurement.status!r}: sweeps never prune.")
         us = measurement.us if measurement.status == "ok" else None
         self._writer.writerow(Row(device, problem, config, measurement.status, us).as_csv(hopper=self.hopper))
         self._file.flush()

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tuner.benchmarkers._base import Measurement
+from tuner.benchmarkers._devices import sm_count
 from tuner.benchmarkers._landscape import Row, read_rows
 from tuner.space import GROUP_SIZE_M, Config, Problem
 from tuner.stopping import interruptible
@@ -31,7 +32,7 @@ class ReplayBenchmarker:
     """The Benchmarker over a landscape file (see tuner.benchmarkers)."""
 
     kind = "replay"
-    shared_memory_limit = None
+    shared_memory_limit = None  # the landscape's failed rows say what did not fit
 
     def __init__(self, rows: Iterable[Row], *, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s  # simulated GPU time per measurement, for concurrency tests
@@ -49,6 +50,7 @@ class ReplayBenchmarker:
         if len(devices) != 1:
             raise ValueError(f"a landscape must hold one device, but holds {sorted(devices) or 'no rows'}.")
         self.device_name = devices.pop()
+        self.sm_count = sm_count(self.device_name)  # as known for the landscape's device; None if unknown
         # Studies replayed from other rows are other studies; the file's name and order do not matter.
         self.software = {"landscape": hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]}
         self.problems = sorted({problem for problem, _ in self._rows}, key=lambda p: (p.N, p.K, p.M))
@@ -76,7 +78,7 @@ class ReplayBenchmarker:
         row = self._rows.get((problem, config))
         return row if row is not None else self._schedules.get((problem, config.schedule_key(problem.M)))
 
-    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
+    def prepare(self, problem: Problem, configs: Iterable[Config], *, replace: bool = False) -> None:
         """Nothing to compile in replay."""
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:

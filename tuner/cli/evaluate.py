@@ -31,6 +31,7 @@ from tqdm import tqdm
 from tuner.benchmarkers import ReplayBenchmarker, read_rows
 from tuner.samplers import SAMPLERS, Prior
 from tuner.space import SPACES
+from tuner.stopping import exit_status, ignore_ctrl_c
 from tuner.study import TuneOptions, searchable, tune_problem, warm_starts
 
 STRATEGIES = tuple(name for name in SAMPLERS if name != "auto")  # auto is one of them
@@ -159,9 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     points = sum(1 for bench in benches.values() for p in bench.problems if p.M in batch_sizes)
     shapes = len(tasks) // (len(args.strategies) * len(args.budgets) * len(args.seeds))
     print(describe(paths, shapes, points, batch_sizes, args), file=sys.stderr, flush=True)  # stdout: the table alone
-    with mp.get_context("spawn").Pool(args.processes) as pool:
-        runs = pool.imap_unordered(evaluate_shape, tasks)
-        outcomes = [o for chunk in tqdm(runs, total=len(tasks), desc="runs", unit="run") for o in chunk]
+    try:
+        with mp.get_context("spawn").Pool(args.processes, initializer=ignore_ctrl_c) as pool:
+            runs = pool.imap_unordered(evaluate_shape, tasks)
+            outcomes = [o for chunk in tqdm(runs, total=len(tasks), desc="runs", unit="run") for o in chunk]
+    except KeyboardInterrupt as error:  # the pool's processes leave Ctrl-C to this one, which ends them
+        print("\ninterrupted: nothing was written.", file=sys.stderr)
+        return exit_status(error)
     if args.details:
         with open(args.details, "w") as f:
             f.write("strategy,budget,seed,landscape,N,K,M,ratio\n")

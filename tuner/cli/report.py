@@ -6,13 +6,15 @@
 For every shape in the storage: latency and TFLOP/s against M for the tuned best, SGLang's default
 config and (with --config-file) the entry an existing file gives SGLang; each study's optimization
 history; parameter importances; and which configs failed and why (see tuner.analysis).
-Exit status: 0 on success, 2 on a usage error (one line says why), 1 on any other failure.
+Exit status: 0 on success, 2 on a usage error (one line says why; an --out that cannot be written is one,
+found before any work), 1 on any other failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,14 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _try_creating_beside(path: Path, option: str) -> None:
+    """Create and remove a file where path will go (its deepest existing folder), before any work.
+
+    Permissions alone do not say it (root may write anywhere, yet not under /proc): only a file made
+    there does.
+    """
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(
+            f"{option} {str(path)!r} is not writable: no file can be made in {str(folder)!r} ({reason})."
+        ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         out = Path(args.out)
-        check_writable(out, "--out", folder=False)
-        if args.csv:
-            check_writable(Path(args.csv), "--csv", folder=False)
+        outputs = {"--out": out, **({"--csv": Path(args.csv)} if args.csv else {})}
+        for option, path in outputs.items():
+            check_writable(path, option, folder=False)
+            _try_creating_beside(path, option)
         records = load_studies(open_storage(args.storage))
         table = summary_table(records, args.config_file)
         for path in table.attrs["unmatched_files"]:
@@ -55,11 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for path in (out, *([Path(args.csv)] if args.csv else [])):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    if args.csv:
-        table.to_csv(args.csv, index=False)
+    try:
+        for path in outputs.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page, encoding="utf-8")
+        if args.csv:
+            table.to_csv(args.csv, index=False)
+    except OSError as error:  # a full disk, or a folder gone since the check
+        print(f"failed: writing the report: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {out} ({len(records)} studies)" + (f" and {args.csv}" if args.csv else ""))
     return 0
 

@@ -1,7 +1,8 @@
 """The command line: python -m tuner.run --N 5120 --K 25600 --trials 200.
 
 Parses and validates everything before any study or file is touched, then calls tuner.study.
-Exit status: 0 on success, 2 on a usage error (one line says why), 130 after Ctrl-C, 1 on any other failure.
+Exit status: 0 on success, 2 on a usage error (one line says why), 130 after Ctrl-C (143 after SIGTERM, which
+stops a run as Ctrl-C does), 1 on any other failure.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tuner.export import FORMATS, config_file_names, read_config_file
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
-from tuner.stopping import TuningError, stopped_by_ctrl_c
+from tuner.stopping import TuningError, exit_status, stopped_by_ctrl_c
 from tuner.study import DEFAULT_STORAGE
 
 # Where config files go without --save-path: a replay's are kept apart from real tuning results.
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if stopped_by_ctrl_c(error):
             print("interrupted: every finished measurement is stored; rerun the same command to resume.",
                   file=sys.stderr)  # fmt: skip
-            return 130  # as shells report a process stopped by SIGINT
+            return exit_status(error)  # as shells report a process stopped by SIGINT (130) or SIGTERM (143)
         if isinstance(error, TuningError):  # raised on purpose (WrongResult, no config ran): its message says all
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             return 1

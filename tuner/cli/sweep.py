@@ -7,6 +7,8 @@ Timed exactly as the tuner times (tuner.benchmarkers: CUDA graphs over rotating 
 every CPU core ahead of the GPU). Where M <= BLOCK_SIZE_M the launch does not depend on
 GROUP_SIZE_M: one of those configs is timed and its result recorded for all four. An interrupted
 sweep resumes: rows already in --out are not timed again.
+
+Exit status: 0 on success, 2 on a usage error, 130 after Ctrl-C (143 after SIGTERM), 1 on any other failure.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tqdm import tqdm
 from tuner.benchmarkers import Benchmarker, LandscapeWriter, Measurement, read_rows
 from tuner.cli._common import add_gemm_flags, gemm_setup
 from tuner.space import SPACES, Config, Problem, search_space
+from tuner.stopping import TuningError, exit_status, held_outside_waits
 
 SWEEP_BATCH_SIZES = (1, 16, 64, 256, 1024, 4096)
 
@@ -96,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with (
+            held_outside_waits(),  # SIGTERM as Ctrl-C: the landscape is closed, not cut
             GpuBenchmarker(compile_workers=args.compile_workers) as bench,
             LandscapeWriter(args.out, hopper=args.space == "hopper") as writer,
         ):
@@ -105,8 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 p = problems[0]
                 print(f"N={p.N} K={p.K}: {len(results)} rows in {time.perf_counter() - started:.0f} s, "
                       f"{bench.restarts} timing-process restarts so far", flush=True)  # fmt: skip
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print(f"interrupted: every row measured is in {args.out}; rerun the same command to resume.", file=sys.stderr)
+        return exit_status(error)
+    except TuningError as error:  # the GPU timing process could not start
+        print(f"failed: {error}", file=sys.stderr)
         return 1
     return 0
 

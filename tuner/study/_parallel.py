@@ -92,8 +92,8 @@ class _TimedBenchmarker:
         finally:
             self.seconds += time.perf_counter() - started
 
-    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
-        self._timed(self._bench.prepare, problem, configs)
+    def prepare(self, problem: Problem, configs: Iterable[Config], *, replace: bool = False) -> None:
+        self._timed(self._bench.prepare, problem, configs, replace=replace)
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
         self.measurements += 1

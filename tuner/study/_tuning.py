@@ -145,7 +145,8 @@ def tune_problem(
     if progress is not None:
         progress.update(min(already, options.trials))
     if already < options.trials:
-        bench.prepare(problem, seeds[: options.trials - already])  # compile the seeds all at once
+        # Compile the seeds all at once, in place of the last problem's lookahead not started yet.
+        bench.prepare(problem, seeds[: options.trials - already], replace=True)
 
         max_trials = 4 * len(space)  # a sampler that only repeats itself stops here
 
