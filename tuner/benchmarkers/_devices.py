@@ -41,19 +41,21 @@ KNOWN_DEVICES: dict[str, DeviceFacts] = {
             tflops=1567.0,
             tbps=3.00,
             provenance="H100 80GB HBM3 host, 2026-11-13, as its notes record: a device-to-device copy moved "
-            "3.00 TB/s; fp8 taken as twice the measured bf16 matrix product (798 TFLOP/s)",
+            "3.00 TB/s; fp8 taken as twice the measured bf16 matrix product (798 TFLOP/s). Measured again "
+            "2026-12-06 by benchmarks/device_ceilings.py: copy 3.01 TB/s, bf16 783 TFLOP/s (cuBLAS fp8 with "
+            "per-tensor scales reached 1372 TFLOP/s)",
         ),
     ),
-    # Provisional: from the first runs on this workplace's H200 kind (nvidia-h200), 2026-12; to be
-    # replaced by benchmarks/device_ceilings.py's exact output on that kind.
+    # As measured on this workplace's H200 kind (nvidia-h200) and reported to the project, 2026-12-04;
+    # not yet measured again with benchmarks/device_ceilings.py (the kind lent an H100 on 2026-12-06).
     "NVIDIA_H200": DeviceFacts(
         sm_count=132,
-        sm_count_provenance="torch's multi_processor_count on the nvidia-h200 kind, 2026-12 (provisional)",
+        sm_count_provenance="torch's multi_processor_count on the nvidia-h200 kind, as reported 2026-12-04",
         ceilings=Ceilings(
             tflops=1576.0,
             tbps=4.3,
-            provenance="nvidia-h200 kind, 2026-12 (provisional): a device-to-device copy ~4.3 TB/s; fp8 taken as "
-            "twice the measured bf16 matrix product (~788 TFLOP/s)",
+            provenance="nvidia-h200 kind, as reported 2026-12-04: a device-to-device copy ~4.3 TB/s counting "
+            "reads and writes; fp8 taken as twice the measured bf16 matrix product (~788 TFLOP/s)",
         ),
     ),
 }
