@@ -452,6 +452,7 @@ def test_replay_writes_apart_from_real_results_and_says_so(good_runs, landscape)
 
 
 FULL = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
+HOPPER_GRID = "studies/landscapes/hopper/h100_fp8_hopper_grid.csv.gz"
 PARTIAL = "studies/landscapes/partial/h100_fp8_24576x1536_first445configs.csv.gz"
 SIX = "1 16 64 256 1024 4096"
 RUN = "python -m tuner.run"
@@ -494,7 +495,7 @@ NO_GPU = [
     NoGpu(
         "other-shape",
         "--N 5120 --K 25600 --trials 200",
-        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=5120 K=25600 block "
+        "No CUDA GPU is visible, and no shipped landscape covers fp8 N=5120 K=25600 block "
         "[128, 128] -> float16; the closest example runs in replay",
         f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
         f"--replay {FULL}",
@@ -503,7 +504,7 @@ NO_GPU = [
     NoGpu(
         "other-out-dtype",
         "--N 24576 --K 1536",
-        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=24576 K=1536 block "
+        "No CUDA GPU is visible, and no shipped landscape covers fp8 N=24576 K=1536 block "
         "[128, 128] -> float16; the closest example runs in replay",
         f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
         f"--replay {PARTIAL}",
@@ -512,16 +513,33 @@ NO_GPU = [
     NoGpu(
         "int8",
         "--input-type int8 --seed 3 --batch-sizes 1 2",
-        "No CUDA GPU is visible, and no landscape this repository ships covers any of your 13 shapes (int8, "
+        "No CUDA GPU is visible, and no shipped landscape covers any of your 13 shapes (int8, "
         "block [128, 128] -> float16); the closest example runs in replay",
         f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
         f"--seed 3 --replay {FULL}",
+    ),
+    # the Hopper space: the Hopper grid covers the shape; the sampler, storage and save path are the user's
+    NoGpu(
+        "hopper-space",
+        "--N 576 --K 7168 --out-dtype bfloat16 --space hopper --sampler tpe --storage sqlite:///h.db --save-path out",
+        "No CUDA GPU is visible; the same run works in replay against a landscape recorded on NVIDIA_H100",
+        f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype bfloat16 --batch-sizes 1 16 64 --trials 32 "
+        f"--sampler tpe --space hopper --storage sqlite:///h.db --save-path out --replay {HOPPER_GRID}",
+    ),
+    # no Hopper landscape of this shape: the closest of the Hopper space, never a base-space one
+    NoGpu(
+        "hopper-space-other-shape",
+        "--N 7168 --K 2048 --out-dtype bfloat16 --space hopper",
+        "No CUDA GPU is visible, and no shipped landscape of the hopper space covers fp8 N=7168 K=2048 block "
+        "[128, 128] -> bfloat16; the closest example runs in replay",
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype bfloat16 --batch-sizes 1 16 64 --trials 32 "
+        f"--space hopper --replay {HOPPER_GRID}",
     ),
     # the shape is covered, but at none of the requested batch sizes
     NoGpu(
         "batch-sizes-not-recorded",
         "--N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 2 3",
-        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=7168 K=18432 block "
+        "No CUDA GPU is visible, and no shipped landscape covers fp8 N=7168 K=18432 block "
         "[128, 128] -> bfloat16 at M = 2 3; the closest example runs in replay",
         f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
         f"--replay {FULL}",

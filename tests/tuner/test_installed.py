@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.tuner.synthetic import write_landscape
 
@@ -66,3 +67,13 @@ def test_a_run_that_finds_no_prior_says_so(installed, tmp_path):
         done = _run_installed(installed_at, tmp_path, *argv)
         assert done.returncode == 0, done.stderr
         assert ("warning: the installed tuner holds no recorded landscapes" in done.stderr) is warned, done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")
+def test_without_a_gpu_an_installed_tuner_offers_its_own_landscape(installed, tmp_path):
+    site, _ = installed  # no studies/landscapes/ beside it: only the package data
+    done = _run_installed(site, tmp_path, "-m", "tuner.run", "--N", "7168", "--K", "18432", "--out-dtype", "bfloat16")
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("No CUDA GPU is visible; the same run works in replay"), line
+    assert line.endswith(f"--replay {site / PRIOR_FILE}"), line
