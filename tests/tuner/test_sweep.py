@@ -7,6 +7,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import torch
 
 import tuner.benchmarkers
@@ -135,3 +136,16 @@ def test_a_gzip_sweep_killed_mid_run_resumes(tmp_path, monkeypatch):
     rows = list(read_rows(out))
     assert rows[:5] == survived
     assert len(rows) == len({(row.problem, row.config) for row in rows}) == len(search_space(128)) * len(BATCH_SIZES)
+
+
+def test_help_says_it_needs_a_gpu_and_gives_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for text in [
+        "(needs a CUDA GPU)",
+        "--batch-sizes M [M ...] the M to time (default: 1 16 64 256 1024 4096)",
+        "processes compiling ahead of the timing (default: CPU cores - 1)",
+    ]:
+        assert text in shown

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tuner.cli._common import QUANTIZATION_DEFAULTS, OneLineParser, add_gemm_flags, check_writable, gemm_setup
+from tuner.cli._common import (
+    QUANTIZATION_DEFAULTS,
+    OneLineParser,
+    add_gemm_flags,
+    check_writable,
+    count,
+    gemm_setup,
+)
 from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import deepgemm_note, is_hopper
 from tuner.export import (
@@ -259,11 +266,11 @@ def _visible_gpus(gpus: list[int] | None) -> list[int]:
     """The GPUs a live run uses: --gpus, each of which must be visible, else every visible one."""
     import torch
 
-    count = torch.cuda.device_count()
+    visible = torch.cuda.device_count()
     if gpus is None:
-        return list(range(count))
-    if max(gpus) >= count:
-        raise ValueError(f"--gpus {','.join(map(str, gpus))} names a GPU that is not visible: {count} are.")
+        return list(range(visible))
+    if max(gpus) >= visible:
+        raise ValueError(f"--gpus {','.join(map(str, gpus))} names a GPU that is not visible: {visible} are.")
     return gpus
 
 
@@ -362,16 +369,12 @@ _LIVE_RATE = "the rate measured on one NVIDIA H200 with 16 CPU cores (7488 timed
 _REPLAY_SECONDS_PER_TRIAL = 8.6 / 192
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
 
 
 def _replay_workers_note(devices: list[int]) -> str:
-    return (f"--gpus with --replay runs {_count(len(devices), 'replay worker')}, one process per index given, none on "
+    return (f"--gpus with --replay runs {count(len(devices), 'replay worker')}, one process per index given, none on "
             "a GPU: the multi-GPU path without GPUs")  # fmt: skip
 
 
@@ -390,8 +393,8 @@ def plan(
     """The shapes, batch sizes and budget a run would tune."""
     studies = sum(len(problems) for problems in shapes)
     lines = [model.headline()] if model is not None else []
-    lines += [f"plan: {_count(len(shapes), 'shape')} x {_count(len(shapes[0]), 'batch size')} x {trials} trials = "
-             f"{studies * trials} timed configs in {_count(studies, 'study', 'studies')}"]  # fmt: skip
+    lines += [f"plan: {count(len(shapes), 'shape')} x {count(len(shapes[0]), 'batch size')} x {trials} trials = "
+             f"{studies * trials} timed configs in {count(studies, 'study', 'studies')}"]  # fmt: skip
     for problems in shapes:
         p = problems[0]
         lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
