@@ -7,11 +7,8 @@ Exit status: 0 on success, 2 on a usage error (one line says why), 130 after Ctr
 from __future__ import annotations
 
 import argparse
-import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tuner.cli._common import (
@@ -19,9 +16,10 @@ from tuner.cli._common import (
     OneLineParser,
     add_gemm_flags,
     check_writable,
-    count,
     gemm_setup,
 )
+from tuner.cli._drop_in import HOPPER_NOTE, run_record, where_files_go
+from tuner.cli._plan import deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
 from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import deepgemm_note, is_hopper
 from tuner.export import (
@@ -29,11 +27,10 @@ from tuner.export import (
     ExportError,
     check_format,
     config_file_names,
-    is_vllm_name,
     read_config_file,
     write_provenance,
 )
-from tuner.samplers import AUTO, SAMPLERS, resolve
+from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
 from tuner.stopping import TuningError, stopped_by_ctrl_c
@@ -44,22 +41,6 @@ from tuner.study import DEFAULT_STORAGE
 SAVE_PATH = "configs"
 REPLAY_SAVE_PATH = "studies/replay/configs"
 REPLAY_STORAGE = "sqlite:///studies/replay/tuner.sqlite3"
-
-# What a user of a file with SPLIT_K / SWAP_AB entries must know before dropping it into SGLang
-# (read in SGLang 0.5.23's wheel: sglang/kernels/ops/gemm/fp8_kernel.py and its is_sm90 probe).
-HOPPER_NOTE = (
-    "entries with SPLIT_K and SWAP_AB run on SGLang's Hopper kernel (_w8a8_block_fp8_matmul_hopper, shipped in "
-    "SGLang 0.5.23) where SGLang sees an SM90 GPU and CUDA 12.3 or newer; elsewhere, and in an SGLang without that "
-    "kernel, they reach the base kernel, which fails with 'KeyError: Keyword argument SPLIT_K was specified but "
-    "unrecognised': use --space base files there. vLLM does not run them."
-)
-
-# Where each loader looks for its files, inside the installed package (read in SGLang 0.5.23's and
-# vLLM 0.34.0's wheels: each looks up the exact file name beside its kernel module).
-SGLANG_FOLDER = (
-    "sglang/kernels/ops/gemm/configs/ (SGLang 0.5.23; older releases: sglang/srt/layers/quantization/configs/)"
-)
-VLLM_FOLDER = "vllm/model_executor/layers/quantization/utils/configs/ (vLLM 0.34.0)"
 
 # --help's closing lines: one command per common use.
 EPILOG = """examples:
@@ -358,89 +339,20 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
     return spec, devices, device_name, kind, software, shapes, storage
 
 
-# Per timed config on the H200 host (one NVIDIA H200, 16 CPU cores, torch 2.11, Triton 3.6, Optuna 5.1):
-# `python -m tuner.run --tp-size 8 --trials 32` timed 7488 configs in 1461 s, 2026-12-04, before the work
-# on the run's own bookkeeping; that host's rate stands for any GPU host until newer runs are measured.
-_SECONDS_PER_TRIAL = 1461 / 7488
-_LIVE_RATE = "the rate measured on one NVIDIA H200 with 16 CPU cores (7488 timed configs in 1461 s, 2026-12-04)"
-# Per trial in replay, sampler and storage alone (no GPU): README's replay example (6 studies x 32
-# trials against studies/landscapes/h100_fp8_7168x18432.csv.gz, a fresh SQLite storage) spent 8.6 s
-# in its studies on a 2-core CPU, 2026-12-05; the cost per trial grows as a storage fills.
-_REPLAY_SECONDS_PER_TRIAL = 8.6 / 192
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
-
-
-def _replay_workers_note(devices: list[int]) -> str:
-    return (f"--gpus with --replay runs {count(len(devices), 'replay worker')}, one process per index given, none on "
-            "a GPU: the multi-GPU path without GPUs")  # fmt: skip
-
-
-def _deepseek_list_note(tp_size: int, shapes: int) -> str:
-    """Why --tp-size alone and --model with DeepSeek-V3's config.json plan different shapes."""
-    return (
-        f"without --model, --tp-size plans SGLang's fixed list of DeepSeek-V3 shapes ({shapes} at TP {tp_size}: "
-        "kv_a_proj alone, a plain q_proj and unsplit copies, as SGLang's tuning script has them); --model with "
-        "DeepSeek-V3's config.json plans only what the model runs, the fused 2112 x 7168 A projection among them."
-    )
-
-
-def plan(
-    shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], str], model: ModelPlan | None = None
-) -> str:
-    """The shapes, batch sizes and budget a run would tune."""
-    studies = sum(len(problems) for problems in shapes)
-    lines = [model.headline()] if model is not None else []
-    lines += [f"plan: {count(len(shapes), 'shape')} x {count(len(shapes[0]), 'batch size')} x {trials} trials = "
-             f"{studies * trials} timed configs in {count(studies, 'study', 'studies')}"]  # fmt: skip
-    for problems in shapes:
-        p = problems[0]
-        lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
-    lines += [f"note: {note}" for note in (model.notes if model is not None else ())]
-    return "\n".join(lines)
-
-
 def _dry_run(args: argparse.Namespace, shapes, names, model: ModelPlan | None, prepared: tuple) -> None:
     """What the run would do, with what it would use and find, and how long it would take at most."""
     spec, devices, device_name, kind, software, _, storage = prepared
     print(plan(shapes, args.trials, names, model))
     if set(names.values()) == {"deepseek_v3"}:
-        print(f"note: {_deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}")
-    if kind == "replay":
-        print(f"mode: replay of {args.replay}, recorded on {device_name}: no GPU is used")
-        if args.gpus is not None:
-            print(f"note: {_replay_workers_note(devices)}")
-    elif device_name is not None:
-        print(f"mode: live on {device_name.replace('_', ' ')}, GPUs {','.join(map(str, devices))}")
-    else:
-        print("mode: live, on a CUDA GPU; none is visible here, so the device, existing files and studies are unknown")
-    space = len(search_space(args.block_k, args.space))
-    sampler = f"{args.sampler} ({resolve(args.sampler)})" if args.sampler == "auto" else args.sampler
-    print(f"space: {args.space}, {space} configs per batch size; sampler: {sampler}; prior: "
-          f"{'none' if args.no_prior else 'the shipped landscapes'}")  # fmt: skip
-    names_written = (
-        "SGLang's and vLLM's"
-        if args.file_format == "both"
-        else {"sglang": "SGLang's", "vllm": "vLLM's"}[args.file_format]
-    )
-    print(f"save path: {spec.save_path}/ ({names_written} file names)")
+        print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}")
+    print("\n".join(setup_lines(args, devices, device_name, spec.save_path)))
     if device_name is not None:
         _announce(spec, storage, device_name, kind, software, shapes)
     else:
         from tuner.study import masked_url
 
         print(f"storage: {masked_url(spec.storage_url)}")
-    timed = sum(len(problems) for problems in shapes) * args.trials
-    if kind == "replay":
-        seconds = _duration(timed * _REPLAY_SECONDS_PER_TRIAL)
-        estimate = (f"no GPU time, the latencies are the landscape's; about {seconds} of CPU for the sampler and "
-                    "the storage (at 45 ms a trial, measured on a 2-core CPU; more as the storage fills)")  # fmt: skip
-    else:
-        estimate = (f"about {_duration(timed * _SECONDS_PER_TRIAL)} at most, at {_LIVE_RATE}; warm starts and "
-                    "configs shared between batch sizes make it less")  # fmt: skip
-    print(f"estimate: {estimate}")
+    print(f"estimate: {estimate(sum(len(problems) for problems in shapes) * args.trials, replay=kind == 'replay')}")
     dispose = getattr(getattr(storage, "engine", None), "dispose", None)
     if dispose is not None:
         dispose()  # closes SQLite's connections now, so its -wal and -shm files go with them
@@ -489,9 +401,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if model is not None:  # what the shapes came from, once, before any work
         print("\n".join([model.headline(), *(f"note: {note}" for note in model.notes)]), file=sys.stderr)
     elif set(names.values()) == {"deepseek_v3"}:
-        print(f"note: {_deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}", file=sys.stderr)
+        print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}", file=sys.stderr)
     if args.replay is not None and gpus is not None:
-        print(f"note: {_replay_workers_note(gpus)}", file=sys.stderr)
+        print(f"note: {replay_workers_note(gpus)}", file=sys.stderr)
     return _execute(*prepared)
 
 
@@ -522,42 +434,6 @@ def _announce(spec, storage, device_name: str, kind: str, software: dict[str, st
         print(f"note: {note}", flush=True)
 
 
-def _made_by(spec, devices: list[int], device_name: str, kind: str) -> dict[str, str]:
-    """What made this run's entries, for the provenance record beside each file."""
-    import torch
-    import triton
-
-    record = {
-        "made_by": "python -m tuner.run " + shlex.join(sys.argv[1:]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_name,
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-    }
-    if kind == "replay":
-        return {**record, "timing": f"replay of {spec.replay}: the latencies recorded there, on {device_name}"}
-    try:  # the NVIDIA driver, which neither torch nor Triton reports
-        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", f"--id={devices[0]}"]
-        driver = subprocess.run(query, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        driver = "unknown (nvidia-smi did not answer)"
-    return {**record, "timing": "measured on this GPU", "driver": driver, "cuda": str(torch.version.cuda)}
-
-
-def where_files_go(paths: Sequence[Path], device_name: str) -> str:
-    """Where to copy the files this run wrote, and what must match, in a few lines."""
-    sglang = any(not is_vllm_name(path.name) for path in paths)
-    vllm = any(is_vllm_name(path.name) for path in paths)
-    lines = ["where the files go, inside the installed package (each loader reads the file of its exact name):"]
-    if sglang:
-        lines.append(f"  SGLang's names: {SGLANG_FOLDER}")
-    if vllm:
-        lines.append(f"  vLLM's names: {VLLM_FOLDER}; vLLM runs them only where it picks its Triton kernel")
-    lines.append(f"  the device_name in each name ({device_name}) must be the serving GPU's, as torch names it "
-                 "with spaces as underscores; what made each entry is in <file>.provenance beside it")  # fmt: skip
-    return "\n".join(lines)
-
-
 def _execute(
     spec,
     devices: list[int],
@@ -578,7 +454,7 @@ def _execute(
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
         outcome = collect(spec, device_name, kind, software, shapes)
-    made_by = _made_by(spec, devices, device_name, kind)
+    made_by = run_record(spec.replay, devices, device_name)
     for results, paths in outcome:
         for path in paths:
             write_provenance(path, {r.problem.M: r.best for r in results}, made_by)
