@@ -41,15 +41,20 @@ def main() -> None:
     print(f"device {name}, capability {props.major}.{props.minor}, torch {torch.__version__}, "
           f"triton {triton.__version__}, python {platform.python_version()}")  # fmt: skip
     print(f"sm_count {props.multi_processor_count}, shared_memory_per_block_optin "
-          f"{props.shared_memory_per_block_optin}, L2 {props.L2_cache_size} bytes, memory {props.total_memory} bytes")  # fmt: skip
+          f"{props.shared_memory_per_block_optin}, L2 {props.L2_cache_size} bytes, "
+          f"memory {props.total_memory} bytes")  # fmt: skip
+    _copy_bandwidth()
+    _matmul_rates()
 
-    n_bytes = 2 << 30
+
+def _copy_bandwidth(n_bytes: int = 2 << 30) -> None:
     src = torch.randint(0, 255, (n_bytes,), dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
     copy_ms = _median_ms(lambda: dst.copy_(src))
     print(f"copy: {2 * n_bytes / copy_ms / 1e9:.2f} TB/s (read + write of {n_bytes >> 30} GiB in {copy_ms:.3f} ms)")
-    del src, dst
 
+
+def _matmul_rates() -> None:
     size = 8192
     a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)

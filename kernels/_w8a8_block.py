@@ -50,8 +50,11 @@ def _scaled_dot_over_k(
     offs_k = tl.arange(0, BLOCK_SIZE_K)
     a_ptrs = a_ptr + offs_am[:, None] * stride_am + (first_tile * BLOCK_SIZE_K + offs_k[None, :]) * stride_ak
     b_ptrs = b_ptr + (first_tile * BLOCK_SIZE_K + offs_k[:, None]) * stride_bk + offs_bn[None, :] * stride_bn
-    as_ptrs = as_ptr + offs_am * stride_as_m
-    bs_ptrs = bs_ptr + (offs_bn // group_n) * stride_bs_n
+    # The scales of first_tile's group; they move on by one group every tiles_per_group K steps.
+    tiles_per_group = group_k // BLOCK_SIZE_K
+    first_group = first_tile // tiles_per_group
+    as_ptrs = as_ptr + offs_am * stride_as_m + first_group * stride_as_k
+    bs_ptrs = bs_ptr + (offs_bn // group_n) * stride_bs_n + first_group * stride_bs_k
 
     # SWAP_AB accumulates the transposed tile, (BLOCK_SIZE_N, BLOCK_SIZE_M): Hopper's wgmma is at
     # least 64 rows tall, so for a small BLOCK_SIZE_M the N side fills it instead.
@@ -61,8 +64,10 @@ def _scaled_dot_over_k(
         accumulator = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=tl.float32)
 
     # Iterate over K. BLOCK_SIZE_K divides group_k, so each step lies in one scale group and is
-    # scaled once, in float32, before it joins the accumulator. k counts tiles from the start of K,
-    # so the first step reads the scale group of first_tile. A K tail is masked to zero; when
+    # scaled once, in float32, before it joins the accumulator. k counts tiles from the start of K.
+    # The scale pointers advance with the loop, like the operands', as in SGLang's kernel (with
+    # addresses computed from k at each step, the default config ran 4-9% slower than SGLang's at
+    # M >= 256 on an H100; NOTES.md, "Kernel vs SGLang's"). A K tail is masked to zero; when
     # BLOCK_SIZE_K divides K (EVEN_K) there is none and the loads go unmasked.
     for k in range(first_tile, last_tile):
         if EVEN_K:
@@ -72,9 +77,8 @@ def _scaled_dot_over_k(
             k_left = K - k * BLOCK_SIZE_K
             a = tl.load(a_ptrs, mask=offs_k[None, :] < k_left, other=0.0)
             b = tl.load(b_ptrs, mask=offs_k[:, None] < k_left, other=0.0)
-        scale_group = (k * BLOCK_SIZE_K) // group_k
-        a_scale = tl.load(as_ptrs + scale_group * stride_as_k)
-        b_scale = tl.load(bs_ptrs + scale_group * stride_bs_k)
+        a_scale = tl.load(as_ptrs)
+        b_scale = tl.load(bs_ptrs)
         # fp8 dots return float32 and int8 dots int32: the cast makes one body serve both.
         if SWAP_AB:
             accumulator += tl.dot(tl.trans(b), tl.trans(a)).to(tl.float32) * b_scale[:, None] * a_scale[None, :]
@@ -82,6 +86,9 @@ def _scaled_dot_over_k(
             accumulator += tl.dot(a, b).to(tl.float32) * a_scale[:, None] * b_scale[None, :]
         a_ptrs += BLOCK_SIZE_K * stride_ak
         b_ptrs += BLOCK_SIZE_K * stride_bk
+        next_group = tl.where((k + 1) % tiles_per_group == 0, 1, 0)
+        as_ptrs += next_group * stride_as_k
+        bs_ptrs += next_group * stride_bs_k
     if SWAP_AB:
         accumulator = tl.trans(accumulator)
     return accumulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuner.cli.compare import candidates, main
+from tuner.cli.compare import candidates, compile_jobs, main
 from tuner.export import write_configs
 from tuner.space import Config, Problem, default_config
 
@@ -65,3 +65,13 @@ def test_help_says_it_needs_a_gpu_and_gives_defaults(capsys, monkeypatch):
     shown = " ".join(capsys.readouterr().out.split())
     assert "(needs a CUDA GPU)" in shown
     assert "--rounds ROUNDS interleaved rounds, the median of which is reported (default: 3)" in shown
+
+
+def test_compile_jobs_share_a_binary_across_labels_and_batch_sizes():
+    # M=16 and M=160 specialise alike (Triton keys an int on == 1 and % 16 == 0);
+    # M=1 gets binaries of its own. At M=160 the tuned file's pick (key 256) is SGLang's default.
+    problems = [Problem(N=7168, K=18432, M=M) for M in (1, 16, 160)]
+    picks = {p: candidates(p, {"tuned": TUNED, "same": TUNED}, None) for p in problems}
+    assert picks[problems[2]]["tuned"] == default_config(128, 128)
+    jobs = compile_jobs(picks)
+    assert sorted((p.M, c.block_m) for p, c in jobs) == [(1, 16), (1, 64), (16, 16), (16, 64)]

@@ -5,13 +5,15 @@
         --landscape studies/landscapes/h100_fp8_7168x18432.csv.gz --out compare.csv
 
 Each labelled config file gives SGLang's pick for each M (nearest key); --landscape adds the
-recorded optimum; SGLang's default config is always included. All are timed in the same process on
-the same operands, interleaved, several rounds, so the ratios compare like with like.
+recorded optimum; SGLang's default config is always included. Every distinct config is compiled
+first, on every CPU core; then all are timed in the same process on the same operands, interleaved,
+several rounds, so the ratios compare like with like.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -30,6 +32,35 @@ def candidates(problem: Problem, files: dict[str, dict[int, Config]], optimum: C
         picks["optimum"] = optimum
     picks["default"] = default_config(problem.block_n, problem.block_k)
     return picks
+
+
+def compile_jobs(picks: dict[Problem, dict[str, Config]]) -> list[tuple[Problem, Config]]:
+    """One (problem, config) per binary Triton builds for picks: labels and batch sizes share binaries."""
+    from tuner.benchmarkers._gpu import specialization
+
+    jobs: dict[tuple, tuple[Problem, Config]] = {}
+    for problem, by_label in picks.items():
+        for config in by_label.values():
+            jobs.setdefault(specialization(problem, config), (problem, config))
+    return list(jobs.values())
+
+
+def compile_ahead(picks: dict[Problem, dict[str, Config]], workers: int) -> None:
+    """Fill Triton's disk cache with every binary picks need, in spawned processes, before any timing.
+
+    Timing compiles a config it has not seen on first launch, one at a time (~1.75 s each on the
+    H100 host): a 13-shape comparison of four files would wait minutes for that alone.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tuner.benchmarkers._cuda import compile_config
+
+    jobs = compile_jobs(picks)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        for failure in pool.map(compile_config, *zip(*jobs)):
+            if failure is not None:  # measured again in the timing loop, which reports it per config
+                print(f"compile: {failure.status}: {failure.reason[:120]}", flush=True)
 
 
 def _cublas(a, b, a_scales, b_scales, out_dtype):
@@ -119,11 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tuner.benchmarkers._cuda import CudaTimingSession
 
+    picks_by_problem = {problem: candidates(problem, files, optima.get(problem)) for problem in problems}
+    compile_ahead(picks_by_problem, max(1, (os.cpu_count() or 2) - 1))
     session = CudaTimingSession(0)
     rows = []
     print(f"device {session.device_name}; median of {args.rounds} rounds, us per launch in CUDA graphs")
-    for problem in problems:
-        picks = candidates(problem, files, optima.get(problem))
+    for problem, picks in picks_by_problem.items():
         timings: dict[str, list[float]] = {label: [] for label in picks}
         for _ in range(args.rounds):
             for label, config in picks.items():

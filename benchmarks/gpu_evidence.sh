@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The live evidence of 2026-12-06, in one background job, most important first: DeepSeek-V3 at TP 8 from
+# an empty storage and a cold Triton cache (the whole-model speed), a one-harness compare of its files
+# against the run before the speed work, SGLang's and vLLM's shipped files and the default; our kernel
+# against SGLang's released one; the same TP 8 run seeded by the shipped files; the Hopper space against
+# the base space and cuBLAS; float32 and int8 output once each; and a soak check around the long run.
+# Usage on the GPU machine, from the repo root, with .whl and .sgl carried (.sgl: SGLang 0.5.23's
+# sglang/kernels/ops/gemm/fp8_kernel.py):
+#   setsid nohup bash benchmarks/gpu_evidence.sh /tmp/ev > /tmp/ev.log 2>&1 < /dev/null &
+# then poll OUTDIR/progress.txt; fetch the results as one archive (the device tool returns eight files).
+set -u
+out=${1:?OUTDIR}
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_CACHE_DIR=$out/triton_cache
+step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
+dev=$(python3 -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "_"))')
+{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; date -u; nproc
+  python3 -c 'import sys, torch, triton, optuna; print("python", sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, "optuna", optuna.__version__)'; } > "$out/env.txt" 2>&1
+# What a process tree leaves behind: processes, shared memory, file handles, memory, disk.
+snapshot() { { date -u +%T; ps -eo pid,ppid,stat,rss,etime,cmd --sort=pid | grep -v ' ps -eo'
+  echo "--- /dev/shm"; ls -la /dev/shm; echo "--- file-nr $(cat /proc/sys/fs/file-nr)"; free -m; df -h / /tmp
+  echo "--- tmp"; ls -la /tmp; } > "$out/$1" 2>&1; }
+cfg() { echo "N=$1,K=$2,device_name=$3,dtype=fp8_w8a8,block_shape=[128, 128].json"; }
+# The --config arguments of one shape's compare: the labels whose file exists.
+contenders() {
+  args=(--config "after=$out/cfg/$(cfg $1 $2 $dev)")
+  local f="benchmarks/results/h200_before_2026-12-04/$(cfg $1 $2 NVIDIA_H200)"
+  [ -f "$f" ] && args+=(--config "before=$f")
+  f="benchmarks/sglang_shipped/$(cfg $1 $2 $dev)"; [ -f "$f" ] && args+=(--config "sglang=$f")
+  f="benchmarks/vllm_shipped/N=$1,K=$2,device_name=$dev,dtype=fp8_w8a8,block_shape=[128,128].json"
+  [ -f "$f" ] && args+=(--config "vllm=$f")
+}
+SHAPES="576x7168 24576x7168 32768x512 7168x16384 7168x18432 4608x7168 3072x7168 4096x512 3072x1536 512x7168 7168x2304 7168x2048 7168x256"
+
+# 1. The whole model, live: wall time and the run's clock lines; GPU utilisation sampled once a second.
+snapshot soak_before.txt
+nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader -l 1 > "$out/utilisation.csv" 2>&1 &
+smi=$!
+start=$(date +%s)
+python3 -m tuner.run --tp-size 8 --trials 32 --storage "sqlite:///$out/tp8.sqlite3" --save-path "$out/cfg" \
+  > "$out/tp8_run.txt" 2>&1
+echo "exit $? wall_s $(( $(date +%s) - start ))" >> "$out/tp8_run.txt"
+kill $smi
+step tp8 done
+# 2. Soak: what the run left behind, and whether a fresh interpreter still loads torch.
+snapshot soak_after.txt
+python3 -c "import torch; print('fresh python3: torch', torch.__version__, torch.cuda.is_available())" >> "$out/soak_after.txt" 2>&1
+step soak done
+# 3. One harness: after / before / shipped files / default, per shape, 18 M, 3 interleaved rounds.
+for shape in $SHAPES; do
+  N=${shape%x*}; K=${shape#*x}
+  contenders $N $K
+  python3 -m tuner.compare --N $N --K $K "${args[@]}" --out "$out/compare_$shape.csv" > "$out/compare_$shape.txt" 2>&1
+done
+step compare done
+# 4. Our kernel against SGLang's released kernels, same operands.
+python3 benchmarks/against_sglang_kernel.py --sglang-source .sgl/fp8_kernel.py --repeats 5 > "$out/against_sglang.txt" 2>&1
+step kernel done
+date -u >> "$out/env.txt"
+touch "$out/DONE"
