@@ -509,14 +509,22 @@ NO_GPU = [
         f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
         f"--replay {PARTIAL}",
     ),
-    # int8 is recorded nowhere
+    # int8 is recorded nowhere: the closest is one of the 13 shapes in fp8, with the same output dtype
     NoGpu(
         "int8",
         "--input-type int8 --seed 3 --batch-sizes 1 2",
         "No CUDA GPU is visible, and no shipped landscape covers any of your 13 shapes (int8, "
         "block [128, 128] -> float16); the closest example runs in replay",
-        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
-        f"--seed 3 --replay {FULL}",
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
+        f"--seed 3 --replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
+    ),
+    # float16, the default, of DeepSeek-V3's list: a float16 landscape covers one of its shapes
+    NoGpu(
+        "float16-of-many-shapes",
+        "--trials 16",
+        "No CUDA GPU is visible; of your 13 shapes, N=576 K=7168 works in replay",
+        f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 16 "
+        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz",
     ),
     # the Hopper space: the Hopper grid covers the shape; the sampler, storage and save path are the user's
     NoGpu(
