@@ -392,12 +392,12 @@ def _main(argv: Sequence[str] | None) -> int:
                 print(replay_hint(args, parser, shapes), file=sys.stderr)
                 return 1
         prepared = _prepare(args, shapes, gpus)
-        if args.dry_run:
-            _dry_run(args, shapes, names, model, prepared)
-            return 0
     except ValueError as error:  # everything the user gave is checked here, before any work
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        _dry_run(args, shapes, names, model, prepared)
+        return 0
     if model is not None:  # what the shapes came from, once, before any work
         print("\n".join([model.headline(), *(f"note: {note}" for note in model.notes)]), file=sys.stderr)
     elif set(names.values()) == {"deepseek_v3"}:
