@@ -1,16 +1,26 @@
-"""SGLang's (and vLLM's) config files: byte-exact names, merged and written atomically under a lock."""
+"""SGLang's (and vLLM's) config files: byte-exact names, merged and written atomically under a lock.
+
+Beside each file a provenance record (`<file name>.provenance`, JSON) says what made each entry;
+its name does not end in .json, so copying a folder's *.json into a loader's folder leaves it out.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from tuner.space import Config
+from tuner.stopping import TuningError
+
+
+class ExportError(TuningError):
+    """A config file (or its record) could not be written: the tuned results stay in the storage."""
 
 
 def config_file_name(
@@ -33,6 +43,28 @@ def config_file_names(
         raise ValueError(f"--format must be one of {', '.join(FORMATS)}, but got {file_format!r}.")
     flavours = {"sglang": (False,), "vllm": (True,), "both": (False, True)}[file_format]
     return [config_file_name(N, K, device_name, input_type, block_n, block_k, vllm=vllm) for vllm in flavours]
+
+
+# vLLM 0.34.0's Triton kernel (_w8a8_triton_block_scaled_mm) takes the six base keys alone: an entry
+# with SPLIT_K or SWAP_AB fails there with Triton's "Keyword argument SPLIT_K was specified but unrecognised".
+VLLM_TAKES_NO_HOPPER_ENTRIES = (
+    "vLLM's Triton kernel takes no SPLIT_K or SWAP_AB and fails on entries that carry them (SGLang's Hopper path "
+    "alone runs them)"
+)
+
+
+def is_vllm_name(name: str) -> bool:
+    """Whether a file name is vLLM's (no space inside block_shape), whatever else it names."""
+    return re.search(r"block_shape=\[\d+,\d+\]\.json$", name) is not None
+
+
+def check_format(file_format: str, space: str) -> None:
+    """Refuse, before any work, a run whose files vLLM would fail on: Hopper-space entries under vLLM's name."""
+    if space == "hopper" and file_format != "sglang":
+        raise ValueError(
+            f"--space hopper writes SPLIT_K/SWAP_AB entries, but --format {file_format} puts them under vLLM's file "
+            f"name, and {VLLM_TAKES_NO_HOPPER_ENTRIES}; use --format sglang, or tune vLLM's file with --space base."
+        )
 
 
 def read_config_file(path: str | Path) -> dict[int, Config]:
@@ -67,7 +99,7 @@ def nearest_entry(entries: Mapping[int, Config], M: int) -> Config:
 
 
 @contextmanager
-def _locked(folder: Path):
+def _locked(folder: Path) -> Iterator[None]:
     """An exclusive lock across processes on this host: flock on the folder itself, so no lock
     file is left beside the configs that users copy into SGLang."""
     fd = os.open(folder, os.O_RDONLY)
@@ -87,27 +119,82 @@ def _file_mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
+def _replace_atomically(path: Path, text: str) -> None:
+    """Write text to path through a temporary file in the same folder: a crash leaves the old file or the new."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600; a config file is for sharing
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def write_configs(path: str | Path, entries: Mapping[int, Config]) -> dict[int, Config]:
     """Merge entries into the file at path (replacing those batch sizes, keeping the rest), atomically.
 
     A concurrent writer waits for the lock, so no entry written by another process is lost; a
     crash leaves either the old file or the new one. An existing file that is not a valid config
-    file raises ValueError and is left untouched. Returns the merged entries.
+    file raises ValueError and is left untouched; a file that cannot be written raises ExportError.
+    Returns the merged entries.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(path.parent):
-        merged = read_config_file(path) if path.exists() else {}
-        merged.update(entries)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            os.fchmod(fd, _file_mode(path))  # mkstemp makes 0600; a config file is for sharing
-            with os.fdopen(fd, "w") as f:
-                f.write(render(merged))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path.parent):
+            merged = read_config_file(path) if path.exists() else {}
+            merged.update(entries)
+            if is_vllm_name(path.name) and any(config.hopper for config in merged.values()):
+                raise ExportError(f"{path} is vLLM's file name, and {VLLM_TAKES_NO_HOPPER_ENTRIES}.")
+            _replace_atomically(path, render(merged))
+    except OSError as error:
+        raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
     return merged
+
+
+# The provenance record beside each config file: what made each entry (see the module's docstring).
+PROVENANCE_SUFFIX = ".provenance"
+
+
+def provenance_path(path: str | Path) -> Path:
+    """Where the record of the config file at path lives."""
+    path = Path(path)
+    return path.with_name(path.name + PROVENANCE_SUFFIX)
+
+
+def write_provenance(path: str | Path, entries: Mapping[int, Config], made_by: Mapping[str, str]) -> None:
+    """Record made_by for each of entries that the config file at path holds now, under the file's lock.
+
+    Each batch size's record carries the entry it describes: a record whose entry the file no longer
+    holds (another run replaced it since) is dropped, so the record never credits the wrong run,
+    however runs interleave or stop. An unreadable record is replaced; the config file is not touched.
+    """
+    path, record = Path(path), provenance_path(path)
+    try:
+        with _locked(path.parent):
+            held = read_config_file(path) if path.exists() else {}
+            try:
+                old = json.loads(record.read_text())["entries"]
+            except (OSError, ValueError, KeyError, TypeError):
+                old = None
+            old = old if isinstance(old, dict) else {}
+            new = {str(M): {**made_by, "entry": config.as_sglang()} for M, config in entries.items()}
+            kept = {}
+            for records in (old, new):  # a new record wins where it describes the entry the file holds
+                for key, value in records.items():
+                    held_entry = held.get(int(key)) if key.isdigit() else None
+                    if (
+                        held_entry is not None
+                        and isinstance(value, dict)
+                        and value.get("entry") == held_entry.as_sglang()
+                    ):
+                        kept[key] = value
+            about = f"What made each entry of {path.name}; not a config file: keep it out of the loaders' folders."
+            ordered = dict(sorted(kept.items(), key=lambda item: int(item[0])))
+            _replace_atomically(record, json.dumps({"about": about, "entries": ordered}, indent=4) + "\n")
+    except OSError as error:
+        raise ExportError(f"cannot write {record}: {error.strerror or error}") from error

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -80,7 +82,8 @@ def tuned(tmp_path_factory, landscape):
 def test_run_exports_one_entry_per_batch_size(tuned):
     tmp, _, result = tuned
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp / "cfg").iterdir()) == [CONFIG_NAME]  # exact name, no temp files
+    # exact name, its provenance record, no temp files
+    assert sorted(p.name for p in (tmp / "cfg").iterdir()) == [CONFIG_NAME, CONFIG_NAME + ".provenance"]
     entries = json.loads((tmp / "cfg" / CONFIG_NAME).read_text())
     assert list(entries) == list(BATCH_SIZES)
     space = set(search_space(128))
@@ -204,8 +207,24 @@ BAD_INPUTS = [
     BadInput("storage-unknown-scheme", {"--storage": "notadb://x"}),
     # --save-path under a regular file cannot be created
     BadInput("save-path-not-writable", {"--save-path": "{tmp}/file/cfg"}, _regular_file),
-    # an existing config file that is not valid JSON must stop the run, not be overwritten
+    # an existing config file that is not valid JSON must stop the run, not be overwritten, and say what to do
     BadInput("corrupt-config-file", {}, _corrupt_config),
+    # --N/--K is the shape one rank runs: a --tp-size beside it would be ignored
+    BadInput("tp-size-with-N-K", {"--tp-size": "8"}),
+    # a malformed --gpus is named as such, in replay as without it
+    BadInput(
+        "gpus-malformed",
+        {"--gpus": "a,b"},
+        message="error: --gpus must be comma-separated device indices, but got 'a,b'.",
+    ),
+    # Hopper entries under vLLM's name would crash vLLM's Triton kernel
+    BadInput(
+        "hopper-space-for-vllm",
+        {"--space": "hopper", "--format": "both"},
+        message="error: --space hopper writes SPLIT_K/SWAP_AB entries, but --format both puts them under vLLM's file "
+        "name, and vLLM's Triton kernel takes no SPLIT_K or SWAP_AB and fails on entries that carry them (SGLang's "
+        "Hopper path alone runs them); use --format sglang, or tune vLLM's file with --space base.",
+    ),
 ]
 
 
@@ -264,25 +283,33 @@ def launch(logs: Path, runs: dict[str, tuple[Path, list[str]]], timeout: int = 1
 
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, landscape):
-    """Every bad-input case, each in its own folder: id -> (exit status, stderr, files before, files after)."""
+    """Every bad-input case, each in its own folder, as a run and as a dry run:
+    (id, dry) -> (exit status, stderr, files before, files after)."""
     runs, folders = {}, {}
     for case in BAD_INPUTS:
-        tmp = tmp_path_factory.mktemp(case.id)
-        if case.setup is not None:
-            case.setup(tmp)
-        folders[case.id] = (tmp, _files(tmp))
-        runs[case.id] = (tmp, command(tmp, landscape, case.change)[3:])  # after `python -m tuner.run`
+        for dry in (False, True):
+            tmp = tmp_path_factory.mktemp(case.id)
+            if case.setup is not None:
+                case.setup(tmp)
+            folders[case.id, dry] = (tmp, _files(tmp))
+            args = command(tmp, landscape, case.change)[3:]  # after `python -m tuner.run`
+            runs[f"{case.id}{'-dry' if dry else ''}"] = (tmp, [*args, "--dry-run"] if dry else args)
     launched = launch(tmp_path_factory.mktemp("logs"), runs)
     outcomes = {}
-    for case in BAD_INPUTS:
-        tmp, before = folders[case.id]
-        outcomes[case.id] = (launched[case.id].code, launched[case.id].stderr, before, _files(tmp))
+    for (id, dry), (tmp, before) in folders.items():
+        done = launched[f"{id}{'-dry' if dry else ''}"]
+        outcomes[id, dry] = (done.code, done.stderr, before, _files(tmp))
     return outcomes
 
 
+# A dry run checks what the run checks: each bad input fails it with the run's own line.
+DRY = pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+
+
+@DRY
 @pytest.mark.parametrize("case_id", [case.id for case in BAD_INPUTS])
-def test_bad_input_exits_2_and_writes_nothing(bad_runs, case_id):
-    returncode, stderr, before, after = bad_runs[case_id]
+def test_bad_input_exits_2_and_writes_nothing(bad_runs, case_id, dry):
+    returncode, stderr, before, after = bad_runs[case_id, dry]
     assert returncode == 2, stderr
     assert stderr.splitlines()[-1:] and stderr.splitlines()[-1].startswith("error: "), stderr
     assert after == before  # no storage file, no config file, and an existing file's bytes unchanged
@@ -292,30 +319,38 @@ def test_bad_input_exits_2_and_writes_nothing(bad_runs, case_id):
     "case_id",
     [case.id for case in BAD_INPUTS],
 )
-def test_bad_input_prints_one_error_line(bad_runs, case_id):
-    _, stderr, _, _ = bad_runs[case_id]
+@DRY
+def test_bad_input_prints_one_error_line(bad_runs, case_id, dry):
+    _, stderr, _, _ = bad_runs[case_id, dry]
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
 
 
 @pytest.mark.parametrize("case", [case for case in BAD_INPUTS if case.message], ids=lambda case: case.id)
-def test_bad_value_error_names_the_flag(bad_runs, case):
-    _, stderr, _, _ = bad_runs[case.id]
+@DRY
+def test_bad_value_error_names_the_flag(bad_runs, case, dry):
+    _, stderr, _, _ = bad_runs[case.id, dry]
     assert stderr.splitlines() == [case.message]
+
+
+def test_a_corrupt_config_file_says_what_to_do(bad_runs):
+    _, stderr, _, _ = bad_runs["corrupt-config-file", False]
+    assert stderr.rstrip().endswith("move it aside, or give another --save-path)"), stderr
 
 
 @pytest.mark.parametrize(
     "expected",
     [
         "--trials T distinct configs timed per (N, K, M) study (default: 32)",
-        "--tp-size TP tensor parallelism: of --model (default 1), or of DeepSeek-V3's shapes without --model or "
-        "--N/--K (default 8)",
+        "--tp-size TP tensor parallelism: of --model (default 1), or of SGLang's list of DeepSeek-V3 shapes without "
+        "--model or --N/--K (default 8); not with --N/--K, which give the shape one rank runs",
         "--save-path DIR folder for the config files (default: configs/, or studies/replay/configs/ with --replay)",
-        "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3)",
-        "or both; the content is the same (default: sglang)",  # --format
+        "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3, or "
+        "sqlite:///studies/replay/tuner.sqlite3 with --replay)",
+        "or both; the content is the same; not vllm or both with --space hopper (default: sglang)",  # --format
         "--input-type {fp8,int8} 8-bit type of A and B (default: the model's quantization config, else fp8)",
         "--space {base,hopper} base: SGLang's grid of 1280 configs; hopper:",
-        "examples: python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 one weight shape",
+        "examples: python -m tuner.run --N 7168 --K 18432 one weight shape",  # float16: SGLang's Triton path
         "docs/contracts.md",  # where file names and formats are specified
     ],
 )
@@ -352,12 +387,14 @@ GOOD_RUNS = [
     GoodRun("format-vllm", {"--format": "vllm"}),
     # both names, one content
     GoodRun("format-both", {"--format": "both"}),
-    # a replay without --save-path: its files must not pass for real tuning results
-    GoodRun("replay-default-save-path", {"--save-path": None}),
+    # a replay without --save-path or --storage: its files and studies must not pass for real tuning results
+    GoodRun("replay-default-save-path", {"--save-path": None, "--storage": None}),
     # bf16 output on an SM90 GPU (in replay, the landscape's device): SGLang sends it to DeepGEMM
     GoodRun("bf16-on-h100", {"--replay": "{tmp}/h100.csv", "--out-dtype": "bfloat16"}, _h100_landscape("bfloat16")),
     # float16 output on the same GPU: SGLang's Triton path, so no note
     GoodRun("fp16-on-h100", {"--replay": "{tmp}/h100.csv"}, _h100_landscape("float16")),
+    # --gpus in replay: replay workers, none on a GPU, and the run says so
+    GoodRun("replay-workers", {"--gpus": "0,1"}),
 ]
 
 
@@ -388,7 +425,8 @@ VLLM_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[1
 )
 def test_format_writes_the_chosen_file_names_with_one_content(good_runs, case_id, names):
     done, tmp = good_runs[case_id]
-    assert sorted(p.name for p in (tmp / "cfg").iterdir()) == sorted(names)  # byte-exact names, no temp files
+    # byte-exact names, a provenance record each, no temp files
+    assert sorted(p.name for p in (tmp / "cfg").iterdir()) == sorted([*names, *(n + ".provenance" for n in names)])
     assert len({(tmp / "cfg" / name).read_bytes() for name in names}) == 1
     assert list(json.loads((tmp / "cfg" / names[0]).read_text())) == list(BATCH_SIZES)
     for name in names:
@@ -408,10 +446,13 @@ def test_replay_writes_apart_from_real_results_and_says_so(good_runs, landscape)
     written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*.json"))
     assert written == [f"studies/replay/configs/{CONFIG_NAME}"]
     assert not (tmp / "configs").exists()
+    assert done.stdout.splitlines()[0] == "storage: sqlite:///studies/replay/tuner.sqlite3"
+    assert (tmp / "studies" / "replay" / "tuner.sqlite3").is_file() and not (tmp / "studies" / "tuner.sqlite3").exists()
     assert done.stdout.splitlines()[-1] == f"replay of {landscape}: latencies are the landscape's, not measured now"
 
 
 FULL = "studies/landscapes/h100_fp8_7168x18432.csv.gz"
+HOPPER_GRID = "studies/landscapes/hopper/h100_fp8_hopper_grid.csv.gz"
 PARTIAL = "studies/landscapes/partial/h100_fp8_24576x1536_first445configs.csv.gz"
 SIX = "1 16 64 256 1024 4096"
 RUN = "python -m tuner.run"
@@ -454,7 +495,7 @@ NO_GPU = [
     NoGpu(
         "other-shape",
         "--N 5120 --K 25600 --trials 200",
-        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=5120 K=25600 block "
+        "No CUDA GPU is visible, and no shipped landscape covers fp8 N=5120 K=25600 block "
         "[128, 128] -> float16; the closest example runs in replay",
         f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
         f"--replay {FULL}",
@@ -463,25 +504,50 @@ NO_GPU = [
     NoGpu(
         "other-out-dtype",
         "--N 24576 --K 1536",
-        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=24576 K=1536 block "
+        "No CUDA GPU is visible, and no shipped landscape covers fp8 N=24576 K=1536 block "
         "[128, 128] -> float16; the closest example runs in replay",
         f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
         f"--replay {PARTIAL}",
     ),
-    # int8 is recorded nowhere
+    # int8 is recorded nowhere: the closest is one of the 13 shapes in fp8, with the same output dtype
     NoGpu(
         "int8",
         "--input-type int8 --seed 3 --batch-sizes 1 2",
-        "No CUDA GPU is visible, and no landscape this repository ships covers any of your 13 shapes (int8, "
+        "No CUDA GPU is visible, and no shipped landscape covers any of your 13 shapes (int8, "
         "block [128, 128] -> float16); the closest example runs in replay",
-        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
-        f"--seed 3 --replay {FULL}",
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
+        f"--seed 3 --replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
+    ),
+    # float16, the default, of DeepSeek-V3's list: a float16 landscape covers one of its shapes
+    NoGpu(
+        "float16-of-many-shapes",
+        "--trials 16",
+        "No CUDA GPU is visible; of your 13 shapes, N=576 K=7168 works in replay",
+        f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 16 "
+        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz",
+    ),
+    # the Hopper space: the Hopper grid covers the shape; the sampler, storage and save path are the user's
+    NoGpu(
+        "hopper-space",
+        "--N 576 --K 7168 --out-dtype bfloat16 --space hopper --sampler tpe --storage sqlite:///h.db --save-path out",
+        "No CUDA GPU is visible; the same run works in replay against a landscape recorded on NVIDIA_H100",
+        f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype bfloat16 --batch-sizes 1 16 64 --trials 32 "
+        f"--sampler tpe --space hopper --storage sqlite:///h.db --save-path out --replay {HOPPER_GRID}",
+    ),
+    # no Hopper landscape of this shape: the closest of the Hopper space, never a base-space one
+    NoGpu(
+        "hopper-space-other-shape",
+        "--N 7168 --K 2048 --out-dtype bfloat16 --space hopper",
+        "No CUDA GPU is visible, and no shipped landscape of the hopper space covers fp8 N=7168 K=2048 block "
+        "[128, 128] -> bfloat16; the closest example runs in replay",
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype bfloat16 --batch-sizes 1 16 64 --trials 32 "
+        f"--space hopper --replay {HOPPER_GRID}",
     ),
     # the shape is covered, but at none of the requested batch sizes
     NoGpu(
         "batch-sizes-not-recorded",
         "--N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 2 3",
-        "No CUDA GPU is visible, and no landscape this repository ships covers fp8 N=7168 K=18432 block "
+        "No CUDA GPU is visible, and no shipped landscape covers fp8 N=7168 K=18432 block "
         "[128, 128] -> bfloat16 at M = 2 3; the closest example runs in replay",
         f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
         f"--replay {FULL}",
@@ -520,3 +586,114 @@ def test_without_a_gpu_one_line_names_a_replay_command_that_runs(tmp_path):
                             env=ENV)  # fmt: skip
     assert replay.returncode == 0, replay.stderr
     assert len(list((tmp_path / "cfg").glob("*.json"))) == 1
+
+
+def test_replay_says_what_gpus_means_there(good_runs):
+    done, tmp = good_runs["replay-workers"]
+    note = "note: --gpus with --replay runs 2 replay workers, one process per index given, none on a GPU: the "
+    assert note + "multi-GPU path without GPUs" in done.stderr.splitlines()
+    assert "replay worker 1: GPU duty cycle" in done.stdout  # the second worker did run
+    assert list(json.loads((tmp / "cfg" / CONFIG_NAME).read_text())) == list(BATCH_SIZES)
+
+
+@pytest.mark.parametrize(
+    ("case_id", "sglang", "vllm"),
+    [("format-both", True, True), ("format-vllm", False, True), ("replay-default-save-path", True, False)],
+)
+def test_the_end_says_where_each_file_goes(good_runs, case_id, sglang, vllm):
+    done, _ = good_runs[case_id]
+    assert ("SGLang's names: sglang/kernels/ops/gemm/configs/ (SGLang 0.5.23; older releases: "
+            "sglang/srt/layers/quantization/configs/)" in done.stdout) is sglang  # fmt: skip
+    assert ("vLLM's names: vllm/model_executor/layers/quantization/utils/configs/ (vLLM 0.34.0)" in done.stdout) is vllm
+    assert "(Synthetic_GPU) must be the serving GPU's" in done.stdout
+
+
+def test_beside_each_file_a_record_of_what_made_it(good_runs, landscape):
+    _, tmp = good_runs["format-both"]
+    for name in (CONFIG_NAME, VLLM_NAME):
+        record = json.loads((tmp / "cfg" / (name + ".provenance")).read_text())
+        assert sorted(record["entries"]) == sorted(BATCH_SIZES, key=int)
+        entry = record["entries"]["16"]
+        assert (
+            entry["made_by"].startswith("python -m tuner.run --N 256 --K 512 ") and "--format both" in entry["made_by"]
+        )
+        assert entry["device"] == "Synthetic_GPU" and entry["timing"].startswith(f"replay of {landscape}")
+        assert entry["torch"] == torch.__version__ and entry["date"].startswith("20")
+        assert entry["entry"] == json.loads((tmp / "cfg" / name).read_text())["16"]
+
+
+def test_a_dry_run_in_replay_says_what_it_would_use_and_find(tuned, landscape, capsys):
+    tmp, argv, result = tuned
+    assert result.returncode == 0, result.stderr
+    before = _files(tmp)
+    assert run_main([*argv[3:], "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["plan: 1 shape x 2 batch sizes x 8 trials = 16 timed configs in 2 studies",
+                       "  N=256    K=512    (given)  M = 1 16"]  # fmt: skip
+    assert out[2:7] == [
+        f"mode: replay of {landscape}, recorded on Synthetic_GPU: no GPU is used",
+        "space: base, 1280 configs per batch size; sampler: auto (local); prior: none",
+        f"save path: {tmp}/cfg/ (SGLang's file names)",
+        f"storage: sqlite:///{tmp}/s.db",
+        "2 of 2 studies finished earlier; nothing to time",  # what the storage already holds
+    ]
+    assert out[-1] == (
+        "estimate: no GPU time, the latencies are the landscape's; about 1 s of CPU for the sampler and the storage "
+        "(at 45 ms a trial, measured on a 2-core CPU; more as the storage fills)"
+    )
+    assert _files(tmp) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a dry run on a machine without a GPU")
+def test_a_live_dry_run_needs_no_gpu_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run_main(["--N", "7168", "--K", "18432", "--batch-size", "1", "--trials", "4", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        "mode: live, on a CUDA GPU; none is visible here, so the device, existing files and studies are unknown" in out
+    )
+    assert "storage: sqlite:///studies/tuner.sqlite3" in out and "save path: configs/ (SGLang's file names)" in out
+    assert out[-1].startswith("estimate: about 1 s at most, at the rate measured on one NVIDIA H200 with 16 CPU cores")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
+def test_a_malformed_gpus_list_is_a_usage_error_without_a_gpu_too(capsys):
+    assert run_main(["--N", "7168", "--K", "18432", "--gpus", "a,b"]) == 2
+    assert capsys.readouterr().err == "error: --gpus must be comma-separated device indices, but got 'a,b'.\n"
+
+
+def test_deepseek_v3s_fixed_list_says_how_it_differs_from_the_models_own(capsys):
+    assert run_main(["--tp-size", "8", "--dry-run"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if "SGLang's fixed list" in line]
+    assert notes == [
+        "note: without --model, --tp-size plans SGLang's fixed list of DeepSeek-V3 shapes (13 at TP 8: kv_a_proj "
+        "alone, a plain q_proj and unsplit copies, as SGLang's tuning script has them); --model with DeepSeek-V3's "
+        "config.json plans only what the model runs, the fused 2112 x 7168 A projection among them."
+    ]
+
+
+def test_an_unwritable_save_path_found_late_is_one_line_and_keeps_the_results(tmp_path, landscape):
+    # /proc passes the up-front check for root (no permission bit stops root), yet takes no new folder.
+    argv = command(tmp_path, landscape, {"--save-path": "/proc/tuner-test/cfg", "--batch-sizes": ["1"]})
+    done = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    (line,) = [line for line in done.stderr.splitlines() if line and "timed configs" not in line]  # but the bar
+    if os.geteuid() != 0:  # refused up front
+        assert done.returncode == 2 and line.startswith("error: --save-path '/proc/tuner-test/cfg' is not writable")
+        return
+    assert done.returncode == 1, done.stderr
+    assert line.startswith("failed: cannot write /proc/tuner-test/cfg/N=256,K=512,")
+    assert line.endswith("rerun the command with a --save-path that can be written, and it writes the files from "
+                         "the finished studies without tuning them again.")  # fmt: skip
+    assert [timed for timed, _ in timed_counts(f"sqlite:///{tmp_path}/s.db").values()] == [TRIALS]
+
+
+@pytest.mark.parametrize("delay_s", [0.15, 0.5])
+def test_ctrl_c_while_the_run_starts_is_one_line(tmp_path, landscape, delay_s):
+    process = subprocess.Popen(command(tmp_path, landscape, {"--trials": "64"}), cwd=tmp_path, env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(delay_s)  # while Python loads the tuner's dependencies (torch, Optuna), about a second here
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.splitlines()[-1].startswith("interrupted"), stderr

@@ -1,8 +1,12 @@
-"""tuner.compare's choice of contenders (the GPU timing itself runs only on a GPU)."""
+"""tuner.compare's choice of contenders and its command line (the GPU timing itself runs only on a GPU)."""
 
 from __future__ import annotations
 
-from tuner.cli.compare import candidates, compile_jobs
+import pytest
+import torch
+
+from tuner.cli.compare import candidates, compile_jobs, main
+from tuner.export import write_configs
 from tuner.space import Config, Problem, default_config
 
 TUNED = {
@@ -24,6 +28,43 @@ def test_each_file_contributes_sglangs_pick_plus_optimum_and_default():
 
 def test_without_a_landscape_there_is_no_optimum():
     assert set(candidates(Problem(N=7168, K=18432, M=1), {"tuned": TUNED}, None)) == {"tuned", "default"}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("{tmp}/missing.json", "error: --config must be LABEL=PATH, but got '{tmp}/missing.json'."),
+        ("tuned={tmp}/missing.json", "error: {tmp}/missing.json is not a readable JSON config file: "),
+        ("tuned={tmp}/corrupt.json", "error: {tmp}/corrupt.json is not a readable JSON config file: "),
+        ("default={tmp}/good.json", "error: --config label 'default' is taken; give each file its own label."),
+    ],
+    ids=["no-label", "missing-file", "corrupt-file", "taken-label"],
+)
+def test_a_bad_config_is_one_line_and_exit_2(tmp_path, capsys, config, message):
+    (tmp_path / "corrupt.json").write_text('{"1": {"BLOCK_SIZE_M": 64,')
+    write_configs(tmp_path / "good.json", TUNED)
+    argv = ["--N", "7168", "--K", "18432", "--config", config.format(tmp=tmp_path), "--out", str(tmp_path / "c.csv")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message.format(tmp=tmp_path)), err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without a GPU is told")
+def test_without_a_gpu_one_line_and_exit_1(tmp_path, capsys):
+    write_configs(tmp_path / "good.json", TUNED)
+    argv = ["--N", "7168", "--K", "18432", "--config", f"tuned={tmp_path}/good.json", "--out", str(tmp_path / "c.csv")]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == "error: tuner.compare times kernels on a CUDA GPU and none is visible.\n"
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_help_says_it_needs_a_gpu_and_gives_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "(needs a CUDA GPU)" in shown
+    assert "--rounds ROUNDS interleaved rounds, the median of which is reported (default: 3)" in shown
 
 
 def test_compile_jobs_share_a_binary_across_labels_and_batch_sizes():

@@ -155,3 +155,28 @@ def test_ctrl_c_is_one_line_and_exit_130(landscape, tmp_path):
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == "interrupted: nothing was written."
     assert out == "" and not (tmp_path / "details.csv").exists()
+
+
+def test_one_shape_has_no_prior_and_is_one_shape(tmp_path, capsys):
+    one = write_landscape(tmp_path / "one.csv", SHAPES[:1], [1])
+    argv = [str(one), "--budgets", "2", "--seeds", "0", "--strategies", "random", "--processes", "1"]
+    assert main(argv) == 0
+    plan = capsys.readouterr().err.splitlines()[0]
+    assert plan == (
+        f"evaluating {one}: 1 point of 1 shape at M = 1; base space, no prior (one shape: no other shape to learn "
+        "from); strategies random, budgets 2, seeds 0: 1 run, 1 study"
+    )
+
+
+def test_help_gives_every_option_a_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for text in [
+        "--budgets T [T ...] configs timed per study, one evaluation each (default: 16 32 64)",
+        "--seeds S [S ...] sampler seeds, one run each per budget and strategy (default: 0 1 2)",
+        "the samplers compared (default: all, local tpe gp random)",
+        "--processes PROCESSES runs in parallel, one process each (default: 2)",
+    ]:
+        assert text in shown

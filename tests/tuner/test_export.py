@@ -9,7 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from tuner.export import config_file_name, config_file_names, nearest_entry, read_config_file, render, write_configs
+from tuner.export import (
+    ExportError,
+    check_format,
+    config_file_name,
+    config_file_names,
+    is_vllm_name,
+    nearest_entry,
+    provenance_path,
+    read_config_file,
+    render,
+    write_configs,
+    write_provenance,
+)
 from tuner.space import Config
 
 FAST = Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=4)
@@ -178,6 +190,82 @@ def test_merge_replaces_tuned_entries_and_keeps_the_others(tmp_path):
     assert merged == expected
     assert read_config_file(path) == expected
     assert path.read_text() == render(expected)
+
+
+@pytest.mark.parametrize(("name", "vllm"), [(SGLANG_NAME, False), (VLLM_NAME, True), ("cfg.json", False)])
+def test_vllm_names_are_told_apart(name, vllm):
+    assert is_vllm_name(name) is vllm
+
+
+# vLLM 0.34.0's Triton kernel takes the six base keys alone: a Hopper entry under vLLM's name crashes
+# vLLM at its first GEMM of that shape. Triton's interpreter drops unknown keywords silently, so no
+# CPU launch could catch this: the rule itself is tested, up front (flags) and at the write.
+@pytest.mark.parametrize(("file_format", "space"), [("vllm", "hopper"), ("both", "hopper")])
+def test_hopper_space_under_vllms_name_is_refused_up_front(file_format, space):
+    with pytest.raises(ValueError, match=rf"^--space hopper .* --format {file_format} .*use --format sglang"):
+        check_format(file_format, space)
+
+
+@pytest.mark.parametrize(("file_format", "space"), [("sglang", "hopper"), ("vllm", "base"), ("both", "base")])
+def test_other_formats_and_spaces_pass(file_format, space):
+    check_format(file_format, space)  # raises nothing
+
+
+@pytest.mark.parametrize("entry", [HOPPER, SPLIT_ONLY, SWAP_ONLY], ids=["split-and-swap", "split", "swap"])
+def test_a_hopper_entry_is_never_written_under_vllms_name(tmp_path, entry):
+    path = tmp_path / VLLM_NAME
+    write_configs(path, {256: FAST})
+    before = path.read_bytes()
+    with pytest.raises(ExportError, match="SPLIT_K or SWAP_AB"):
+        write_configs(path, {1: entry})
+    assert path.read_bytes() == before
+    write_configs(tmp_path / SGLANG_NAME, {1: entry})  # SGLang's name takes it
+    assert read_config_file(tmp_path / SGLANG_NAME) == {1: entry}
+
+
+def test_an_unwritable_folder_is_one_export_error(tmp_path):
+    # /proc takes no new folder, even for root, whom permission bits do not stop.
+    with pytest.raises(ExportError, match=r"^cannot write /proc/tuner-test/cfg\.json: "):
+        write_configs("/proc/tuner-test/cfg.json", {1: FAST})
+
+
+MADE_BY = {"command": "python -m tuner.run --N 7168 --K 18432", "device": "NVIDIA_H100_80GB_HBM3", "date": "d1"}
+
+
+def _records(path: Path) -> dict[str, dict]:
+    return json.loads(provenance_path(path).read_text())["entries"]
+
+
+def test_provenance_sits_beside_the_file_and_is_not_taken_for_a_config(tmp_path):
+    path = tmp_path / SGLANG_NAME
+    write_configs(path, {1: FAST, 16: WIDE})
+    write_provenance(path, {1: FAST, 16: WIDE}, MADE_BY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SGLANG_NAME, SGLANG_NAME + ".provenance"]
+    assert [p.name for p in tmp_path.glob("*.json")] == [SGLANG_NAME]  # `cp *.json` leaves the record out
+    assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}, "16": {**MADE_BY, "entry": WIDE.as_sglang()}}
+    assert path.read_bytes() == render({1: FAST, 16: WIDE}).encode()  # the loaders' file stays clean JSON
+
+
+def test_provenance_follows_the_merge(tmp_path):
+    path = tmp_path / SGLANG_NAME
+    write_configs(path, {1: FAST, 16: WIDE})
+    write_provenance(path, {1: FAST, 16: WIDE}, MADE_BY)
+    later = {**MADE_BY, "date": "d2"}
+    write_configs(path, {16: DEFAULT, 64: DEFAULT})  # a second run replaced M=16 and added M=64
+    write_provenance(path, {64: DEFAULT}, later)  # ... and stopped before recording M=16
+    records = _records(path)
+    assert records == {"1": {**MADE_BY, "entry": FAST.as_sglang()}, "64": {**later, "entry": DEFAULT.as_sglang()}}
+    # A record for an entry the file does not hold (another writer replaced it first) is not written.
+    write_provenance(path, {1: WIDE}, later)
+    assert _records(path)["1"] == {**MADE_BY, "entry": FAST.as_sglang()}
+
+
+def test_an_unreadable_provenance_record_is_replaced(tmp_path):
+    path = tmp_path / SGLANG_NAME
+    write_configs(path, {1: FAST})
+    provenance_path(path).write_text("{not json")
+    write_provenance(path, {1: FAST}, MADE_BY)
+    assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}}
 
 
 _FULL_ENTRY = DEFAULT.as_sglang()

@@ -101,7 +101,7 @@ def _run(tmp_path, landscape, *extra):
 def test_hopper_space_tunes_exports_the_hopper_keys_and_says_which_sglang_runs_them(tmp_path, capsys):
     assert _run(tmp_path, _hopper_landscape(tmp_path / "h.csv.gz", H100)) == 0
     out = capsys.readouterr().out
-    (path,) = (tmp_path / "cfg").iterdir()
+    (path,) = (tmp_path / "cfg").glob("*.json")  # beside it, its .provenance record
     entry = json.loads(path.read_text())["1"]
     assert entry["SPLIT_K"] >= 4 and set(entry) == {*SGLANG_KEYS, *HOPPER_KEYS}  # found the splits' gains
     assert f"note: {HOPPER_NOTE}" in out
@@ -130,7 +130,7 @@ def test_the_recorded_hopper_grid_replays_through_the_whole_run(tmp_path, capsys
             "--space", "hopper", "--replay", str(grid), "--trials", "32", "--storage", f"sqlite:///{tmp_path}/h.db",
             "--save-path", str(tmp_path / "cfg")]  # fmt: skip
     assert run_main(argv) == 0
-    (path,) = (tmp_path / "cfg").iterdir()
+    (path,) = (tmp_path / "cfg").glob("*.json")  # beside it, its .provenance record
     entries = read_config_file(path)
     bench = ReplayBenchmarker.from_file(grid)
     for M, config in entries.items():

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.tuner.synthetic import write_landscape
 
@@ -50,7 +51,8 @@ def test_the_wheel_ships_the_priors_landscapes_and_the_prior_reads_them(installe
                           "print(tuner.__file__); print(Prior.shipped().shapes)")  # fmt: skip
     assert done.returncode == 0, done.stderr
     where, shapes = done.stdout.split()
-    assert Path(where).is_relative_to(site) and int(shapes) == 1
+    shipped = [name for name in names if name.startswith("tuner/samplers/landscapes/") and name.endswith(".csv.gz")]
+    assert Path(where).is_relative_to(site) and int(shapes) == len(shipped) == 4  # one shape per recorded file
 
 
 def test_a_run_that_finds_no_prior_says_so(installed, tmp_path):
@@ -66,3 +68,13 @@ def test_a_run_that_finds_no_prior_says_so(installed, tmp_path):
         done = _run_installed(installed_at, tmp_path, *argv)
         assert done.returncode == 0, done.stderr
         assert ("warning: the installed tuner holds no recorded landscapes" in done.stderr) is warned, done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")
+def test_without_a_gpu_an_installed_tuner_offers_its_own_landscape(installed, tmp_path):
+    site, _ = installed  # no studies/landscapes/ beside it: only the package data
+    done = _run_installed(site, tmp_path, "-m", "tuner.run", "--N", "7168", "--K", "18432", "--out-dtype", "bfloat16")
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("No CUDA GPU is visible; the same run works in replay"), line
+    assert line.endswith(f"--replay {site / PRIOR_FILE}"), line

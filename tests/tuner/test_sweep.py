@@ -8,6 +8,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import torch
 
 import tuner.benchmarkers
@@ -151,3 +152,16 @@ def test_a_timing_process_that_cannot_start_is_one_line_and_exit_1(tmp_path, mon
         "failed: the GPU timing process could not start on device 0: RuntimeError: CUDA error: no CUDA-capable "
         "device is detected"
     ]
+
+
+def test_help_says_it_needs_a_gpu_and_gives_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for text in [
+        "(needs a CUDA GPU)",
+        "--batch-sizes M [M ...] the M to time (default: 1 16 64 256 1024 4096)",
+        "processes compiling ahead of the timing (default: CPU cores - 1)",
+    ]:
+        assert text in shown

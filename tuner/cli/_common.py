@@ -20,6 +20,11 @@ class OneLineParser(argparse.ArgumentParser):
 QUANTIZATION_DEFAULTS = {"input_type": "fp8", "block_n": 128, "block_k": 128}
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """n with its noun in the right number: '1 shape', '13 shapes', '2 studies'."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def add_gemm_flags(parser: argparse.ArgumentParser, *, model_aware: bool = False) -> None:
     """The flags that say which GEMM is tuned, with one default each across the commands.
 

@@ -1,7 +1,9 @@
 """What a machine without a GPU can run instead: the user's own command, in replay on a shipped landscape.
 
-The landscapes under studies/landscapes/ (and its partial/ folder) are indexed once by what they
-cover; the hint names the one that covers the requested GEMM, or says none does and names the closest.
+The landscapes a checkout holds (studies/landscapes/, its partial/ and hopper/ folders) and those
+installed with the package (tuner/samplers/landscapes/, what a wheel has) are indexed once by what
+they cover; the hint names the one that covers the requested GEMM in the requested space, or says
+none does and names the closest.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import csv
 import functools
 import gzip
+import importlib.resources
 import math
 import shlex
 from collections import defaultdict
@@ -17,9 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.benchmarkers import HEADER
+from tuner.benchmarkers import HEADER, HOPPER_HEADER
 from tuner.cli._common import QUANTIZATION_DEFAULTS
+from tuner.samplers._warmstart import PRIOR_FOLDER, PRIOR_PACKAGE
 from tuner.space import Problem
+from tuner.study import DEFAULT_STORAGE
 
 
 @dataclass(frozen=True)
@@ -35,10 +40,14 @@ class Coverage:
     block_n: int
     block_k: int
     batch_sizes: tuple[int, ...]
+    hopper: bool = False  # a landscape of the Hopper space (SPLIT_K, SWAP_AB columns)
 
     @property
     def partial(self) -> bool:
         return self.path.parent.name == "partial"
+
+    def space(self) -> str:
+        return "hopper" if self.hopper else "base"
 
     def covers(self, problem: Problem) -> bool:
         """Same shape, types and block: a replay of problem reads this landscape's rows."""
@@ -55,24 +64,40 @@ class Coverage:
         return abs(math.log(self.N / p.N)) + abs(math.log(self.K / p.K)) + 0.5 * mismatches
 
 
-# The landscapes the repository ships for replay (the examples and this hint point there).
+# The landscapes a checkout holds for replay (the examples point there), and the package's own.
 LANDSCAPES = Path(__file__).resolve().parents[2] / "studies" / "landscapes"
 
 
+def _installed_landscapes() -> Path | None:
+    """The package data's landscape folder (tuner/samplers/landscapes/), wherever the tuner is installed."""
+    folder = Path(str(importlib.resources.files(PRIOR_PACKAGE).joinpath(PRIOR_FOLDER)))
+    return folder if folder.is_dir() else None
+
+
 @functools.cache
-def shipped_landscapes(folder: Path = LANDSCAPES) -> tuple[Coverage, ...]:
-    """What every landscape under folder and folder/partial covers, read once (only the columns needed)."""
-    coverage = []
-    for path in [*sorted(folder.glob("*.csv*")), *sorted((folder / "partial").glob("*.csv*"))]:
+def shipped_landscapes(folder: Path = LANDSCAPES, installed: Path | None = None) -> tuple[Coverage, ...]:
+    """What every landscape covers: under folder (and its partial/ and hopper/), then in the installed
+    package (default: the package data); each file once, under the first path found, read once."""
+    installed = _installed_landscapes() if installed is None else installed
+    paths = [*sorted(folder.glob("*.csv*")), *sorted((folder / "partial").glob("*.csv*"))]
+    paths += sorted((folder / "hopper").glob("*.csv*"))
+    paths += sorted(installed.glob("*.csv*")) if installed is not None else []
+    coverage, seen = [], set()
+    for path in paths:
+        if path.resolve() in seen:  # the checkout's top-level files link to the package's
+            continue
+        seen.add(path.resolve())
         batch_sizes: dict[tuple, set[int]] = defaultdict(set)
         with gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="") as f:
             reader = csv.reader(f)
-            if next(reader, None) != HEADER:
+            header = next(reader, None)
+            if header not in (HEADER, HOPPER_HEADER):
                 continue  # not a landscape; replay would refuse it too
             for device, input_type, out_dtype, N, K, M, block_n, block_k, *_ in reader:
                 batch_sizes[device, input_type, out_dtype, int(N), int(K), int(block_n), int(block_k)].add(int(M))
         for (device, input_type, out_dtype, N, K, block_n, block_k), ms in batch_sizes.items():
-            coverage.append(Coverage(path, device, input_type, out_dtype, N, K, block_n, block_k, tuple(sorted(ms))))
+            setup = (path, device, input_type, out_dtype, N, K, block_n, block_k, tuple(sorted(ms)))
+            coverage.append(Coverage(*setup, hopper=header == HOPPER_HEADER))
     return tuple(coverage)
 
 
@@ -85,7 +110,7 @@ def _shown(path: Path) -> str:
 
 
 def _command(args: argparse.Namespace, parser: argparse.ArgumentParser, land: Coverage, batch_sizes) -> str:
-    """The replay command for one landscape setup, keeping the user's budget, seed and choices."""
+    """The replay command for one landscape setup, keeping the user's budget, seed and other choices."""
     argv = ["python", "-m", "tuner.run", "--N", land.N, "--K", land.K]
     argv += ["--input-type", land.input_type, "--out-dtype", land.out_dtype]
     if (land.block_n, land.block_k) != (QUANTIZATION_DEFAULTS["block_n"], QUANTIZATION_DEFAULTS["block_k"]):
@@ -95,8 +120,13 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser, land: Co
         argv += ["--seed", args.seed]
     if args.no_prior:
         argv += ["--no-prior"]
-    if args.file_format != parser.get_default("file_format"):
-        argv += ["--format", args.file_format]
+    for flag, dest in (("--sampler", "sampler"), ("--format", "file_format"), ("--space", "space")):
+        if getattr(args, dest) != parser.get_default(dest):
+            argv += [flag, getattr(args, dest)]
+    if args.storage not in (None, DEFAULT_STORAGE):  # a storage the user named; the default is live runs'
+        argv += ["--storage", args.storage]
+    if args.save_path is not None:
+        argv += ["--save-path", args.save_path]
     return shlex.join([*map(str, argv), "--replay", _shown(land.path)])
 
 
@@ -111,9 +141,10 @@ def replay_hint(
     shapes: Sequence[Sequence[Problem]],
     landscapes: Sequence[Coverage] | None = None,
 ) -> str:
-    """One line for a machine without a GPU: the user's run in replay where a landscape covers it,
-    else which GEMM none covers and the closest shipped example."""
+    """One line for a machine without a GPU: the user's run in replay where a landscape of the user's
+    space covers it, else which GEMM none covers and the closest shipped example of that space."""
     landscapes = shipped_landscapes() if landscapes is None else landscapes
+    landscapes = [land for land in landscapes if land.space() == args.space]
     given = args.batch_sizes is not None or args.batch_size is not None
     for problems in shapes:
         wanted = {p.M for p in problems}
@@ -126,8 +157,9 @@ def replay_hint(
                     f"No CUDA GPU is visible; {which} works in replay against {what} recorded on {land.device}: "
                     + _command(args, parser, land, batch_sizes)
                 )
+    space = "" if args.space == "base" else f" of the {args.space} space"
     if not landscapes:
-        return "No CUDA GPU is visible, and this installation ships no landscape to replay (studies/landscapes/)."
+        return f"No CUDA GPU is visible, and this installation ships no landscape{space} to replay."
     first = shapes[0][0]
     if len(shapes) == 1:
         requested = _describe(first)
@@ -138,6 +170,6 @@ def replay_hint(
         requested += f"{first.block_k}] -> {first.out_dtype})"
     closest = min(landscapes, key=lambda land: (min(land.distance(ps[0]) for ps in shapes), land.partial))
     return (
-        f"No CUDA GPU is visible, and no landscape this repository ships covers {requested}; the closest "
+        f"No CUDA GPU is visible, and no shipped landscape{space} covers {requested}; the closest "
         f"example runs in replay: {_command(args, parser, closest, closest.batch_sizes)}"
     )

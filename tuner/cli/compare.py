@@ -1,4 +1,4 @@
-"""Re-time competing configs in one harness, at every batch size, next to cuBLAS and the roofline.
+"""Re-time competing configs in one harness, at every batch size, next to cuBLAS and the roofline (needs a CUDA GPU).
 
     python -m tuner.compare --N 7168 --K 18432 --out-dtype bfloat16 \\
         --config tuned=configs/FILE.json --config sglang=benchmarks/sglang_shipped/FILE.json \\
@@ -17,9 +17,10 @@ import os
 import statistics
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tuner.benchmarkers import roofline_attrs
-from tuner.cli._common import add_gemm_flags, gemm_setup
+from tuner.cli._common import add_gemm_flags, check_writable, gemm_setup
 from tuner.export import nearest_entry, read_config_file
 from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem, default_config
 
@@ -89,30 +90,63 @@ def _time_cublas(session, problem: Problem) -> float | None:
         return None
 
 
+def _config_files(items: Sequence[str]) -> dict[str, dict[int, Config]]:
+    """--config LABEL=PATH values as each file's entries; ValueError names a malformed or unreadable one."""
+    files = {}
+    for item in items:
+        label, _, path = item.partition("=")
+        if not label or not path:
+            raise ValueError(f"--config must be LABEL=PATH, but got {item!r}.")
+        if label in files or label in ("optimum", "default", "cublas"):
+            raise ValueError(f"--config label {label!r} is taken; give each file its own label.")
+        files[label] = read_config_file(path)
+    return files
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tuner.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--N", type=int, required=True)
-    parser.add_argument("--K", type=int, required=True)
+    parser.add_argument("--N", type=int, required=True, help="weight rows (output features)")
+    parser.add_argument("--K", type=int, required=True, help="weight columns (input features)")
     add_gemm_flags(parser)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES))
-    parser.add_argument("--config", action="append", default=[], help="LABEL=PATH of a config file")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="M",
+        default=list(DEFAULT_BATCH_SIZES),
+        help=f"the M to time (default: SGLang's {len(DEFAULT_BATCH_SIZES)})",
+    )
+    parser.add_argument(
+        "--config", action="append", default=[], metavar="LABEL=PATH", help="a config file to time, once per file"
+    )
     parser.add_argument("--landscape", default=None, help="add the recorded optimum of this landscape")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds, the median of which is reported (default: 3)"
+    )
     parser.add_argument("--out", required=True, help="CSV of every timing")
     args = parser.parse_args(argv)
-    files = {}
-    for item in args.config:
-        label, _, path = item.partition("=")
-        files[label] = read_config_file(path)
-    problems = [Problem(N=args.N, K=args.K, M=M, **gemm_setup(args)) for M in args.batch_sizes]
-    optima: dict[Problem, Config] = {}
-    if args.landscape:
-        from tuner.benchmarkers import ReplayBenchmarker
+    try:
+        if args.rounds < 1:
+            raise ValueError(f"--rounds must be a positive int, but got {args.rounds}.")
+        files = _config_files(args.config)
+        problems = [Problem(N=args.N, K=args.K, M=M, **gemm_setup(args)) for M in args.batch_sizes]
+        optima: dict[Problem, Config] = {}
+        if args.landscape:
+            from tuner.benchmarkers import ReplayBenchmarker
 
-        replay = ReplayBenchmarker.from_file(args.landscape)
-        optima = {p: replay.optimum(p)[0] for p in problems if p in replay.problems}
+            replay = ReplayBenchmarker.from_file(args.landscape)
+            optima = {p: replay.optimum(p)[0] for p in problems if p in replay.problems}
+        check_writable(Path(args.out), "--out", folder=False)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    import torch
+
+    if not torch.cuda.is_available():
+        print("error: tuner.compare times kernels on a CUDA GPU and none is visible.", file=sys.stderr)
+        return 1
 
     from tuner.benchmarkers._cuda import CudaTimingSession
 

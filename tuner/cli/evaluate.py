@@ -29,6 +29,7 @@ import optuna
 from tqdm import tqdm
 
 from tuner.benchmarkers import ReplayBenchmarker, read_rows
+from tuner.cli._common import count
 from tuner.samplers import SAMPLERS, Prior
 from tuner.space import SPACES
 from tuner.stopping import exit_status, ignore_ctrl_c
@@ -116,11 +117,17 @@ def summarize(outcomes: Sequence[Outcome]) -> str:
 def describe(paths: Sequence[str], shapes: int, points: int, batch_sizes: Sequence[int], args) -> str:
     """What an evaluation will run, in one line, so that minutes of work do not start silently."""
     repeats = len(args.strategies) * len(args.budgets) * len(args.seeds)
+    if args.no_prior:
+        prior = "no prior"
+    elif shapes == 1:
+        prior = "no prior (one shape: no other shape to learn from)"
+    else:
+        prior = "prior from the other shapes"
     return (
-        f"evaluating {', '.join(paths)}: {points} points of {shapes} shapes at M = {' '.join(map(str, batch_sizes))}; "
-        f"{args.space} space, {'no prior' if args.no_prior else 'prior from the other shapes'}; "
-        f"strategies {' '.join(args.strategies)}, budgets {' '.join(map(str, args.budgets))}, seeds "
-        f"{' '.join(map(str, args.seeds))}: {shapes * repeats} runs, {points * repeats} studies"
+        f"evaluating {', '.join(paths)}: {count(points, 'point')} of {count(shapes, 'shape')} at M = "
+        f"{' '.join(map(str, batch_sizes))}; {args.space} space, {prior}; strategies {' '.join(args.strategies)}, "
+        f"budgets {' '.join(map(str, args.budgets))}, seeds {' '.join(map(str, args.seeds))}: "
+        f"{count(shapes * repeats, 'run')}, {count(points * repeats, 'study', 'studies')}"
     )
 
 
@@ -129,13 +136,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m tuner.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("landscapes", nargs="+", help="landscape CSV files (.csv or .csv.gz)")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[16, 32, 64])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
+    parser.add_argument(
+        "--budgets", type=int, nargs="+", default=[16, 32, 64], metavar="T",
+        help="configs timed per study, one evaluation each (default: 16 32 64)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S",
+        help="sampler seeds, one run each per budget and strategy (default: 0 1 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES),
+        help=f"the samplers compared (default: all, {' '.join(STRATEGIES)})",
+    )  # fmt: skip
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="only these M (default: all)")
     parser.add_argument("--space", choices=SPACES, default="base", help="the space searched (default: %(default)s)")
     parser.add_argument("--no-prior", action="store_true", help="no warm starts from the other shapes' landscapes")
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--processes", type=int, default=2, help="runs in parallel, one process each (default: %(default)s)"
+    )
     parser.add_argument("--details", default=None, help="also write one CSV row per (point, run) here")
     args = parser.parse_args(argv)
     try:

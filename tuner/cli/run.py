@@ -12,33 +12,43 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuner.cli._common import QUANTIZATION_DEFAULTS, OneLineParser, add_gemm_flags, check_writable, gemm_setup
+from tuner.cli._common import (
+    QUANTIZATION_DEFAULTS,
+    OneLineParser,
+    add_gemm_flags,
+    check_writable,
+    gemm_setup,
+)
+from tuner.cli._drop_in import HOPPER_NOTE, run_record, where_files_go
+from tuner.cli._plan import deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
 from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import deepgemm_note, is_hopper
-from tuner.export import FORMATS, config_file_names, read_config_file
+from tuner.export import (
+    FORMATS,
+    ExportError,
+    check_format,
+    config_file_names,
+    read_config_file,
+    write_provenance,
+)
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
 from tuner.stopping import TuningError, exit_status, stopped_by_ctrl_c
 from tuner.study import DEFAULT_STORAGE
 
-# Where config files go without --save-path: a replay's are kept apart from real tuning results.
+# Where config files and studies go without --save-path and --storage: a replay's are kept apart
+# from real tuning results.
 SAVE_PATH = "configs"
 REPLAY_SAVE_PATH = "studies/replay/configs"
-
-# What a user of a file with SPLIT_K / SWAP_AB entries must know before dropping it into SGLang.
-HOPPER_NOTE = (
-    "entries with SPLIT_K and SWAP_AB run on SGLang's Hopper kernel (_w8a8_block_fp8_matmul_hopper in "
-    "w8a8_block_fp8_matmul_triton), on SGLang's DeepSeek-V4.1 branch (sgl-project/sglang PR #39657; the port to "
-    "main is PR #39306, in review); an SGLang without it fails on those entries."
-)
+REPLAY_STORAGE = "sqlite:///studies/replay/tuner.sqlite3"
 
 # --help's closing lines: one command per common use.
 EPILOG = """examples:
-  python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16
-      one weight shape at SGLang's 18 batch sizes, 32 configs timed each
+  python -m tuner.run --N 7168 --K 18432
+      one weight shape at SGLang's 18 batch sizes, 32 configs timed each, float16 output
   python -m tuner.run --tp-size 8 --dry-run
-      DeepSeek-V3's shapes at TP 8: the plan and a time estimate, nothing run
+      SGLang's list of DeepSeek-V3 shapes at TP 8: the plan and a time estimate, nothing run
   python -m tuner.run --model config.json --tp-size 8 --format both
       a model's linear layers, written under SGLang's and vLLM's file names
   python -m tuner.run --N 7168 --K 18432 --out-dtype bfloat16 --batch-sizes 1 16 64 256 1024 4096 \\
@@ -64,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="TP",
         default=None,
-        help=f"tensor parallelism: of --model (default 1), or of DeepSeek-V3's shapes without --model or --N/--K "
-        f"(default {DEEPSEEK_V3_TP_SIZE})",
+        help=f"tensor parallelism: of --model (default 1), or of SGLang's list of DeepSeek-V3 shapes without --model "
+        f"or --N/--K (default {DEEPSEEK_V3_TP_SIZE}); not with --N/--K, which give the shape one rank runs",
     )
     add_gemm_flags(parser, model_aware=True)
     batch = parser.add_mutually_exclusive_group()
@@ -85,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="distinct configs timed per (N, K, M) study (default: %(default)s)",
     )
     parser.add_argument(
-        "--storage", default=DEFAULT_STORAGE, metavar="URL", help="Optuna storage URL (default: %(default)s)"
+        "--storage",
+        default=None,
+        metavar="URL",
+        help=f"Optuna storage URL (default: {DEFAULT_STORAGE}, or {REPLAY_STORAGE} with --replay)",
     )
     parser.add_argument(
         "--save-path",
@@ -98,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         default="sglang",
         dest="file_format",
-        help="write SGLang's file name, vLLM's (no space in block_shape) or both; the content is the same "
-        "(default: %(default)s)",
+        help="write SGLang's file name, vLLM's (no space in block_shape) or both; the content is the same; "
+        "not vllm or both with --space hopper (default: %(default)s)",
     )
     parser.add_argument(
         "--replay", default=None, metavar="FILE.csv", help="tune against this landscape CSV instead of a GPU"
@@ -128,9 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Hugging Face config.json: tune its linear layers at --tp-size",
     )
     parser.add_argument(
-        "--gpus", default=None, metavar="0,1,...", help="comma-separated GPUs, one worker each (default: all visible)"
+        "--gpus",
+        default=None,
+        metavar="0,1,...",
+        help="comma-separated GPUs, one worker each (default: all visible); with --replay, one replay worker per "
+        "index, none on a GPU (default: one)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate, run nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check everything the run would, print the plan, what the storage holds and a time estimate; run "
+        "nothing (no GPU needed)",
+    )
     return parser
 
 
@@ -158,6 +180,11 @@ def _model(args: argparse.Namespace) -> ModelPlan | None:
         raise ValueError("--N and --K must be given together.")
     if args.N is not None and args.model is not None:
         raise ValueError("give either --N/--K or --model, not both.")
+    if args.N is not None and args.tp_size is not None:
+        raise ValueError(
+            "--tp-size splits the shapes of --model or of DeepSeek-V3's list; --N/--K is already the shape one rank "
+            "runs: leave --tp-size out."
+        )
     model = model_plan(load_model_config(args.model), args.tp_size) if args.model is not None else None
     quantization = dict(QUANTIZATION_DEFAULTS)
     if model is not None and model.input_type is not None:  # a block-quantized model: its own blocks
@@ -200,119 +227,104 @@ def _problems(args: argparse.Namespace) -> tuple[list[list[Problem]], dict[tuple
     return problems, shapes, model
 
 
-# Per timed config on the H100 host: ~1.75 s of compilation spread over 15 processes, plus timing.
-_SECONDS_PER_TRIAL = 1.75 / 15 + 0.05
+def _gpu_list(args: argparse.Namespace) -> list[int] | None:
+    """--gpus as device indices, checked without a GPU; None where not given.
 
-
-def plan(
-    shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], str], model: ModelPlan | None = None
-) -> str:
-    """What a run would do, and roughly how long it would take on an H100 host."""
-    studies = sum(len(problems) for problems in shapes)
-    lines = [model.headline()] if model is not None else []
-    lines += [f"plan: {len(shapes)} shapes x {len(shapes[0])} batch sizes x {trials} trials = "
-             f"{studies * trials} timed configs in {studies} studies"]  # fmt: skip
-    for problems in shapes:
-        p = problems[0]
-        lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
-    lines += [f"note: {note}" for note in (model.notes if model is not None else ())]
-    minutes = studies * trials * _SECONDS_PER_TRIAL / 60
-    lines.append(f"estimate: about {minutes:.0f} min on one H100 with 16 CPU cores (at most; warm starts "
-                 "and configs shared between batch sizes make it less)")  # fmt: skip
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        shapes, names, model = _problems(args)
-        if args.dry_run:
-            print(plan(shapes, args.trials, names, model))
-            return 0
-        if model is not None:  # what the shapes came from, once, before any work
-            print("\n".join([model.headline(), *(f"note: {note}" for note in model.notes)]), file=sys.stderr)
-        if args.replay is None:
-            import torch
-
-            if not torch.cuda.is_available():
-                print(replay_hint(args, parser, shapes), file=sys.stderr)
-                return 1
-        run = _prepare(args, shapes)
-    except ValueError as error:  # everything the user gave is checked here, before any work
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        return _execute(*run)
-    except BaseException as error:
-        if stopped_by_ctrl_c(error):
-            print("interrupted: every finished measurement is stored; rerun the same command to resume.",
-                  file=sys.stderr)  # fmt: skip
-            return exit_status(error)  # as shells report a process stopped by SIGINT (130) or SIGTERM (143)
-        if isinstance(error, TuningError):  # raised on purpose (WrongResult, no config ran): its message says all
-            print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
-            return 1
-        raise  # a bug or a CUDA error: its traceback is what a report needs
-
-
-def _devices(args: argparse.Namespace) -> list[int]:
-    """--gpus as a list of device indices: every visible GPU by default, one worker in replay."""
+    With --replay they name replay workers, one process each, none of which uses a GPU: the
+    multi-GPU path run without GPUs (the run says so at its start).
+    """
     if args.gpus is None:
-        if args.replay is not None:
-            return [0]
-        import torch
-
-        return list(range(torch.cuda.device_count()))
+        return None
     try:
         devices = [int(d) for d in args.gpus.split(",")]
     except ValueError:
         raise ValueError(f"--gpus must be comma-separated device indices, but got {args.gpus!r}.") from None
     if not devices or len(set(devices)) != len(devices) or min(devices) < 0:
         raise ValueError(f"--gpus must list distinct non-negative device indices, but got {args.gpus!r}.")
-    if args.replay is None:
-        import torch
-
-        if max(devices) >= torch.cuda.device_count():
-            raise ValueError(f"--gpus {args.gpus} names a GPU that is not visible: {torch.cuda.device_count()} are.")
     return devices
 
 
-def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
-    """Check everything that can be checked before tuning; ValueError names what is wrong."""
-    from tuner.benchmarkers import ReplayBenchmarker
-    from tuner.study import WorkerSpec, make_storage
+def _visible_gpus(gpus: list[int] | None) -> list[int]:
+    """The GPUs a live run uses: --gpus, each of which must be visible, else every visible one."""
+    import torch
 
-    devices = _devices(args)
+    visible = torch.cuda.device_count()
+    if gpus is None:
+        return list(range(visible))
+    if max(gpus) >= visible:
+        raise ValueError(f"--gpus {','.join(map(str, gpus))} names a GPU that is not visible: {visible} are.")
+    return gpus
+
+
+def _existing_file(path: Path) -> None:
+    """A corrupt config file where the run would merge stops it before anything is tuned, saying what to do."""
+    try:
+        read_config_file(path)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} (the run merges its entries into that file and never overwrites one it cannot read: move it "
+            "aside, or give another --save-path)"
+        ) from None
+
+
+def _storage(url: str, *, dry_run: bool):
+    """The run's storage; a dry run creates nothing: a SQLite file not there yet reads as an empty storage."""
+    from tuner.study import make_storage
+
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url.startswith("sqlite:///") else None
+    if dry_run and path is not None and not path.exists():
+        import optuna
+
+        check_writable(path, "--storage", folder=False)
+        return optuna.storages.InMemoryStorage()
+    return make_storage(url)  # an unusable URL is a usage error, raised before any work
+
+
+def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[int] | None) -> tuple:
+    """Check everything that can be checked before tuning; ValueError names what is wrong.
+
+    A dry run checks the same; on a machine without a GPU it leaves out what needs one (the device's
+    name, hence existing files and studies), and device_name and software come back None.
+    """
+    from tuner.benchmarkers import ReplayBenchmarker
+    from tuner.study import WorkerSpec
+
+    check_format(args.file_format, args.space)
+    device_name = software = None
+    sm90 = False
     if args.replay is not None:
         replay = ReplayBenchmarker.from_file(args.replay)
         for problems in shapes:
             for problem in problems:
                 replay.require(problem)
-        device_name, kind, software = replay.device_name, "replay", replay.software
+        devices, device_name, kind, software = gpus or [0], replay.device_name, "replay", replay.software
+        sm90 = is_hopper(device_name)  # in replay the landscape's device decides
     else:
         import torch
 
-        from tuner.benchmarkers._gpu import gpu_software
+        kind, devices = "gpu", gpus or []
+        if torch.cuda.is_available():
+            from tuner.benchmarkers._gpu import gpu_software
 
-        device_name, kind = torch.cuda.get_device_name(devices[0]).replace(" ", "_"), "gpu"
-        software = gpu_software()  # the workers' own: they run this interpreter
-    if args.space == "hopper":  # in replay the landscape's device decides
-        sm90 = is_hopper(device_name) if kind == "replay" else torch.cuda.get_device_capability(devices[0]) == (9, 0)
-        if not sm90:
-            raise ValueError(
-                f"--space hopper tunes SGLang's Hopper kernel, which runs on SM90 GPUs alone, but {device_name} is not "
-                "one; use --space base."
-            )
+            devices = _visible_gpus(gpus)
+            device_name = torch.cuda.get_device_name(devices[0]).replace(" ", "_")
+            software = gpu_software()  # the workers' own: they run this interpreter
+            sm90 = torch.cuda.get_device_capability(devices[0]) == (9, 0)
+    if args.space == "hopper" and device_name is not None and not sm90:
+        raise ValueError(
+            f"--space hopper tunes SGLang's Hopper kernel, which runs on SM90 GPUs alone, but {device_name} is not "
+            "one; use --space base."
+        )
     save_path = Path(args.save_path or (REPLAY_SAVE_PATH if args.replay is not None else SAVE_PATH))
     check_writable(save_path, "--save-path", folder=True)
-    for problems in shapes:
+    for problems in shapes if device_name is not None else ():
         p = problems[0]
         names = config_file_names(
             p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=args.file_format
         )
         for path in (save_path / name for name in names):
             if path.exists():
-                read_config_file(path)  # a corrupt file stops the run before anything is tuned
+                _existing_file(path)
     spec = WorkerSpec(
         storage_url=args.storage,
         save_path=str(save_path),
@@ -324,8 +336,76 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         space=args.space,
         file_format=args.file_format,
     )
-    storage = make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
+    storage = _storage(spec.storage_url, dry_run=args.dry_run)
     return spec, devices, device_name, kind, software, shapes, storage
+
+
+def _dry_run(args: argparse.Namespace, shapes, names, model: ModelPlan | None, prepared: tuple) -> None:
+    """What the run would do, with what it would use and find, and how long it would take at most."""
+    spec, devices, device_name, kind, software, _, storage = prepared
+    print(plan(shapes, args.trials, names, model))
+    if set(names.values()) == {"deepseek_v3"}:
+        print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}")
+    print("\n".join(setup_lines(args, devices, device_name, spec.save_path)))
+    if device_name is not None:
+        _announce(spec, storage, device_name, kind, software, shapes)
+    else:
+        from tuner.study import masked_url
+
+        print(f"storage: {masked_url(spec.storage_url)}")
+    print(f"estimate: {estimate(sum(len(problems) for problems in shapes) * args.trials, replay=kind == 'replay')}")
+    dispose = getattr(getattr(storage, "engine", None), "dispose", None)
+    if dispose is not None:
+        dispose()  # closes SQLite's connections now, so its -wal and -shm files go with them
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BaseException as error:
+        if stopped_by_ctrl_c(error):
+            print("interrupted: every finished measurement is stored; rerun the same command to resume.",
+                  file=sys.stderr)  # fmt: skip
+            return exit_status(error)  # as shells report a process stopped by SIGINT (130) or SIGTERM (143)
+        if isinstance(error, ExportError):  # the studies are done and stored; only the file failed
+            print(f"failed: {error}; the tuned results are in the storage: rerun the command with a --save-path that "
+                  "can be written, and it writes the files from the finished studies without tuning them again.",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        if isinstance(error, TuningError):  # raised on purpose (WrongResult, no config ran): its message says all
+            print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
+        raise  # a bug or a CUDA error: its traceback is what a report needs
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.storage is None:
+            args.storage = REPLAY_STORAGE if args.replay is not None else DEFAULT_STORAGE
+        shapes, names, model = _problems(args)
+        gpus = _gpu_list(args)
+        if args.replay is None and not args.dry_run:
+            import torch
+
+            if not torch.cuda.is_available():
+                print(replay_hint(args, parser, shapes), file=sys.stderr)
+                return 1
+        prepared = _prepare(args, shapes, gpus)
+    except ValueError as error:  # everything the user gave is checked here, before any work
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        _dry_run(args, shapes, names, model, prepared)
+        return 0
+    if model is not None:  # what the shapes came from, once, before any work
+        print("\n".join([model.headline(), *(f"note: {note}" for note in model.notes)]), file=sys.stderr)
+    elif set(names.values()) == {"deepseek_v3"}:
+        print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}", file=sys.stderr)
+    if args.replay is not None and gpus is not None:
+        print(f"note: {replay_workers_note(gpus)}", file=sys.stderr)
+    return _execute(*prepared)
 
 
 def resume_line(timed: Sequence[int], trials: int) -> str:
@@ -375,8 +455,12 @@ def _execute(
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
         outcome = collect(spec, device_name, kind, software, shapes)
+    made_by = run_record(spec.replay, devices, device_name)
     for results, paths in outcome:
+        for path in paths:
+            write_provenance(path, {r.problem.M: r.best for r in results}, made_by)
         print("", *paths, format_table(results), sep="\n")
+    print("\n" + where_files_go([path for _, paths in outcome for path in paths], device_name))
     if any(r.best.hopper for results, _ in outcome for r in results):
         print(f"\nnote: {HOPPER_NOTE}")
     if spec.replay is not None:

@@ -1,4 +1,4 @@
-"""Record a landscape: time every config of the space at every batch size of some shapes, on a GPU.
+"""Record a landscape: time every config of the space at every batch size of some shapes (needs a CUDA GPU).
 
     python -m tuner.sweep --N 7168 4096 --K 18432 7168 --batch-sizes 1 16 64 256 1024 4096 \\
         --out studies/landscapes/h100.csv
@@ -60,16 +60,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--N", type=int, nargs="+", required=True, help="weight rows, one per shape")
     parser.add_argument("--K", type=int, nargs="+", required=True, help="weight columns, paired with --N")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(SWEEP_BATCH_SIZES))
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        metavar="M",
+        default=list(SWEEP_BATCH_SIZES),
+        help=f"the M to time (default: {' '.join(map(str, SWEEP_BATCH_SIZES))})",
+    )
     add_gemm_flags(parser)
     parser.add_argument("--out", required=True, help="landscape CSV to write (appended to, and resumed)")
     parser.add_argument(
         "--space",
         choices=SPACES,
         default="base",
-        help="base: SGLang's 1280 configs; hopper: each at every SPLIT_K and SWAP_AB as well (12x, an SM90 GPU)",
+        help="base: SGLang's 1280 configs; hopper: each at every SPLIT_K and SWAP_AB as well (12x, an SM90 GPU) "
+        "(default: %(default)s)",
     )
-    parser.add_argument("--compile-workers", type=int, default=None, help="default: CPU cores - 1")
+    parser.add_argument(
+        "--compile-workers",
+        type=int,
+        default=None,
+        help="processes compiling ahead of the timing (default: CPU cores - 1)",
+    )
     return parser
 
 

@@ -1,0 +1,83 @@
+"""What a dry run prints: the plan, what the run would use, and how long it would take at most."""
+
+from __future__ import annotations
+
+import argparse
+
+from tuner.cli._common import count
+from tuner.samplers import resolve
+from tuner.shapes import ModelPlan
+from tuner.space import Problem, search_space
+
+# Per timed config on the H200 host (one NVIDIA H200, 16 CPU cores, torch 2.11, Triton 3.6, Optuna 5.1):
+# `python -m tuner.run --tp-size 8 --trials 32` timed 7488 configs in 1461 s, 2026-12-04, before the work
+# on the run's own bookkeeping; that host's rate stands for any GPU host until newer runs are measured.
+SECONDS_PER_TRIAL = 1461 / 7488
+LIVE_RATE = "the rate measured on one NVIDIA H200 with 16 CPU cores (7488 timed configs in 1461 s, 2026-12-04)"
+# Per trial in replay, sampler and storage alone (no GPU): README's replay example (6 studies x 32
+# trials against studies/landscapes/h100_fp8_7168x18432.csv.gz, a fresh SQLite storage) spent 8.6 s
+# in its studies on a 2-core CPU, 2026-12-05; the cost per trial grows as a storage fills.
+REPLAY_SECONDS_PER_TRIAL = 8.6 / 192
+
+
+def plan(
+    shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], str], model: ModelPlan | None = None
+) -> str:
+    """The shapes, batch sizes and budget a run would tune."""
+    studies = sum(len(problems) for problems in shapes)
+    lines = [model.headline()] if model is not None else []
+    lines += [f"plan: {count(len(shapes), 'shape')} x {count(len(shapes[0]), 'batch size')} x {trials} trials = "
+             f"{studies * trials} timed configs in {count(studies, 'study', 'studies')}"]  # fmt: skip
+    for problems in shapes:
+        p = problems[0]
+        lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
+    lines += [f"note: {note}" for note in (model.notes if model is not None else ())]
+    return "\n".join(lines)
+
+
+def deepseek_list_note(tp_size: int, shapes: int) -> str:
+    """Why --tp-size alone and --model with DeepSeek-V3's config.json plan different shapes."""
+    return (
+        f"without --model, --tp-size plans SGLang's fixed list of DeepSeek-V3 shapes ({shapes} at TP {tp_size}: "
+        "kv_a_proj alone, a plain q_proj and unsplit copies, as SGLang's tuning script has them); --model with "
+        "DeepSeek-V3's config.json plans only what the model runs, the fused 2112 x 7168 A projection among them."
+    )
+
+
+def replay_workers_note(devices: list[int]) -> str:
+    """What --gpus means with --replay, where no GPU is used."""
+    return (f"--gpus with --replay runs {count(len(devices), 'replay worker')}, one process per index given, none on "
+            "a GPU: the multi-GPU path without GPUs")  # fmt: skip
+
+
+def setup_lines(args: argparse.Namespace, devices: list[int], device_name: str | None, save_path: str) -> list[str]:
+    """Replay or live and on what, the space, sampler and prior, and where the files would go."""
+    if args.replay is not None:
+        lines = [f"mode: replay of {args.replay}, recorded on {device_name}: no GPU is used"]
+        lines += [f"note: {replay_workers_note(devices)}"] if args.gpus is not None else []
+    elif device_name is not None:
+        lines = [f"mode: live on {device_name.replace('_', ' ')}, GPUs {','.join(map(str, devices))}"]
+    else:
+        lines = ["mode: live, on a CUDA GPU; none is visible here, so the device, existing files and studies are "
+                 "unknown"]  # fmt: skip
+    sampler = f"{args.sampler} ({resolve(args.sampler)})" if args.sampler == "auto" else args.sampler
+    lines.append(f"space: {args.space}, {len(search_space(args.block_k, args.space))} configs per batch size; "
+                 f"sampler: {sampler}; prior: {'none' if args.no_prior else 'the shipped landscapes'}")  # fmt: skip
+    written = {"sglang": "SGLang's", "vllm": "vLLM's", "both": "SGLang's and vLLM's"}[args.file_format]
+    lines.append(f"save path: {save_path}/ ({written} file names)")
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
+
+
+def estimate(timed_configs: int, *, replay: bool) -> str:
+    """How long timed_configs would take at most, naming the rate assumed; seconds under a minute."""
+    if replay:
+        return (f"no GPU time, the latencies are the landscape's; about "
+                f"{_duration(timed_configs * REPLAY_SECONDS_PER_TRIAL)} of CPU for the sampler and the storage (at "
+                f"{REPLAY_SECONDS_PER_TRIAL * 1000:.0f} ms a trial, measured on a 2-core CPU; more as the storage "
+                "fills)")  # fmt: skip
+    return (f"about {_duration(timed_configs * SECONDS_PER_TRIAL)} at most, at {LIVE_RATE}; warm starts and configs "
+            "shared between batch sizes make it less")  # fmt: skip
