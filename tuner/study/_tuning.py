@@ -176,7 +176,7 @@ def tune_problem(
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
     if CONFIRMED not in study.user_attrs and best(study.get_trials(deepcopy=False)) is not None:
-        confirm(study, problem, bench, existing=existing)
+        confirm(study, problem, bench, references=[existing] if existing is not None else [])
     return study_result(study, problem)
 
 
