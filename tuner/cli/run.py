@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tuner.baselines import baseline_folders, baseline_lines, split_missing
 from tuner.cli._common import QUANTIZATION_DEFAULTS, OneLineParser, add_gemm_flags, check_writable, gemm_setup
 from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import deepgemm_note, is_hopper
@@ -130,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpus", default=None, metavar="0,1,...", help="comma-separated GPUs, one worker each (default: all visible)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a time estimate, run nothing")
+    parser.add_argument(
+        "--baseline",
+        default="auto",
+        metavar="auto|DIR|none",
+        help="the config files already there to time and never export slower than: auto, the installed SGLang's "
+        "and vLLM's for this GPU; DIR, a folder of them; none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--missing",
+        action="store_true",
+        help="tune only the shapes of --model or --tp-size that have no file for this GPU in the installed SGLang's "
+        "or vLLM's config folder (or --baseline DIR), where they run their default config",
+    )
     return parser
 
 
@@ -149,6 +163,8 @@ def _check_values(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be a power of two, but got {value}.")
     if args.seed is not None and not 0 <= args.seed < _SEED_LIMIT:
         raise ValueError(f"--seed must be an int from 0 to 2**32 - 1, but got {args.seed}.")
+    if args.missing and args.N is not None:
+        raise ValueError("--missing chooses among a model's shapes: give --model or --tp-size, not --N/--K.")
 
 
 def _model(args: argparse.Namespace) -> ModelPlan | None:
@@ -242,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        return _execute(*run)
+        return 0 if run is None else _execute(*run)
     except BaseException as error:
         if stopped_by_ctrl_c(error):
             print("interrupted: every finished measurement is stored; rerun the same command to resume.",
@@ -276,17 +292,17 @@ def _devices(args: argparse.Namespace) -> list[int]:
     return devices
 
 
-def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
-    """Check everything that can be checked before tuning; ValueError names what is wrong."""
+def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple | None:
+    """Check everything that can be checked before tuning; ValueError names what is wrong.
+
+    None when --missing leaves no shape to tune.
+    """
     from tuner.benchmarkers import ReplayBenchmarker
     from tuner.study import WorkerSpec, make_storage
 
     devices = _devices(args)
     if args.replay is not None:
         replay = ReplayBenchmarker.from_file(args.replay)
-        for problems in shapes:
-            for problem in problems:
-                replay.require(problem)
         device_name, kind, software = replay.device_name, "replay", replay.software
     else:
         import torch
@@ -295,6 +311,16 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
 
         device_name, kind = torch.cuda.get_device_name(devices[0]).replace(" ", "_"), "gpu"
         software = gpu_software()  # the workers' own: they run this interpreter
+    folders = baseline_folders(args.baseline)
+    if args.missing:  # in replay the landscape's device decides, as it names the files
+        shapes, lines = split_missing(folders, shapes, device_name)
+        print("\n".join(lines), flush=True)
+        if not shapes:  # every shape's file is installed: nothing to tune, nothing to write
+            return None
+    if args.replay is not None:
+        for problems in shapes:
+            for problem in problems:
+                replay.require(problem)
     if args.space == "hopper":  # in replay the landscape's device decides
         sm90 = is_hopper(device_name) if kind == "replay" else torch.cuda.get_device_capability(devices[0]) == (9, 0)
         if not sm90:
@@ -322,6 +348,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]]) -> tuple:
         sampler=args.sampler,
         space=args.space,
         file_format=args.file_format,
+        baseline=args.baseline,
     )
     storage = make_storage(spec.storage_url)  # an unusable URL is a usage error, raised before any work
     return spec, devices, device_name, kind, software, shapes, storage
@@ -349,6 +376,9 @@ def _announce(spec, storage, device_name: str, kind: str, software: dict[str, st
     timed = timed_counts(storage, names)
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
     print(resume_line(list(timed.values()), spec.trials), flush=True)
+    folders = baseline_folders(spec.baseline)
+    first = [problems[0] for problems in shapes]
+    print("\n".join(baseline_lines(spec.baseline, folders, first, device_name, spec.space)), flush=True)
     note = deepgemm_note(device_name, shapes[0][0].out_dtype)  # in replay, the landscape's device
     if note is not None:
         print(f"note: {note}", flush=True)
