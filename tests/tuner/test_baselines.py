@@ -68,7 +68,7 @@ def site(tmp_path, monkeypatch) -> Path:
     """A folder that is this Python's only place to import packages from (the standard library aside)."""
     site = tmp_path / "site"
     site.mkdir()
-    monkeypatch.setattr(sys, "path", [str(site), *(p for p in sys.path if "site-packages" not in p and p)])
+    monkeypatch.setattr(sys, "path", [str(site), *(p for p in sys.path if "-packages" not in p and p)])
     importlib.invalidate_caches()
     return site
 
