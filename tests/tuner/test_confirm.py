@@ -25,31 +25,63 @@ from tuner.study import (
 DEFAULT = default_config(128, 128)
 FAST = Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=4)
 FILE_PICK = Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=3)
+BASELINE = Config(block_m=64, block_n=32, block_k=128, group_m=32, num_warps=4, num_stages=4)
 
 
-# (latencies per round, existing pick, expected export): what each case covers.
+# (latencies per round, references beside the default, expected export): what each case covers.
 @pytest.mark.parametrize(
-    ("times", "existing", "expected"),
+    ("times", "references", "expected"),
     [
-        ({FAST: [80, 81, 82], DEFAULT: [100, 101, 99]}, None, FAST),  # a clear win: 18 us against a 2 us spread
-        ({FAST: [95, 99, 104], DEFAULT: [100, 98, 102]}, None, DEFAULT),  # 1 us faster, 9 us spread: luck
-        ({FAST: [99, 100, 101], DEFAULT: [100, 100, 100]}, None, DEFAULT),  # a tie in the medians
+        ({FAST: [80, 81, 82], DEFAULT: [100, 101, 99]}, [], FAST),  # a clear win: 18 us against a 2 us spread
+        ({FAST: [95, 99, 104], DEFAULT: [100, 98, 102]}, [], DEFAULT),  # 1 us faster, 9 us spread: luck
+        ({FAST: [99, 100, 101], DEFAULT: [100, 100, 100]}, [], DEFAULT),  # a tie in the medians
         # the fastest is within the noise, but the existing file's pick clearly beats the default
-        ({FAST: [89, 95, 99], FILE_PICK: [90, 90, 91], DEFAULT: [100, 100, 101]}, FILE_PICK, FILE_PICK),
-        ({FAST: [96, 99, 102], FILE_PICK: [97, 99, 101], DEFAULT: [100, 100, 101]}, FILE_PICK, DEFAULT),  # neither
-        ({FAST: [80, 80, 80], DEFAULT: []}, None, FAST),  # the default failed now: the fastest that ran
-        ({DEFAULT: [70, 70, 71], FAST: [80, 80, 80]}, None, DEFAULT),  # the default is simply fastest
+        ({FAST: [89, 95, 99], FILE_PICK: [90, 90, 91], DEFAULT: [100, 100, 101]}, [FILE_PICK], FILE_PICK),
+        # all within the noise: the fastest reference by median is kept, the file's pick here (before
+        # baselines the default was kept unless a reference clearly beat it)
+        ({FAST: [96, 99, 102], FILE_PICK: [97, 99, 101], DEFAULT: [100, 100, 101]}, [FILE_PICK], FILE_PICK),
+        ({FAST: [80, 80, 80], DEFAULT: []}, [], FAST),  # the default failed now: the fastest that ran
+        ({DEFAULT: [70, 70, 71], FAST: [80, 80, 80]}, [], DEFAULT),  # the default is simply fastest
+        # an installed file's pick is the reference to beat: the search's best beats the default clearly
+        # but not the baseline, so the baseline is exported
+        ({FAST: [80, 82, 84], BASELINE: [81, 83, 85], DEFAULT: [100, 100, 100]}, [BASELINE], BASELINE),
+        # the same best, clearly faster than the baseline too: exported
+        ({FAST: [80, 81, 82], BASELINE: [90, 90, 91], DEFAULT: [100, 100, 100]}, [BASELINE], FAST),
+        # two baselines: the faster one is the reference, and the search's best is within its noise
+        (
+            {FAST: [84, 85, 86], FILE_PICK: [95, 95, 95], BASELINE: [86, 86, 86], DEFAULT: [99, 99, 99]},
+            [FILE_PICK, BASELINE],
+            BASELINE,
+        ),
+        # a baseline faster than anything the search found is exported however close the default is
+        ({BASELINE: [70, 70, 70], FAST: [80, 80, 80], DEFAULT: [71, 71, 71]}, [BASELINE], BASELINE),
+        # the default equals the baseline's median: the default is kept on a tie
+        ({BASELINE: [70, 70, 70], DEFAULT: [70, 70, 70], FAST: [90, 90, 90]}, [BASELINE], DEFAULT),
+        # a baseline that did not run (it failed on this device) compares with nothing
+        ({FAST: [80, 81, 82], BASELINE: [], DEFAULT: [100, 100, 100]}, [BASELINE], FAST),
+        # the default did not run, the baseline did: the search's best must still beat the baseline
+        ({FAST: [80, 82, 84], BASELINE: [81, 83, 85], DEFAULT: []}, [BASELINE], BASELINE),
     ],
 )
-def test_decide(times, existing, expected):
-    decision = decide(times, default=DEFAULT, existing=existing)
+def test_decide(times, references, expected):
+    decision = decide(times, default=DEFAULT, references=references)
     assert decision.pick == expected
     assert decision.pick_us == sorted(times[expected])[1]  # the median of three rounds
+    refs = [times[c] for c in (DEFAULT, *references) if times.get(c)]
+    assert not refs or decision.pick_us <= min(sorted(ts)[1] for ts in refs)  # never slower than a reference
+
+
+def test_the_reason_names_the_reference_kept_or_beaten():
+    times = {FAST: [80, 82, 84], BASELINE: [81, 83, 85], DEFAULT: [100, 100, 100]}
+    kept = decide(times, default=DEFAULT, references=[BASELINE]).reason
+    assert kept == "the fastest was within the round's spread of the fastest baseline pick: that pick is kept"
+    beaten = decide(times, default=DEFAULT).reason
+    assert beaten == "beats the default by more than the round's spread"
 
 
 def test_decide_needs_a_contender_that_ran():
     with pytest.raises(ValueError, match="no contender ran"):
-        decide({DEFAULT: [], FAST: []}, default=DEFAULT, existing=None)
+        decide({DEFAULT: [], FAST: []}, default=DEFAULT)
 
 
 def test_a_lucky_config_does_not_win_on_the_gpu_path(tmp_path):

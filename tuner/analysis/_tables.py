@@ -21,6 +21,7 @@ import pandas as pd
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.baselines import BASELINES
 from tuner.benchmarkers import FAILURES, roofline_attrs
 from tuner.export import nearest_entry, read_config_file
 from tuner.space import REASON, STATUS, US, Config, Problem, config_of, default_config
@@ -259,6 +260,9 @@ def _config_files(paths: Iterable[str | Path]) -> dict[tuple, tuple[Path, dict[i
 def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ()) -> pd.DataFrame:
     """One row per study (SUMMARY_COLUMNS): the tuned best against the default and an existing file's pick.
 
+    The existing file is the one of config_files that serves the study's shape, else the fastest of
+    the baseline files the run compared with (installed SGLang's or vLLM's, or --baseline DIR's).
+
     superseded marks the studies of a shape that newer software has studies for (see superseded).
 
     A baseline's latency is given only when the study measured exactly that config to completion;
@@ -295,17 +299,23 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
         )
         file_key = (r.device, p.input_type, p.N, p.K, p.block_n, p.block_k)
         row.update(file="", file_config="", file_status="", file_us=math.nan, file_tflops=math.nan)
+        name, pick = None, None
         if file_key in files:
             used.add(file_key)
             path, entries = files[file_key]
-            pick = nearest_entry(entries, p.M)
+            name, pick = path.name, nearest_entry(entries, p.M)
+        elif baselines := r.study.user_attrs.get(BASELINES):  # the run's own: the fastest, unmeasured last
+            picks = {file: Config.from_sglang(entry) for file, entry in baselines.items()}
+            name = min(picks, key=lambda file: (math.isnan(_latency(r, picks[file])), _latency(r, picks[file])))
+            pick = picks[name]
+        if pick is not None:
             file_us = _latency(r, pick)
             tried = [
                 _status(t) for t in r.trials if config_of(t) == pick and _status(t) not in ("repeat", "over_budget")
             ]
             status = "ok" if not math.isnan(file_us) else tried[-1] if tried else "not measured"
             row.update(
-                file=path.name,
+                file=name,
                 file_config=pick.short(),
                 file_status=status,
                 file_us=file_us,

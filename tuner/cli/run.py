@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tuner.baselines import baseline_folders, baseline_lines, split_missing
 from tuner.cli._common import (
     QUANTIZATION_DEFAULTS,
     OneLineParser,
@@ -153,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="check everything the run would, print the plan, what the storage holds and a time estimate; run "
         "nothing (no GPU needed)",
     )
+    parser.add_argument(
+        "--baseline",
+        default="auto",
+        metavar="auto|DIR|none",
+        help="the config files already there to time and never export slower than: auto, the installed SGLang's "
+        "and vLLM's for this GPU; DIR, a folder of them; none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--missing",
+        action="store_true",
+        help="tune only the shapes of --model or --tp-size that have no file for this GPU in the installed SGLang's "
+        "or vLLM's config folder (or --baseline DIR), where they run their default config",
+    )
     return parser
 
 
@@ -172,6 +186,8 @@ def _check_values(args: argparse.Namespace) -> None:
             raise ValueError(f"{flag} must be a power of two, but got {value}.")
     if args.seed is not None and not 0 <= args.seed < _SEED_LIMIT:
         raise ValueError(f"--seed must be an int from 0 to 2**32 - 1, but got {args.seed}.")
+    if args.missing and args.N is not None:
+        raise ValueError("--missing chooses among a model's shapes: give --model or --tp-size, not --N/--K.")
 
 
 def _model(args: argparse.Namespace) -> ModelPlan | None:
@@ -280,11 +296,12 @@ def _storage(url: str, *, dry_run: bool):
     return make_storage(url)  # an unusable URL is a usage error, raised before any work
 
 
-def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[int] | None) -> tuple:
+def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[int] | None) -> tuple | None:
     """Check everything that can be checked before tuning; ValueError names what is wrong.
 
     A dry run checks the same; on a machine without a GPU it leaves out what needs one (the device's
-    name, hence existing files and studies), and device_name and software come back None.
+    name, hence existing files and studies), and device_name and software come back None. None when
+    --missing leaves no shape to tune.
     """
     from tuner.benchmarkers import ReplayBenchmarker
     from tuner.study import WorkerSpec
@@ -294,9 +311,6 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
     sm90 = False
     if args.replay is not None:
         replay = ReplayBenchmarker.from_file(args.replay)
-        for problems in shapes:
-            for problem in problems:
-                replay.require(problem)
         devices, device_name, kind, software = gpus or [0], replay.device_name, "replay", replay.software
         sm90 = is_hopper(device_name)  # in replay the landscape's device decides
     else:
@@ -310,6 +324,16 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
             device_name = torch.cuda.get_device_name(devices[0]).replace(" ", "_")
             software = gpu_software()  # the workers' own: they run this interpreter
             sm90 = torch.cuda.get_device_capability(devices[0]) == (9, 0)
+    folders = baseline_folders(args.baseline)
+    if args.missing and device_name is not None:  # in replay the landscape's device decides, as it names the files
+        shapes, lines = split_missing(folders, shapes, device_name)
+        print("\n".join(lines), flush=True)
+        if not shapes:  # every shape's file is installed: nothing to tune, nothing to write
+            return None
+    if args.replay is not None:
+        for problems in shapes:
+            for problem in problems:
+                replay.require(problem)
     if args.space == "hopper" and device_name is not None and not sm90:
         raise ValueError(
             f"--space hopper tunes SGLang's Hopper kernel, which runs on SM90 GPUs alone, but {device_name} is not "
@@ -335,6 +359,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         sampler=args.sampler,
         space=args.space,
         file_format=args.file_format,
+        baseline=args.baseline,
     )
     storage = _storage(spec.storage_url, dry_run=args.dry_run)
     return spec, devices, device_name, kind, software, shapes, storage
@@ -342,7 +367,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
 
 def _dry_run(args: argparse.Namespace, shapes, names, model: ModelPlan | None, prepared: tuple) -> None:
     """What the run would do, with what it would use and find, and how long it would take at most."""
-    spec, devices, device_name, kind, software, _, storage = prepared
+    spec, devices, device_name, kind, software, shapes, storage = prepared  # shapes: what --missing left
     print(plan(shapes, args.trials, names, model))
     if set(names.values()) == {"deepseek_v3"}:
         print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}")
@@ -396,6 +421,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except ValueError as error:  # everything the user gave is checked here, before any work
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if prepared is None:
+        return 0
     if args.dry_run:
         _dry_run(args, shapes, names, model, prepared)
         return 0
@@ -430,6 +457,9 @@ def _announce(spec, storage, device_name: str, kind: str, software: dict[str, st
     timed = timed_counts(storage, names)
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
     print(resume_line(list(timed.values()), spec.trials), flush=True)
+    folders = baseline_folders(spec.baseline)
+    first = [problems[0] for problems in shapes]
+    print("\n".join(baseline_lines(spec.baseline, folders, first, device_name, spec.space)), flush=True)
     note = deepgemm_note(device_name, shapes[0][0].out_dtype)  # in replay, the landscape's device
     if note is not None:
         print(f"note: {note}", flush=True)

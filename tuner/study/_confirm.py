@@ -2,10 +2,11 @@
 
 A search times each config once, and at large M the spread between runs (and GPUs) is as large as
 the margins between the best configs: a config can win by luck. So at the end of a study the best
-few configs, SGLang's default and an existing file's pick are timed again in one process, in
-several interleaved rounds, and the fastest is exported only if it beats the default by more than
-the spread that round itself measured; otherwise the default (or the existing pick, if that clearly
-beats the default) is the safer choice.
+few configs and the references (SGLang's default, and the picks of the files the user already has:
+an existing file in the save path, an installed SGLang's or vLLM's) are timed again in one process,
+in several interleaved rounds, and the fastest is exported only if it beats the fastest reference by
+more than the spread that round itself measured; otherwise that reference is the safer choice. So
+an export is never slower than what the user already runs, beyond the round's noise.
 """
 
 from __future__ import annotations
@@ -49,47 +50,55 @@ def _spread(times: Mapping[Config, Sequence[float]], *configs: Config) -> float:
     return max(max(times[c]) - min(times[c]) for c in configs)
 
 
-def decide(times: Mapping[Config, Sequence[float]], *, default: Config, existing: Config | None) -> Confirmation:
-    """The config to export from each contender's latencies over the rounds (µs, one per round)."""
+def decide(
+    times: Mapping[Config, Sequence[float]], *, default: Config, references: Sequence[Config] = ()
+) -> Confirmation:
+    """The config to export from each contender's latencies over the rounds (µs, one per round).
+
+    references are the baselines' picks beside the default: the fastest of those that ran (the
+    default on a tie) is kept unless the round's fastest beats it by more than their spread.
+    """
     times = {c: ts for c, ts in times.items() if ts}
     if not times:
         raise ValueError("no contender ran in the confirmation round.")
     medians = {c: statistics.median(ts) for c, ts in times.items()}
     winner = min(medians, key=lambda c: (medians[c], c))
-    if default not in medians:
-        return Confirmation(pick=winner, reason="fastest; the default did not run", medians=medians)
-    if winner == default:
-        return Confirmation(pick=default, reason="the default is fastest", medians=medians)
-
-    def clearly_beats_default(config: Config) -> bool:
-        return medians[default] - medians[config] > _spread(times, config, default)
-
-    if clearly_beats_default(winner):
-        return Confirmation(pick=winner, reason="beats the default by more than the round's spread", medians=medians)
-    if existing is not None and existing in medians and existing != default and clearly_beats_default(existing):
-        reason = "the fastest was within the round's spread of the default; the existing pick clearly beats it"
-        return Confirmation(pick=existing, reason=reason, medians=medians)
-    reason = "the fastest was within the round's spread of the default: the default is kept"
-    return Confirmation(pick=default, reason=reason, medians=medians)
+    ran = [c for c in dict.fromkeys([default, *references]) if c in medians]
+    if not ran:
+        return Confirmation(pick=winner, reason="fastest; neither the default nor a baseline ran", medians=medians)
+    reference = min(ran, key=medians.__getitem__)  # min keeps the first of equals: the default
+    name = "the default" if reference == default else "the fastest baseline pick"
+    if medians[reference] <= medians[winner]:
+        return Confirmation(pick=reference, reason=f"{name} is fastest", medians=medians)
+    if medians[reference] - medians[winner] > _spread(times, winner, reference):
+        return Confirmation(pick=winner, reason=f"beats {name} by more than the round's spread", medians=medians)
+    kept = "the default" if reference == default else "that pick"
+    reason = f"the fastest was within the round's spread of {name}: {kept} is kept"
+    return Confirmation(pick=reference, reason=reason, medians=medians)
 
 
-def contenders(study: optuna.Study, problem: Problem, existing: Config | None) -> list[Config]:
-    """The study's best few completed configs, the default and the existing pick, where they completed."""
+def contenders(study: optuna.Study, problem: Problem, references: Sequence[Config]) -> list[Config]:
+    """The study's best few completed configs, the default and the references, where they completed."""
     complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
     ran = {config_of(t) for t in complete}
     best = list(dict.fromkeys(config_of(t) for t in complete))[:CONTENDERS]
-    baselines = [default_config(problem.block_n, problem.block_k), existing]
-    return list(dict.fromkeys([*best, *(c for c in baselines if c in ran)]))
+    kept_unless_beaten = [default_config(problem.block_n, problem.block_k), *references]
+    return list(dict.fromkeys([*best, *(c for c in kept_unless_beaten if c in ran)]))
 
 
 def confirm(
-    study: optuna.Study, problem: Problem, bench: Benchmarker, *, existing: Config | None, rounds: int = ROUNDS
+    study: optuna.Study,
+    problem: Problem,
+    bench: Benchmarker,
+    *,
+    references: Sequence[Config] = (),
+    rounds: int = ROUNDS,
 ) -> Confirmation:
     """Re-time the contenders in interleaved rounds, decide, and record the round on the study."""
-    configs = contenders(study, problem, existing)
+    configs = contenders(study, problem, references)
     times = bench.retime(problem, configs, rounds=rounds)
     if any(times.values()):
-        decision = decide(times, default=default_config(problem.block_n, problem.block_k), existing=existing)
+        decision = decide(times, default=default_config(problem.block_n, problem.block_k), references=references)
     else:  # the timing process was lost: nothing to confirm with, the search's best stands
         search_best = min(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
         medians = {configs[0]: search_best.value}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tuner.baselines import baseline_folders
 from tuner.benchmarkers import (
     STORAGE_SAMPLER,
     Benchmarker,
@@ -47,6 +48,7 @@ class WorkerSpec:
     sampler: str = "auto"
     space: str = "base"
     file_format: str = "sglang"
+    baseline: str = "none"  # --baseline: auto, none or a folder of the config files the user already has
 
 
 def _cost(problems: Sequence[Problem]) -> float:
@@ -148,6 +150,7 @@ def tune_units(
         print("warning: the installed tuner holds no recorded landscapes (tuner/samplers/landscapes/): warm starts "
               "go without a prior from other shapes.", file=sys.stderr)  # fmt: skip
     options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler, space=spec.space)
+    folders = baseline_folders(spec.baseline)
     total = sum(len(unit) for unit in units) * spec.trials
     outcome = []
     try:
@@ -160,7 +163,14 @@ def tune_units(
             for unit in units:
                 started = time.perf_counter()
                 results, paths = tune_shape(
-                    storage, timed, unit, options, spec.save_path, progress=bar, file_format=spec.file_format
+                    storage,
+                    timed,
+                    unit,
+                    options,
+                    spec.save_path,
+                    progress=bar,
+                    file_format=spec.file_format,
+                    baseline_folders=folders,
                 )
                 loop_s += time.perf_counter() - started
                 outcome.append((results, paths))

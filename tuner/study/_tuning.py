@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -17,12 +18,13 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from tuner.baselines import BASELINES, ConfigFolder, find_baselines
 from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
 from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
-from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
+from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRM_ROUND, CONFIRMED, CONFIRMED_US, confirm
 from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
 from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
 
@@ -60,6 +62,7 @@ class StudyResult:
     best_us: float
     default_us: float | None
     timed: int
+    baseline_us: float | None = None  # the fastest baseline file's pick, where one ran
 
     @property
     def tflops(self) -> float:
@@ -127,19 +130,27 @@ def tune_problem(
     progress: tqdm | None = None,
     *,
     existing: Config | None = None,
+    baselines: Mapping[str, Config] | None = None,
 ) -> StudyResult:
     """Run (or resume) one study until options.trials configs were timed, then confirm its pick.
 
-    existing is the entry an existing config file gives this M: always measured in full, and a
-    contender of the confirmation round beside SGLang's default.
+    existing is the entry an existing config file gives this M, baselines each baseline file's
+    entry at this M by the file's name (tuner.baselines): the references, timed first and in full,
+    and contenders of the confirmation round beside SGLang's default, which exports none of them
+    unless it is slower than the round's fastest beyond the round's spread. References outside the
+    searched configs are not compared.
 
-    Whichever sampler options.sampler names proposes the seeds first.
+    Whichever sampler options.sampler names proposes the seeds first (after the references).
     """
     space = searchable(problem, bench, options.space)
-    seeds = dedupe(seeds, space)
+    references = dedupe([existing, *(baselines or {}).values()], space)
+    seeds = dedupe([*references, *seeds], space)
     sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M)
     study = open_study(storage, problem, bench, sampler, space=options.space)
     _record_sampler(study, resolve(options.sampler))
+    entries = {name: config.as_sglang() for name, config in (baselines or {}).items()}
+    if entries and study.user_attrs.get(BASELINES) != entries:
+        study.set_user_attr(BASELINES, entries)
     fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
     already = len(timed_trials(study))
     if progress is not None:
@@ -170,14 +181,14 @@ def tune_problem(
             bench,
             budget=options.trials,
             prune_ratio=options.prune_ratio,
-            never_prune=frozenset([existing] if existing is not None else []),
+            never_prune=frozenset(references),
             space=space,
             lookahead=lookahead,
             deciding_s=options.deciding_s,
         )
         study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
     if CONFIRMED not in study.user_attrs and best(study.get_trials(deepcopy=False)) is not None:
-        confirm(study, problem, bench, existing=existing)
+        confirm(study, problem, bench, references=references)
     return study_result(study, problem)
 
 
@@ -198,11 +209,23 @@ def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
         raise TuningError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
     attrs = study.user_attrs
     timed = len(timed_trials(study))
+    baseline_us = _baseline_us(study)
     if CONFIRMED in attrs:
         pick = Config.from_sglang(attrs[CONFIRMED])
-        return StudyResult(problem, pick, attrs[CONFIRMED_US], attrs[CONFIRM_DEFAULT_US], timed)
+        return StudyResult(problem, pick, attrs[CONFIRMED_US], attrs[CONFIRM_DEFAULT_US], timed, baseline_us)
     default_us = latency_of(study.get_trials(deepcopy=False), default_config(problem.block_n, problem.block_k))
-    return StudyResult(problem, found[0], found[1], default_us, timed)
+    return StudyResult(problem, found[0], found[1], default_us, timed, baseline_us)
+
+
+def _baseline_us(study: optuna.Study) -> float | None:
+    """The fastest baseline pick's latency: its median in the confirmation round, else its search time."""
+    rounds = study.user_attrs.get(CONFIRM_ROUND, {})
+    latencies = []
+    for entry in study.user_attrs.get(BASELINES, {}).values():
+        config = Config.from_sglang(entry)
+        times = rounds.get(config.short())
+        latencies.append(statistics.median(times) if times else latency_of(study.get_trials(deepcopy=False), config))
+    return min((us for us in latencies if us is not None), default=None)
 
 
 def warm_starts(
@@ -252,20 +275,28 @@ def tune_shape(
     *,
     progress: tqdm | None = None,
     file_format: str = "sglang",
+    baseline_folders: Sequence[ConfigFolder] = (),
 ) -> tuple[list[StudyResult], list[Path]]:
-    """Tune every batch size of one (N, K), smallest first, merging each best into the config file(s)."""
+    """Tune every batch size of one (N, K), smallest first, merging each best into the config file(s).
+
+    The files of baseline_folders for this shape and device (tuner.baselines) are the studies'
+    baselines: each M's export is never slower than their entries there, beyond the confirmation
+    round's spread.
+    """
     p0 = problems[0]
     names = config_file_names(
         p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k, file_format=file_format
     )
     paths = [Path(save_path) / name for name in names]
     existing = read_config_file(paths[0]) if paths[0].exists() else {}
+    baselines, _ = find_baselines(baseline_folders, p0, bench.device_name)  # the run said which, at its start
     batch_sizes = [p.M for p in problems]
     results = []
     for problem in sorted(problems, key=lambda p: p.M):
         seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing)
         pick = nearest_entry(existing, problem.M) if existing else None
-        result = tune_problem(storage, problem, bench, options, seeds, progress, existing=pick)
+        picks = {baseline.name: baseline.pick(problem.M) for baseline in baselines}
+        result = tune_problem(storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks)
         for path in paths:
             write_configs(path, {problem.M: result.best})
         results.append(result)
@@ -273,10 +304,21 @@ def tune_shape(
 
 
 def format_table(results: Sequence[StudyResult]) -> str:
-    """M, best us, TFLOP/s, default-config us and speedup, one line per batch size."""
-    lines = [f"{'M':>6} {'best us':>10} {'TFLOP/s':>8} {'default us':>11} {'speedup':>8}  config"]
+    """M, best us, TFLOP/s, default-config us and speedup, one line per batch size; where a baseline
+    file ran, also its (fastest) pick's us and the speedup over it."""
+    with_baseline = any(r.baseline_us is not None for r in results)
+    head = f"{'M':>6} {'best us':>10} {'TFLOP/s':>8} {'default us':>11} {'speedup':>8}"
+    lines = [head + (f" {'baseline us':>12} {'speedup':>8}" if with_baseline else "") + "  config"]
     for r in sorted(results, key=lambda r: r.problem.M):
-        default = f"{r.default_us:>11.1f}" if r.default_us is not None else f"{'-':>11}"
-        speedup = f"{r.default_us / r.best_us:>7.2f}x" if r.default_us is not None else f"{'-':>8}"
-        lines.append(f"{r.problem.M:>6} {r.best_us:>10.1f} {r.tflops:>8.1f} {default} {speedup}  {r.best.short()}")
+        line = f"{r.problem.M:>6} {r.best_us:>10.1f} {r.tflops:>8.1f} {_versus(r.default_us, r.best_us, 11)}"
+        if with_baseline:
+            line += f" {_versus(r.baseline_us, r.best_us, 12)}"
+        lines.append(f"{line}  {r.best.short()}")
     return "\n".join(lines)
+
+
+def _versus(reference_us: float | None, best_us: float, width: int) -> str:
+    """A reference's us and the speedup over it, as two columns ('-' where it did not run)."""
+    if reference_us is None:
+        return f"{'-':>{width}} {'-':>8}"
+    return f"{reference_us:>{width}.1f} {reference_us / best_us:>7.2f}x"
