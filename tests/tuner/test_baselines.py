@@ -252,7 +252,7 @@ def test_missing_tunes_only_the_shapes_an_installed_engine_lacks(tmp_path):
     assert lines[1] == f'  tuning N={shapes[0][0]} K={shapes[0][1]}: no file in SGLang\'s folder (it logs "{warning}")'
     assert f'  tuning N={no_vllm[0][0]} K={no_vllm[0][1]}: no file in vLLM\'s folder (it logs "{warning}")' in lines
     assert sum(line.startswith("  skipping ") for line in lines) == len(shapes) - 3
-    assert sorted(p.name for p in (tmp_path / "cfg").iterdir()) == sorted(names[s] for s in missing)
+    assert sorted(p.name for p in (tmp_path / "cfg").glob("*.json")) == sorted(names[s] for s in missing)
 
 
 def test_missing_with_every_file_installed_tunes_nothing(tmp_path):
