@@ -5,7 +5,8 @@
 # against SGLang's released one; the same TP 8 run seeded by the shipped files; the Hopper space against
 # the base space and cuBLAS; float32 and int8 output once each; and a soak check around the long run.
 # Usage on the GPU machine, from the repo root, with .whl and .sgl carried (.sgl: SGLang 0.5.23's
-# sglang/kernels/ops/gemm/fp8_kernel.py):
+# sglang/kernels/ops/gemm/fp8_kernel.py, and in .sgl/site the config folders of the SGLang 0.5.23 and
+# vLLM 0.34.0 wheels with their packages' __init__.py, which is all --baseline auto reads):
 #   setsid nohup bash benchmarks/gpu_evidence.sh /tmp/ev > /tmp/ev.log 2>&1 < /dev/null &
 # then poll OUTDIR/progress.txt; fetch the results as one archive (the device tool returns eight files).
 set -u
@@ -47,15 +48,42 @@ step tp8 done
 snapshot soak_after.txt
 python3 -c "import torch; print('fresh python3: torch', torch.__version__, torch.cuda.is_available())" >> "$out/soak_after.txt" 2>&1
 step soak done
-# 3. One harness: after / before / shipped files / default, per shape, 18 M, 3 interleaved rounds.
+# 3. The same run seeded by the files of an installed SGLang 0.5.23 and vLLM 0.34.0 (--baseline auto; their
+# config folders from the released wheels, in .sgl/site), into a storage of its own, with a warm Triton cache.
+start=$(date +%s)
+PYTHONPATH=$PYTHONPATH:$PWD/.sgl/site python3 -m tuner.run --tp-size 8 --trials 32 \
+  --storage "sqlite:///$out/tp8_auto.sqlite3" --save-path "$out/cfg_auto" > "$out/tp8_auto_run.txt" 2>&1
+echo "exit $? wall_s $(( $(date +%s) - start ))" >> "$out/tp8_auto_run.txt"
+step tp8 auto done
+# 4. One harness: after (both runs) / before / shipped files / default, per shape, 18 M, 3 interleaved rounds.
 for shape in $SHAPES; do
   N=${shape%x*}; K=${shape#*x}
   contenders $N $K
+  args+=(--config "auto=$out/cfg_auto/$(cfg $N $K $dev)")
   python3 -m tuner.compare --N $N --K $K "${args[@]}" --out "$out/compare_$shape.csv" > "$out/compare_$shape.txt" 2>&1
 done
 step compare done
-# 4. Our kernel against SGLang's released kernels, same operands.
+# 5. Our kernel against SGLang's released kernels, same operands.
 python3 benchmarks/against_sglang_kernel.py --sglang-source .sgl/fp8_kernel.py --repeats 5 > "$out/against_sglang.txt" 2>&1
 step kernel done
+# 6. The Hopper space on the narrow shapes, seeded by the base studies of step 1, against the base files and cuBLAS.
+for shape in 576x7168 512x7168; do
+  N=${shape%x*}; K=${shape#*x}
+  python3 -m tuner.run --N $N --K $K --space hopper --trials 32 --storage "sqlite:///$out/tp8.sqlite3" \
+    --save-path "$out/cfg_hopper" > "$out/hopper_run_$shape.txt" 2>&1
+  python3 -m tuner.compare --N $N --K $K --config "base=$out/cfg/$(cfg $N $K $dev)" \
+    --config "hopper=$out/cfg_hopper/$(cfg $N $K $dev)" --out "$out/compare_hopper_$shape.csv" \
+    > "$out/compare_hopper_$shape.txt" 2>&1
+done
+step hopper done
+# 7. float32 output and int8 inputs, once each, six batch sizes of one shape, from an empty storage.
+for variant in "--out-dtype float32" "--input-type int8"; do
+  name=$(echo $variant | tr -d ' -')
+  start=$(date +%s)
+  python3 -m tuner.run --N 7168 --K 2048 $variant --batch-sizes 1 16 64 256 1024 4096 --trials 32 \
+    --storage "sqlite:///$out/$name.sqlite3" --save-path "$out/cfg_$name" > "$out/run_$name.txt" 2>&1
+  echo "exit $? wall_s $(( $(date +%s) - start ))" >> "$out/run_$name.txt"
+done
+step dtypes done
 date -u >> "$out/env.txt"
 touch "$out/DONE"
