@@ -373,3 +373,22 @@ def test_a_dead_undecided_trial_is_waited_for_the_deciding_window_whatever_its_h
     assert search.step()
     assert study.trials[-1].user_attrs[STATUS] == "repeat"  # the dead trial still holds DEFAULT
     assert clock.now == waited
+
+
+def test_a_live_trial_waiting_on_a_dead_one_is_waited_for_past_the_deciding_window(tmp_path):
+    # A died undecided; B, live on another host, waits for A before it decides; C waits for both.
+    # C gave up on B once it had seen it undecided for the deciding window, just as B decided:
+    # both then timed B's config (or spent one more than the budget). B beats, so C waits for it.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    study = optuna.create_study(storage=storage, study_name="chain", direction="minimize")
+    _claim(study, OTHER, timed=None)  # A: no owner, no heartbeat, never decides
+    b = _claim(study, DEFAULT, timed=None)
+    storage.set_trial_system_attr(b._trial_id, "owner", {"host": "elsewhere", "pid": 1, "namespace": "another"})
+    storage.record_heartbeat(b._trial_id)
+    clock = _FakeClock(lambda: b.set_user_attr(TIMED, True), at=16)  # B claims ~12.5 s in
+    study.enqueue_trial(DEFAULT.as_sglang())  # C
+    assert _search(study, bench, clock, deciding_s=10.0).step()
+    c = study.trials[-1]
+    assert clock.now > 10.0 and c.user_attrs[STATUS] == "repeat"
+    assert bench.measurements == 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -148,6 +150,49 @@ def test_rerun_right_after_a_kill_before_timing_still_times_the_full_budget(tmp_
     result = tune_problem(storage, problem, bench, options, [default_config(128, 128)])
     assert result.timed == 4 and bench.measurements == 4
     assert time.monotonic() - started < 5
+
+
+def _measure_forever(url: str, landscape: str) -> None:
+    """A worker that claims a measurement and stays inside it: what kill -9 lands on mid-measure."""
+    bench = ReplayBenchmarker.from_file(landscape, delay_s=300.0)
+    tune_problem(make_storage(url), Problem(N=SHAPE[0], K=SHAPE[1], M=16), bench, TuneOptions(trials=4),
+                 seeds=[default_config(128, 128)])  # fmt: skip
+
+
+def test_a_trial_killed_mid_measure_is_failed_with_its_reason_by_the_next_run(tmp_path):
+    # Its heartbeat is fresh (the grace period is 30 s): only that its process ended says it is dead.
+    # Before, the rerun finished the study with the trial still RUNNING, for good, and its claim
+    # counted as a measurement that was never made.
+    landscape = write_landscape(tmp_path / "land.csv", [SHAPE], [16])
+    url = f"sqlite:///{tmp_path}/s.db"
+    worker = multiprocessing.get_context("spawn").Process(target=_measure_forever, args=(url, str(landscape)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (running := [t for trials in _studies_or_none(url) for t in trials if t.state == TrialState.RUNNING]):
+        assert time.monotonic() < deadline and worker.is_alive(), "the worker never started measuring"
+        time.sleep(0.1)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join()
+    bench = ReplayBenchmarker.from_file(landscape)
+    result = tune_problem(make_storage(url), Problem(N=SHAPE[0], K=SHAPE[1], M=16), bench, TuneOptions(trials=4),
+                          seeds=[default_config(128, 128)])  # fmt: skip
+    (trials,) = studies(url).values()
+    (killed,) = [t for t in trials if t.number == running[0].number]
+    assert killed.state == TrialState.FAIL and killed.user_attrs[STATUS] == "lost"
+    assert killed.user_attrs[TIMED] is False
+    assert (
+        killed.user_attrs[REASON]
+        == f"its process (pid {worker.pid} on {socket.gethostname()}) ended before the trial did"
+    )
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert result.timed == 4 == bench.measurements  # the killed claim was given back: four real measurements
+
+
+def _studies_or_none(url: str) -> list:
+    try:
+        return list(studies(url).values())
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
+        return []  # not made yet
 
 
 def _optuna_cleanup_error():
