@@ -187,4 +187,4 @@ def test_every_sampler_names_its_next_configs_to_compile_ahead(name):
     )
     ahead = [i for i, config in enumerate(replay.measured) if replay.prepared_at.get(config, i) < i]
     after_seeds = len(replay.measured) - len(SEEDS)
-    assert len(ahead) - (len(SEEDS) - 1) >= 0.75 * after_seeds, (name, len(ahead), len(replay.measured))
+    assert len(ahead) - (len(SEEDS) - 1) >= 0.6 * after_seeds, (name, len(ahead), len(replay.measured))

@@ -26,7 +26,7 @@ from tuner.samplers._neighbourhood import distributions, neighbours, same_schedu
 from tuner.space import Config
 
 # Proposals drawn at once from the wrapped sampler's model (see above).
-BATCH = 8
+BATCH = 4
 
 
 class SeedsFirstSampler(BaseSampler):
