@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 import tuner.study._storage
 from tests.tuner.synthetic import synthetic_rows, write_landscape
-from tuner.benchmarkers import ReplayBenchmarker
+from tuner.benchmarkers import ReplayBenchmarker, RunClock
 from tuner.export import read_config_file
 from tuner.samplers import distributions, make_sampler
 from tuner.space import STATUS, TIMED, Config, Problem, config_of, default_config, search_space
@@ -35,6 +35,8 @@ from tuner.study import (
     tune_problem,
     warm_starts,
 )
+from tuner.study._liveness import Heartbeats
+from tuner.study._rows import create_trial
 
 SHAPES = [(512, 1024), (1024, 512)]
 BATCH_SIZES = [1, 16, 64]
@@ -392,3 +394,16 @@ def test_a_live_trial_waiting_on_a_dead_one_is_waited_for_past_the_deciding_wind
     c = study.trials[-1]
     assert clock.now > 10.0 and c.user_attrs[STATUS] == "repeat"
     assert bench.measurements == 0
+
+
+def test_a_live_trial_keeps_beating_and_a_finished_search_stops(tmp_path):
+    # A trial's first heartbeat is written with it; one thread renews those of the trials still
+    # running every interval, so a long measurement is never taken for a dead process's.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=1, grace_s=2)
+    study = optuna.create_study(storage=storage, study_name="beats", direction="minimize")
+    trial = create_trial(study._storage, study._study_id, params={}, distributions={}, user_attrs={}, clock=RunClock())
+    with Heartbeats(study._storage) as beats, beats.alive(trial._trial_id):
+        time.sleep(3.5)
+        assert storage._get_stale_trial_ids(study._study_id) == []
+    time.sleep(3.5)
+    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]

@@ -213,14 +213,16 @@ def study_states(storage: BaseStorage, names: Iterable[str]) -> dict[str, StudyS
             continue
         attrs = storage.get_study_user_attrs(study_id)
         timed = sum(1 for t in storage.get_all_trials(study_id, deepcopy=False) if is_timed(t))
-        sampler = attrs.get(SAMPLER)
         states[name] = StudyState(
-            timed=timed,
-            sampler=sampler.split("+")[0] if isinstance(sampler, str) else None,  # "local+tpe": made by local
-            budget=attrs.get(BUDGET),
-            schedules=attrs.get(SCHEDULES),
+            timed=timed, sampler=made_with(attrs), budget=attrs.get(BUDGET), schedules=attrs.get(SCHEDULES)
         )
     return states
+
+
+def made_with(attrs: Mapping[str, Any] | None) -> str | None:
+    """The sampler that made a study, from its user attributes if they say ("local+tpe", of older runs: local)."""
+    recorded = (attrs or {}).get(SAMPLER)
+    return recorded.split("+")[0] if isinstance(recorded, str) else None
 
 
 def is_timed(trial: FrozenTrial) -> bool:

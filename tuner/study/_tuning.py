@@ -39,6 +39,7 @@ from tuner.study._storage import (
     best,
     is_timed,
     latency_of,
+    made_with,
     open_study,
     study_attrs,
     study_name,
@@ -228,25 +229,20 @@ def tune_problem(
     return result
 
 
-def made_with(attrs: dict | None) -> str | None:
-    """The sampler that made a study (from its user attributes), if it says; "local+tpe": local."""
-    recorded = (attrs or {}).get(SAMPLER)
-    return recorded.split("+")[0] if isinstance(recorded, str) else None
-
-
 def _progress_of(progress, problem: Problem, trials: Sequence[FrozenTrial]) -> Callable[[FrozenTrial], None] | None:
     """What the search calls per timed config: the bar advances, and shows the best latency so far."""
     if progress is None:
         return None
     found = best(trials)
-    best_us = [found[1] if found is not None else math.inf]
+    best_us = found[1] if found is not None else math.inf
 
     def timed(trial: FrozenTrial) -> None:
+        nonlocal best_us
         progress.update(1)
-        if trial.state == TrialState.COMPLETE and trial.value < best_us[0]:
-            best_us[0] = trial.value
-        if best_us[0] < math.inf:
-            status = f"N={problem.N} K={problem.K} M={problem.M} best {best_us[0]:.1f} us"
+        if trial.state == TrialState.COMPLETE and trial.value < best_us:
+            best_us = trial.value
+        if best_us < math.inf:
+            status = f"N={problem.N} K={problem.K} M={problem.M} best {best_us:.1f} us"
             progress.set_postfix_str(status, refresh=False)  # drawn at the bar's own pace
 
     return timed
