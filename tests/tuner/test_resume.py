@@ -25,7 +25,9 @@ from tuner.study import MEASURED, TuneOptions, is_timed, make_storage, study_nam
 
 SHAPE = (256, 512)
 BATCH_SIZES = (1, 16, 64)
-TRIALS = 12
+# Enough configs that a run is still tuning when it is stopped: a run of 36 now ends in well under
+# a second, and a signal that lands while the interpreter shuts down kills it without a word.
+TRIALS = 40
 KILL_AFTER = 5  # timed trials in the storage before the kill
 CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
 ENV = {**os.environ, "TRITON_INTERPRET": "1"}

@@ -54,8 +54,8 @@ def parameter_keys(space: Sequence[Config]) -> tuple[str, ...]:
 def distributions(space: Sequence[Config]) -> dict[str, CategoricalDistribution]:
     """One categorical parameter per key, over the values the space holds."""
     keys = parameter_keys(space)
-    values = {key: sorted({c.params(keys)[key] for c in space}) for key in keys}
-    return {key: CategoricalDistribution(values[key]) for key in keys}
+    entries = [c.params(keys) for c in space]
+    return {key: CategoricalDistribution(sorted({entry[key] for entry in entries})) for key in keys}
 
 
 def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | None:

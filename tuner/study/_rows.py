@@ -9,10 +9,12 @@ reads a study once per trial with one query of (trial id, state) pairs, fetching
 trials some other process wrote or may still change (Trials).
 
 On an RDBStorage the writes are plain statements on Optuna's own tables (its models, as of Optuna
-5.1; the datetimes converted by its model's own setters), one executemany per table. Each write
-takes the storage's write lock first, so that the wait for it is counted apart (the run's clock:
-lock waits), and a trial's state moves only from the state the write expects (RUNNING, or WAITING
-when a waiting trial is taken), so a trial another process ended is never written over. Any other
+5.1; the datetimes converted by its model's own setters), one statement per table, on a connection
+of their own that begins and commits the transaction itself (PostgreSQL's BEGIN and the lock go in
+one round trip; the driver would send its own BEGIN in another). Each write takes the storage's
+write lock first, so that the wait for it is counted apart (the run's clock: lock waits), and a
+trial's state moves only from the state the write expects (RUNNING, or WAITING when a waiting
+trial is taken), so a trial another process ended is never written over. Any other
 storage (the in-memory one of tuner.evaluate) gets the same values through Optuna's public calls,
 a write each.
 """
@@ -31,7 +33,6 @@ import sqlalchemy
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import LOCK_WAITS, STORAGE, RunClock
@@ -46,23 +47,32 @@ def rdb_of(storage: BaseStorage) -> RDBStorage | None:
 
 
 @contextmanager
-def _transaction(rdb: RDBStorage, clock: RunClock, lock: Any) -> Iterator[tuple[Any, Any]]:
-    """One session, committed at the end, that holds the write lock from its first statement.
+def _transaction(rdb: RDBStorage, clock: RunClock, row: tuple[Any, int]) -> Iterator[Any]:
+    """One transaction that holds the write lock from its first statement, on a connection of its own.
 
-    SQLite gets the lock with BEGIN IMMEDIATE (a deferred transaction that reads first could be
-    refused the lock at once when another process wrote in between, instead of waiting for it);
-    PostgreSQL gets the row that lock(session) selects FOR UPDATE. That wait counts as lock waits,
-    the rest of the transaction as storage.
+    SQLite takes the whole file's lock with BEGIN IMMEDIATE (a deferred transaction that reads first
+    could be refused the lock at once when another process wrote in between, instead of waiting);
+    PostgreSQL takes the row (a table's model, its primary key) FOR UPDATE, in the same round trip as
+    its BEGIN. That wait counts as lock waits, the rest of the transaction as storage.
     """
+    model, key = row
+    if rdb.engine.name == "sqlite":
+        begin = "BEGIN IMMEDIATE"
+    else:
+        (column,) = model.__table__.primary_key.columns
+        begin = f"BEGIN; SELECT 1 FROM {model.__tablename__} WHERE {column.name} = {int(key)} FOR UPDATE"
     started = time.perf_counter()
     waited = 0.0
     try:
-        with _create_scoped_session(rdb.scoped_session) as session:
-            if rdb.engine.name == "sqlite":
-                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            locked = lock(session)
+        with rdb.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(begin)
             waited = time.perf_counter() - started
-            yield session, locked
+            try:
+                yield connection
+            except BaseException:
+                connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
     finally:
         clock.add(LOCK_WAITS, waited)
         clock.add(STORAGE, time.perf_counter() - started - waited)
@@ -88,13 +98,6 @@ def _stored_times(**times: datetime.datetime | None) -> dict[str, Any]:
     row = models.TrialModel(**times)  # never added to a session: its setters convert, nothing more
     mapper = sqlalchemy.inspect(models.TrialModel)
     return {name: getattr(row, mapper.get_property_by_column(_TRIALS.c[name]).key) for name in times}
-
-
-def _lock_study(session: Any, study_id: int) -> None:
-    """PostgreSQL: the study's row, FOR UPDATE; SQLite's BEGIN IMMEDIATE has locked the whole file already."""
-    if session.get_bind().dialect.name != "sqlite":
-        studies = models.StudyModel.__table__
-        session.execute(sqlalchemy.select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update())
 
 
 def _set_state(session: Any, trial_id: int, was: TrialState, state: TrialState, **columns: Any) -> bool:
@@ -184,12 +187,13 @@ def create_trial(
         with clock.timing(STORAGE):
             return storage.get_trial(storage.create_new_trial(study_id, template_trial=trial))
 
-    with _transaction(rdb, clock, lambda session: _lock_study(session, study_id)) as (session, _):
-        count = sqlalchemy.select(sqlalchemy.func.count()).where(_TRIALS.c.study_id == study_id)
-        number = session.execute(count).scalar_one()  # the trials before it: the lock keeps other creators out
+    with _transaction(rdb, clock, (models.StudyModel, study_id)) as session:
+        # Its number counts the trials before it; the lock keeps other creators out until the commit.
+        count = sqlalchemy.select(sqlalchemy.func.count()).where(_TRIALS.c.study_id == study_id).scalar_subquery()
         times = _stored_times(datetime_start=now, datetime_complete=trial.datetime_complete)
-        row = {"study_id": study_id, "number": number, "state": state, **times}
-        (trial_id,) = session.execute(sqlalchemy.insert(_TRIALS).values(row)).inserted_primary_key
+        row = {"study_id": study_id, "number": count, "state": state, **times}
+        insert = sqlalchemy.insert(_TRIALS).values(row).returning(_TRIALS.c.trial_id, _TRIALS.c.number)
+        trial_id, number = session.execute(insert).one()
         _insert(session, models.TrialParamModel, _param_rows(trial_id, trial.params, trial.distributions))
         _insert(session, models.TrialUserAttributeModel, _attr_rows(trial_id, trial.user_attrs))
         _insert(session, models.TrialSystemAttributeModel, _attr_rows(trial_id, trial.system_attrs))
@@ -230,11 +234,9 @@ def update_trial(
         ended = state is not None and state.is_finished()
         columns = _stored_times(datetime_complete=now) if ended else {}
 
-        def still_running(session: Any) -> bool:  # first: a trial another process ended is left alone
-            return _set_state(session, trial_id, TrialState.RUNNING, state or TrialState.RUNNING, **columns)
-
-        with _transaction(rdb, clock, still_running) as (session, running):
-            if not running:
+        with _transaction(rdb, clock, (models.TrialModel, trial_id)) as session:
+            # First: a trial another process ended is left alone.
+            if not _set_state(session, trial_id, TrialState.RUNNING, state or TrialState.RUNNING, **columns):
                 raise optuna.exceptions.UpdateFinishedTrialError(f"trial {trial.number} is no longer running.")
             added = {k: v for k, v in attrs.items() if k not in trial.user_attrs}
             _insert(session, models.TrialUserAttributeModel, _attr_rows(trial_id, added))
@@ -284,12 +286,9 @@ def take_waiting(
     else:
         started = _stored_times(datetime_start=now)
 
-        def take(session: Any) -> bool:
-            return _set_state(session, trial_id, TrialState.WAITING, TrialState.RUNNING, **started)
-
-        with _transaction(rdb, clock, take) as (session, taken):
-            if not taken:
-                return None
+        with _transaction(rdb, clock, (models.TrialModel, trial_id)) as session:
+            if not _set_state(session, trial_id, TrialState.WAITING, TrialState.RUNNING, **started):
+                return None  # another process took it
             _insert(session, models.TrialParamModel, _param_rows(trial_id, params, distributions))
             _replace(session, models.TrialSystemAttributeModel, _attr_rows(trial_id, system_attrs), ("trial_id", "key"))
             if rdb.get_heartbeat_interval() is not None:
@@ -314,7 +313,7 @@ def set_study_attrs(storage: BaseStorage, study_id: int, attrs: Mapping[str, Any
         return
 
     rows = [{"study_id": study_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-    with _transaction(rdb, clock, lambda session: _lock_study(session, study_id)) as (session, _):
+    with _transaction(rdb, clock, (models.StudyModel, study_id)) as session:
         _replace(session, models.StudyUserAttributeModel, rows, ("study_id", "key"))
 
 
@@ -347,9 +346,9 @@ class Trials:
             if self._rdb is None:
                 return self._study.get_trials(deepcopy=False)
             study_id = self._study._study_id
-            with _create_scoped_session(self._rdb.scoped_session) as session:
-                query = sqlalchemy.select(_TRIALS.c.trial_id, _TRIALS.c.state).where(_TRIALS.c.study_id == study_id)
-                states = dict(session.execute(query).all())
+            query = sqlalchemy.select(_TRIALS.c.trial_id, _TRIALS.c.state).where(_TRIALS.c.study_id == study_id)
+            with self._rdb.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                states = dict(connection.execute(query).all())  # one query, no transaction to begin and end
             stale = {
                 trial_id
                 for trial_id, state in states.items()
