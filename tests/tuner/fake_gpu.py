@@ -81,6 +81,33 @@ class LuckySession(FakeSession):
 
 LUCKY = Config(block_m=32, block_n=128, block_k=128, group_m=32, num_warps=4, num_stages=3)
 
+# A file whose number of lines counts a dying GPU's launches, across timing-process restarts.
+LAUNCHES_FILE = "FAKE_GPU_LAUNCHES"
+HEALTHY_LAUNCHES = 3
+
+
+class DyingSession(FakeSession):
+    """A GPU that runs HEALTHY_LAUNCHES measurements and then fails every launch, as a reset or lost GPU does.
+
+    The launches are counted in the file the environment variable LAUNCHES_FILE names, so the GPU
+    stays dead when the timing process is replaced.
+    """
+
+    def _launch(self) -> None:
+        with open(os.environ[LAUNCHES_FILE], "a+") as f:
+            f.seek(0)
+            if len(f.readlines()) >= HEALTHY_LAUNCHES:
+                raise RuntimeError("CUDA error: unspecified launch failure")
+            f.write("launch\n")
+
+    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        self._launch()
+        return super().measure(problem, config, prune_above_us)
+
+    def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
+        self._launch()
+        return super().retime(problem, configs, rounds)
+
 
 def fake_compile(problem: Problem, config: Config) -> Measurement | None:
     if config.block_n == 256 and config.num_stages == 2 and config.num_warps == 4:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,10 +19,11 @@ import torch
 
 from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import HEADER
+from tuner.cli.run import identity_notes, resume_line
 from tuner.cli.run import main as run_main
-from tuner.cli.run import resume_line
 from tuner.dispatch import deepgemm_note
 from tuner.space import TIMED, Config, search_space
+from tuner.study import StudyState
 
 SHAPE = (256, 512)
 BATCH_SIZES = ("1", "16")
@@ -117,21 +119,89 @@ def test_rerun_times_nothing_new(tuned):
     ]
     assert timed_counts(f"sqlite:///{tmp}/s.db") == before  # not even an untimed trial was added
     assert (tmp / "cfg" / CONFIG_NAME).read_bytes() == exported
+    assert "timed configs" not in again.stderr  # no progress bar at 100% after "nothing to time"
+
+
+def _state(timed: int, sampler: str = "local", budget: int = 8, schedules: int = 320) -> StudyState | None:
+    return StudyState(timed=timed, sampler=sampler, budget=budget, schedules=schedules) if timed else None
 
 
 @pytest.mark.parametrize(
-    ("timed", "line"),
+    ("states", "line"),
     [
-        ([8, 8, 8], "3 of 3 studies finished earlier; nothing to time"),
-        ([8, 3, 0], "1 of 3 studies finished earlier, 1 resumes where it stopped"),
-        ([8, 0, 0], "1 of 3 studies finished earlier"),
-        ([2, 3, 0], "0 of 3 studies finished earlier, 2 resume where they stopped"),
-        ([0, 0, 0], "3 studies, none begun earlier"),  # a fresh run
-        ([12, 8, 9], "3 of 3 studies finished earlier; nothing to time"),  # rerun with a smaller budget
+        ([_state(8), _state(8), _state(8)], "3 of 3 studies finished earlier; nothing to time"),
+        ([_state(8), _state(3), None], "1 of 3 studies finished earlier, 1 resumes where it stopped"),
+        ([_state(8), None, None], "1 of 3 studies finished earlier"),
+        ([_state(2), _state(3), None], "0 of 3 studies finished earlier, 2 resume where they stopped"),
+        ([None, None, None], "3 studies, none begun earlier"),  # a fresh run
+        ([_state(12), _state(8), _state(9)], "3 of 3 studies finished earlier; nothing to time"),  # a smaller budget
+        # a space that holds 5 distinct configs is finished at 5, whatever --trials says
+        ([_state(5, schedules=5), _state(8)], "2 of 2 studies finished earlier; nothing to time"),
     ],
 )
-def test_resume_line(timed, line):
-    assert resume_line(timed, 8) == line
+def test_resume_line(states, line):
+    assert resume_line(states, 8) == line
+
+
+@pytest.mark.parametrize(
+    ("states", "trials", "sampler", "notes"),
+    [
+        ([_state(8), _state(8)], 8, "local", []),  # the same command again
+        (
+            [_state(8), _state(8), None],
+            8,
+            "tpe",
+            ["note: 2 studies were made with another sampler (2 with local) and resume with it; --sampler tpe "
+             "applies to new studies (another --storage tunes all anew)"],
+        ),
+        ([_state(8), _state(3)], 16, "local", ["note: --trials 16 extends 1 studies tuned to 8 earlier"]),
+        ([_state(5, schedules=5)], 16, "local", []),  # nothing left to extend it with
+    ],
+)  # fmt: skip
+def test_identity_notes(states, trials, sampler, notes):
+    assert identity_notes(states, trials, sampler) == notes
+
+
+def test_another_sampler_is_said_to_apply_to_new_studies_only(tuned, landscape, tmp_path):
+    # A user comparing samplers in one storage must learn that the old studies resume as they were made.
+    tmp, _, result = tuned
+    assert result.returncode == 0, result.stderr
+    shutil.copy(tmp / "s.db", tmp_path / "s.db")
+    argv = command(tmp_path, landscape, {"--sampler": "tpe", "--trials": "12"})
+    again = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:4] == [
+        "0 of 2 studies finished earlier, 2 resume where they stopped",
+        "note: 2 studies were made with another sampler (2 with local) and resume with it; --sampler tpe applies "
+        "to new studies (another --storage tunes all anew)",
+        "note: --trials 12 extends 2 studies tuned to 8 earlier",
+    ]
+
+
+FIVE = {(32, 3), (32, 4), (64, 3), (64, 4), (128, 3)}  # (BLOCK_SIZE_N, stages) of a small recorded grid
+
+
+def test_a_budget_beyond_the_space_is_capped_and_said(tmp_path):
+    # A landscape of 20 configs at M=1 (5 schedules, each with its 4 GROUP_SIZE_M twins): 30 trials
+    # would spin on repeats; the study times the 5, says so once, and a rerun finds it finished.
+    def kept(c: Config) -> bool:
+        return (c.block_m, c.block_k, c.num_warps) == (64, 128, 4) and (c.block_n, c.num_stages) in FIVE
+
+    rows = [r for r in synthetic_rows([(256, 512)], [1]) if kept(r.config)]
+    landscape = tmp_path / "small.csv"
+    landscape.write_text("\n".join([",".join(HEADER), *(",".join(r.as_csv()) for r in rows)]) + "\n")
+    argv = command(tmp_path, landscape, {"--batch-sizes": ["1"], "--trials": "30"})
+    first = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "note: 1 of 1 studies can time fewer than --trials 30 distinct configs (M=1: 5); each stops there." in (
+        first.stderr.splitlines()
+    )
+    counts = timed_counts(f"sqlite:///{tmp_path}/s.db")
+    assert [timed for timed, _ in counts.values()] == [5]
+    assert [trials for _, trials in counts.values()] == [5]  # no repeat trials
+    again = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.stdout.splitlines()[1] == "1 of 1 studies finished earlier; nothing to time"
+    assert timed_counts(f"sqlite:///{tmp_path}/s.db") == counts
 
 
 def _wrong_header(tmp: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, STORAGE_SAMPLER, TIMING_OVERHEAD, RunClock
+from tuner.benchmarkers import CATEGORIES, COMPILE_WAIT, GPU, HAND_OFFS, STORAGE, TIMING_OVERHEAD, RunClock
 
 
 def _clock(**seconds: float) -> RunClock:
@@ -15,11 +15,24 @@ def _clock(**seconds: float) -> RunClock:
 
 
 def test_report_gives_the_duty_cycle_and_where_the_rest_went():
-    clock = _clock(gpu=41.2, compile_wait=60.1, timing_overhead=20.3, hand_offs=1.0, storage_sampler=30.2)
+    clock = _clock(gpu=41.2, compile_wait=60.1, timing_overhead=20.3, hand_offs=1.0, storage=20.2, sampling=6.0,
+                   worker_waits=2.5, lock_waits=0.5, config_files=1.0)  # fmt: skip
     assert clock.report(180.0) == (
         "GPU duty cycle 23% (timed kernels 41.2 s of 180.0 s wall); compiles waited 60.1 s, "
-        "timing overhead 20.3 s, hand-offs 1.0 s, storage+sampler 30.2 s, other 27.2 s"
+        "timing overhead 20.3 s, hand-offs 1.0 s, storage 20.2 s, sampler 6.0 s, waits for other workers 2.5 s, "
+        "lock waits 0.5 s, config files 1.0 s, other 27.2 s"
     )
+
+
+def test_a_replay_report_has_no_gpu_figures():
+    # Replay reads latencies from a landscape: a duty cycle of 0.0% would say the GPU idled.
+    clock = _clock(storage=1.5, sampling=0.25)
+    lines = clock.report(2.0, label="replay worker 0", measurements=200, device=False).splitlines()
+    assert lines == [
+        "replay worker 0: 200 configs read from the landscape in 2.0 s wall; storage 1.5 s, sampler 0.2 s, "
+        "waits for other workers 0.0 s, lock waits 0.0 s, config files 0.0 s, other 0.2 s",
+        "per config (200): 10.0 ms of wall",
+    ]
 
 
 def test_report_divides_among_the_measured_configs_under_its_label():
@@ -33,7 +46,7 @@ def test_report_divides_among_the_measured_configs_under_its_label():
     ("seconds", "wall_s", "expected"),
     [
         ({}, 0.0, "GPU duty cycle 0.0% (timed kernels 0.0 s of 0.0 s wall)"),  # nothing ran
-        ({STORAGE_SAMPLER: 3.0}, 2.0, "other 0.0 s"),  # more claimed than the wall: other is never negative
+        ({STORAGE: 3.0}, 2.0, "other 0.0 s"),  # more claimed than the wall: other is never negative
         ({GPU: 2.0}, 2.0, "GPU duty cycle 100% (timed kernels 2.0 s of 2.0 s wall)"),
     ],
 )
@@ -54,13 +67,13 @@ def test_categories_add_up():
     clock = _clock(hand_offs=0.5)
     clock.add(HAND_OFFS, 0.25)
     clock.add(TIMING_OVERHEAD, 1.0)
-    assert clock.seconds() == {GPU: 0.0, COMPILE_WAIT: 0.0, TIMING_OVERHEAD: 1.0, HAND_OFFS: 0.75, STORAGE_SAMPLER: 0.0}
+    assert clock.seconds() == {**dict.fromkeys(CATEGORIES, 0.0), TIMING_OVERHEAD: 1.0, HAND_OFFS: 0.75}
 
 
 @pytest.mark.parametrize(
     ("category", "seconds", "message"),
     [
-        ("sampler", 1.0, "category must be one of"),  # not a category
+        ("naps", 1.0, "category must be one of"),  # not a category
         (GPU, -0.1, "seconds must be non-negative, but got -0.1"),
         (GPU, float("nan"), "seconds must be non-negative"),
     ],

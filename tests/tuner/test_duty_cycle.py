@@ -17,23 +17,25 @@ import pytest
 from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_gpu_s, fake_latency
 from tests.tuner.synthetic import write_landscape
 from tuner.benchmarkers import (
-    CATEGORIES,
     COMPILE_WAIT,
+    CONFIG_FILES,
+    DEVICE_CATEGORIES,
     GPU,
     HAND_OFFS,
-    STORAGE_SAMPLER,
+    SAMPLING,
+    STORAGE,
     TIMING_OVERHEAD,
     GpuBenchmarker,
     ReplayBenchmarker,
     RunClock,
 )
 from tuner.space import STATUS, Problem, config_of
-from tuner.study import CONFIRM_ROUND, WorkerSpec, tune_units
+from tuner.study import CONFIRM_ROUND, WorkerSpec, confirmation_of, tune_units
 
 SHAPE = (512, 1024)
 BATCH_SIZES = (1, 64)
 TRIALS = 8
-_WALL = re.compile(r"of (\d+\.\d) s wall\)")
+_WALL = re.compile(r"(?:of|in) (\d+\.\d) s wall")
 
 
 def _spec(tmp_path: Path, replay: Path | None = None) -> WorkerSpec:
@@ -70,7 +72,7 @@ def _gpu_s_in_storage(storage_url: str) -> float:
         timed = [config_of(t) for t in study.trials if t.user_attrs.get(STATUS) in ("ok", "pruned")]
         total += sum(fake_gpu_s(fake_latency(problem, config)) for config in timed)
         by_label = {config.short(): config for config in timed}  # the round's contenders were all timed
-        for label, times in study.user_attrs[CONFIRM_ROUND].items():
+        for label, times in confirmation_of(study.user_attrs)[CONFIRM_ROUND].items():
             total += len(times) * fake_gpu_s(fake_latency(problem, by_label[label]))
     return total
 
@@ -91,23 +93,26 @@ def test_on_the_gpu_path_the_gpu_time_is_what_the_session_reported(tmp_path, cap
     seconds = clock.seconds()
     assert seconds[GPU] == pytest.approx(_gpu_s_in_storage(spec.storage_url), rel=1e-9)
     assert seconds[GPU] > 0.1  # 16 measurements and their rounds of 200 launches of 10-30 us
-    assert all(seconds[c] > 0 for c in (COMPILE_WAIT, TIMING_OVERHEAD, HAND_OFFS, STORAGE_SAMPLER)), seconds
+    assert all(seconds[c] > 0 for c in (COMPILE_WAIT, TIMING_OVERHEAD, HAND_OFFS, STORAGE, SAMPLING, CONFIG_FILES)), (
+        seconds
+    )
     assert sum(seconds.values()) <= _printed_wall(duty[0]) + 0.05  # printed to a tenth of a second
 
 
-def test_in_replay_the_same_breakdown_has_no_gpu_time(tmp_path, capsys):
+def test_in_replay_the_line_says_where_the_time_went_without_gpu_figures(tmp_path, capsys):
     landscape = write_landscape(tmp_path / "l.csv", [SHAPE], BATCH_SIZES)
     delay_s = 0.01  # simulated timing: the benchmarker's time, which no category claims
     clock, lines = _run(
         _spec(tmp_path, landscape), lambda clock: ReplayBenchmarker.from_file(landscape, delay_s=delay_s), capsys
     )
-    duty = [line for line in lines if "duty cycle" in line]
-    assert len(duty) == 1 and duty[0].startswith("replay worker 0: GPU duty cycle 0.0% (timed kernels 0.0 s of ")
-    seconds = clock.seconds()
-    assert seconds[STORAGE_SAMPLER] > 0
-    assert all(seconds[c] == 0 for c in CATEGORIES if c != STORAGE_SAMPLER), seconds
     measured = len(BATCH_SIZES) * TRIALS
-    assert seconds[STORAGE_SAMPLER] + measured * delay_s <= _printed_wall(duty[0]) + 0.05
+    (line,) = [line for line in lines if line.startswith("replay worker 0: ")]
+    assert line.startswith(f"replay worker 0: {measured} configs read from the landscape in ")
+    assert "duty cycle" not in "\n".join(lines) and "GPU" not in "\n".join(lines)  # replay times no GPU
+    seconds = clock.seconds()
+    assert seconds[STORAGE] > 0 and seconds[SAMPLING] > 0
+    assert all(seconds[c] == 0 for c in DEVICE_CATEGORIES), seconds
+    assert sum(seconds.values()) + measured * delay_s <= _printed_wall(line) + 0.05
 
 
 @pytest.mark.parametrize(("gpus", "lines"), [(None, 1), ("0,1", 2)])  # one worker; two, one line each
@@ -119,6 +124,6 @@ def test_the_command_prints_the_line_once_per_worker(tmp_path, gpus, lines):
                *(["--gpus", gpus] if gpus else [])]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    duty = sorted(line for line in done.stdout.splitlines() if "duty cycle" in line)
-    assert [line.split(":")[0] for line in duty] == [f"replay worker {i}" for i in range(lines)], done.stdout
-    assert "duty cycle" not in done.stderr  # stdout only, apart from the progress bar
+    closing = sorted(line for line in done.stdout.splitlines() if "configs read from the landscape" in line)
+    assert [line.split(":")[0] for line in closing] == [f"replay worker {i}" for i in range(lines)], done.stdout
+    assert "configs read" not in done.stderr  # stdout only, apart from the progress bar

@@ -12,11 +12,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_gpu_s, fake_latency
+from tests.tuner.fake_gpu import (
+    HEALTHY_LAUNCHES,
+    LAUNCHES_FILE,
+    DyingSession,
+    FakeSession,
+    fake_compile,
+    fake_gpu_s,
+    fake_latency,
+)
 from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, GpuBenchmarker, RunClock
 from tuner.export import read_config_file
-from tuner.space import COMPILE_S, Config, Problem
-from tuner.study import TuneOptions, make_storage, tune_shape
+from tuner.space import COMPILE_S, REASON, STATUS, TIMED, Config, Problem, default_config
+from tuner.study import GPU_FAILURE, GpuFailure, TuneOptions, is_timed, make_storage, tune_problem, tune_shape
 
 PROBLEM = Problem(N=512, K=256, M=16)
 
@@ -109,6 +117,34 @@ def test_the_tuner_runs_end_to_end_on_the_gpu_path(tmp_path):
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
         assert summary.study_name.rsplit("_", 1)[0].endswith("_Fake_GPU")
         assert all(t.user_attrs.get(COMPILE_S) is not None for t in trials if t.state == TrialState.COMPLETE)
+
+
+def test_a_gpu_that_dies_stops_the_run_and_spends_no_budget_on_it(tmp_path, monkeypatch):
+    # After 3 measurements every launch fails. Counted as the configs' crashes, they would spend
+    # the budget on nothing and leave the study unusable for good: the run must stop at the first
+    # one (the known-good config fails right after it), record it as not measured, and a rerun on
+    # a healthy GPU must finish the study with the full budget of real measurements.
+    monkeypatch.setenv(LAUNCHES_FILE, str(tmp_path / "launches"))
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    seeds = [
+        default_config(128, 128),
+        Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3),
+    ]
+    options = TuneOptions(trials=8, seed=0)
+    with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=DyingSession, compile_fn=fake_compile) as b:
+        with pytest.raises(GpuFailure, match=r"the GPU stopped running kernels .* rerun the same command"):
+            tune_problem(storage, PROBLEM, b, options, seeds)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert sum(1 for t in trials if is_timed(t)) == HEALTHY_LAUNCHES
+    failed = trials[-1]
+    assert failed.state == TrialState.FAIL and failed.user_attrs[STATUS] == GPU_FAILURE
+    assert failed.user_attrs[TIMED] is False and "known to run, failed too" in failed.user_attrs[REASON]
+    with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as b:
+        result = tune_problem(storage, PROBLEM, b, options, seeds)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert result.timed == 8 == sum(1 for t in trials if is_timed(t))
+    assert not [t for t in trials if is_timed(t) and t.user_attrs[STATUS] in ("crash", "timeout")]
 
 
 # A process that owns a benchmarker whose compile processes have finished their jobs and wait for more.

@@ -20,13 +20,12 @@ from optuna.trial import TrialState
 
 import tuner.study._storage
 from tests.tuner.synthetic import synthetic_rows, write_landscape
-from tuner.benchmarkers import ReplayBenchmarker
+from tuner.benchmarkers import ReplayBenchmarker, RunClock
 from tuner.export import read_config_file
-from tuner.samplers import distributions
+from tuner.samplers import distributions, make_sampler
 from tuner.space import STATUS, TIMED, Config, Problem, config_of, default_config, search_space
 from tuner.study import (
-    ConfigFailed,
-    Objective,
+    Search,
     TuneOptions,
     is_timed,
     make_storage,
@@ -36,6 +35,8 @@ from tuner.study import (
     tune_problem,
     warm_starts,
 )
+from tuner.study._liveness import Heartbeats
+from tuner.study._rows import create_trial
 
 SHAPES = [(512, 1024), (1024, 512)]
 BATCH_SIZES = [1, 16, 64]
@@ -330,6 +331,14 @@ def _skew(storage: RDBStorage, trial_number: int, hours: float) -> None:
         )
 
 
+def _search(study: optuna.Study, bench: ReplayBenchmarker, clock: _FakeClock, **kwargs) -> Search:
+    """This process's search of study, on a clock that moves only when it pauses."""
+    space = search_space(128)
+    sampler = make_sampler("local", space=space, batch_size=PROBLEM.M)
+    return Search(study, PROBLEM, bench, sampler, budget=4, space=space, now=lambda: clock.now, sleep=clock.sleep,
+                  **kwargs)  # fmt: skip
+
+
 @pytest.mark.parametrize("hours", [-5, 5], ids=["host-behind", "host-ahead"])
 def test_a_live_trial_of_a_skewed_host_is_waited_for_and_not_timed_twice(tmp_path, hours):
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
@@ -338,10 +347,11 @@ def test_a_live_trial_of_a_skewed_host_is_waited_for_and_not_timed_twice(tmp_pat
     other_host = _claim(study, DEFAULT, timed=None)  # deciding, on a host whose clock is hours off
     _skew(storage, other_host.number, hours)
     clock = _FakeClock(lambda: other_host.set_user_attr(TIMED, True), at=4)  # it claims after ~0.75 s
-    objective = Objective(PROBLEM, bench, budget=4, clock=lambda: clock.now, sleep=clock.sleep)
     study.enqueue_trial(DEFAULT.as_sglang())
-    with pytest.raises(ConfigFailed, match=f"repeat of trial {other_host.number}"):
-        objective(study.ask())
+    assert _search(study, bench, clock).step()
+    mine = study.trials[-1]
+    assert mine.state == TrialState.FAIL and mine.user_attrs[STATUS] == "repeat"
+    assert mine.user_attrs["reason"] == f"same config as trial {other_host.number}"
     assert bench.measurements == 0
     assert clock.pauses == [0.05, 0.1, 0.2, 0.4]  # the storage is read less and less often
 
@@ -354,15 +364,46 @@ def test_a_dead_undecided_trial_is_waited_for_the_deciding_window_whatever_its_h
     dead = _claim(study, DEFAULT, timed=None)  # its process died before it decided
     _skew(storage, dead.number, hours)
     clock = _FakeClock()
-    objective = Objective(PROBLEM, bench, budget=4, deciding_s=10.0, clock=lambda: clock.now, sleep=clock.sleep)
+    search = _search(study, bench, clock, deciding_s=10.0)
     study.enqueue_trial(OTHER.as_sglang())
-    trial = study.ask()
-    assert objective(trial) == pytest.approx(bench.latency(PROBLEM, OTHER))
+    assert search.step()
+    assert study.trials[-1].value == pytest.approx(bench.latency(PROBLEM, OTHER))
     assert 10.0 <= clock.now < 11.0 and max(clock.pauses) == 1.0
     # A second trial of the same process does not wait for the same dead trial again.
-    study.tell(trial, bench.latency(PROBLEM, OTHER))
     waited = clock.now
     study.enqueue_trial(DEFAULT.as_sglang())
-    with pytest.raises(ConfigFailed, match="repeat"):  # the dead trial still holds DEFAULT
-        objective(study.ask())
+    assert search.step()
+    assert study.trials[-1].user_attrs[STATUS] == "repeat"  # the dead trial still holds DEFAULT
     assert clock.now == waited
+
+
+def test_a_live_trial_waiting_on_a_dead_one_is_waited_for_past_the_deciding_window(tmp_path):
+    # A died undecided; B, live on another host, waits for A before it decides; C waits for both.
+    # C gave up on B once it had seen it undecided for the deciding window, just as B decided:
+    # both then timed B's config (or spent one more than the budget). B beats, so C waits for it.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    study = optuna.create_study(storage=storage, study_name="chain", direction="minimize")
+    _claim(study, OTHER, timed=None)  # A: no owner, no heartbeat, never decides
+    b = _claim(study, DEFAULT, timed=None)
+    storage.set_trial_system_attr(b._trial_id, "owner", {"host": "elsewhere", "pid": 1, "namespace": "another"})
+    storage.record_heartbeat(b._trial_id)
+    clock = _FakeClock(lambda: b.set_user_attr(TIMED, True), at=16)  # B claims ~12.5 s in
+    study.enqueue_trial(DEFAULT.as_sglang())  # C
+    assert _search(study, bench, clock, deciding_s=10.0).step()
+    c = study.trials[-1]
+    assert clock.now > 10.0 and c.user_attrs[STATUS] == "repeat"
+    assert bench.measurements == 0
+
+
+def test_a_live_trial_keeps_beating_and_a_finished_search_stops(tmp_path):
+    # A trial's first heartbeat is written with it; one thread renews those of the trials still
+    # running every interval, so a long measurement is never taken for a dead process's.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=1, grace_s=2)
+    study = optuna.create_study(storage=storage, study_name="beats", direction="minimize")
+    trial = create_trial(study._storage, study._study_id, params={}, distributions={}, user_attrs={}, clock=RunClock())
+    with Heartbeats(study._storage) as beats, beats.alive(trial._trial_id):
+        time.sleep(3.5)
+        assert storage._get_stale_trial_ids(study._study_id) == []
+    time.sleep(3.5)
+    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]

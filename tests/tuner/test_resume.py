@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +25,9 @@ from tuner.study import MEASURED, TuneOptions, is_timed, make_storage, study_nam
 
 SHAPE = (256, 512)
 BATCH_SIZES = (1, 16, 64)
-TRIALS = 12
+# Enough configs that a run is still tuning when it is stopped: a run of 36 now ends in well under
+# a second, and a signal that lands while the interpreter shuts down kills it without a word.
+TRIALS = 40
 KILL_AFTER = 5  # timed trials in the storage before the kill
 CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
 ENV = {**os.environ, "TRITON_INTERPRET": "1"}
@@ -105,27 +109,28 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
     found = studies(url)
     assert len(found) == len(BATCH_SIZES) and all(name.rsplit("_", 1)[0].endswith("_replay") for name in found)
     for name, trials in found.items():
-        # SIGKILL can leave a trial RUNNING mid-measure: it holds its claim until its heartbeat goes
-        # stale (a later rerun then fails it and retries its config); Ctrl-C leaves none.
-        # SIGKILL can also land before the trial decided (no claim), or after its measurement was
-        # recorded but before the trial finished (a status, still RUNNING).
-        killed = [t for t in trials if t.state == TrialState.RUNNING]
-        measured = [t for t in trials if t.user_attrs.get(STATUS) in MEASURED and t.state != TrialState.RUNNING]
-        assert len(killed) <= (workers if sig == signal.SIGKILL else 0), name
-        claimed = [t for t in killed if t.user_attrs.get(TIMED) is True]
-        assert len(timed(trials)) == len(measured) + len(claimed) == TRIALS, name
-        config_counts = Counter(tuple(sorted(t.params.items())) for t in measured + claimed)
+        # SIGKILL can leave a trial RUNNING mid-measure or before it decided: the rerun sees that its
+        # process ended, fails it with the reason (giving back its claim) and retries its config, so
+        # neither the report nor optuna-dashboard shows a trial running for good. Ctrl-C leaves none.
+        assert not [t for t in trials if t.state == TrialState.RUNNING], name
+        measured = [t for t in trials if t.user_attrs.get(STATUS) in MEASURED]
+        assert len(timed(trials)) == len(measured) == TRIALS, name
+        config_counts = Counter(tuple(sorted(t.params.items())) for t in measured)
         assert max(config_counts.values()) == 1, f"{name}: a config was measured twice"
         for t in trials:
             if t.state == TrialState.FAIL:  # every failed trial says why
                 assert t.user_attrs.get(STATUS) and t.user_attrs.get(REASON), (name, t.number, t.user_attrs)
             if t.user_attrs.get(STATUS) == "interrupted":
                 assert t.user_attrs[TIMED] is False and t.user_attrs[REASON].startswith("stopped by Ctrl-C")
-    interrupted = [t for trials in found.values() for t in trials if t.user_attrs.get(STATUS) == "interrupted"]
+            if t.user_attrs.get(STATUS) == "lost":
+                assert t.user_attrs[TIMED] is False and "ended before the trial did" in t.user_attrs[REASON]
+    statuses = Counter(t.user_attrs.get(STATUS) for trials in found.values() for t in trials)
     if sig == signal.SIGKILL:
-        assert not interrupted
+        assert not statuses["interrupted"] and statuses["lost"] <= workers
     else:
-        assert 1 <= len(interrupted) <= workers  # a worker that had finished its share has none
+        # Ctrl-C acts in the measurement it lands in (that trial is interrupted) or, held, before the
+        # next trial begins (no trial at all); a worker that had finished its share has none.
+        assert statuses["interrupted"] <= workers and not statuses["lost"]
     entries = json.loads((tmp_path / "cfg" / CONFIG_NAME).read_text())
     assert list(entries) == [str(M) for M in BATCH_SIZES]
 
@@ -147,6 +152,49 @@ def test_rerun_right_after_a_kill_before_timing_still_times_the_full_budget(tmp_
     result = tune_problem(storage, problem, bench, options, [default_config(128, 128)])
     assert result.timed == 4 and bench.measurements == 4
     assert time.monotonic() - started < 5
+
+
+def _measure_forever(url: str, landscape: str) -> None:
+    """A worker that claims a measurement and stays inside it: what kill -9 lands on mid-measure."""
+    bench = ReplayBenchmarker.from_file(landscape, delay_s=300.0)
+    tune_problem(make_storage(url), Problem(N=SHAPE[0], K=SHAPE[1], M=16), bench, TuneOptions(trials=4),
+                 seeds=[default_config(128, 128)])  # fmt: skip
+
+
+def test_a_trial_killed_mid_measure_is_failed_with_its_reason_by_the_next_run(tmp_path):
+    # Its heartbeat is fresh (the grace period is 30 s): only that its process ended says it is dead.
+    # Before, the rerun finished the study with the trial still RUNNING, for good, and its claim
+    # counted as a measurement that was never made.
+    landscape = write_landscape(tmp_path / "land.csv", [SHAPE], [16])
+    url = f"sqlite:///{tmp_path}/s.db"
+    worker = multiprocessing.get_context("spawn").Process(target=_measure_forever, args=(url, str(landscape)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (running := [t for trials in _studies_or_none(url) for t in trials if t.state == TrialState.RUNNING]):
+        assert time.monotonic() < deadline and worker.is_alive(), "the worker never started measuring"
+        time.sleep(0.1)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join()
+    bench = ReplayBenchmarker.from_file(landscape)
+    result = tune_problem(make_storage(url), Problem(N=SHAPE[0], K=SHAPE[1], M=16), bench, TuneOptions(trials=4),
+                          seeds=[default_config(128, 128)])  # fmt: skip
+    (trials,) = studies(url).values()
+    (killed,) = [t for t in trials if t.number == running[0].number]
+    assert killed.state == TrialState.FAIL and killed.user_attrs[STATUS] == "lost"
+    assert killed.user_attrs[TIMED] is False
+    assert (
+        killed.user_attrs[REASON]
+        == f"its process (pid {worker.pid} on {socket.gethostname()}) ended before the trial did"
+    )
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert result.timed == 4 == bench.measurements  # the killed claim was given back: four real measurements
+
+
+def _studies_or_none(url: str) -> list:
+    try:
+        return list(studies(url).values())
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
+        return []  # not made yet
 
 
 def _optuna_cleanup_error():

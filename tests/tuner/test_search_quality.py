@@ -64,7 +64,7 @@ def test_the_hopper_grid_within_2_percent_at_32_configs_with_no_prior():
     ],
 )
 def test_the_split_seed_fills_the_sms_with_one_wave(N, M, split_k, swap_ab):
-    seed = split_seed(Problem(N=N, K=7168, M=M), DEFAULT)
+    seed = split_seed(Problem(N=N, K=7168, M=M), DEFAULT, 132)
     assert seed == replace(DEFAULT, split_k=split_k, swap_ab=swap_ab)
 
 
@@ -74,6 +74,17 @@ def test_a_hopper_study_is_seeded_with_the_most_trusted_base_config_split():
     storage = optuna.storages.InMemoryStorage()
     base, hopper = (TuneOptions(space=space) for space in ("base", "hopper"))
     assert warm_starts(storage, bench, problem, [1], base, existing={}) == [DEFAULT]
-    assert warm_starts(storage, bench, problem, [1], hopper, existing={}) == [DEFAULT, split_seed(problem, DEFAULT)]
+    split = split_seed(problem, DEFAULT, 132)  # the landscape's H100 has 132 SMs
+    assert warm_starts(storage, bench, problem, [1], hopper, existing={}) == [DEFAULT, split]
     existing = {1: Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=4)}
-    assert warm_starts(storage, bench, problem, [1], hopper, existing=existing)[-1] == split_seed(problem, existing[1])
+    assert warm_starts(storage, bench, problem, [1], hopper, existing=existing)[-1] == split_seed(
+        problem, existing[1], 132
+    )
+
+
+def test_the_split_seed_fills_the_devices_own_sms():
+    # 24 tiles of the default at (3072, M=16): 132 SMs split 4 ways (5.5), an H20's 78 SMs 4 ways (3.25),
+    # an H100 PCIe's 114 by 4 (4.75), and 16 SMs not at all.
+    problem = Problem(N=3072, K=7168, M=16)
+    assert [split_seed(problem, DEFAULT, sms).split_k for sms in (132, 114, 78, 16)] == [4, 4, 4, 1]
+    assert split_seed(Problem(N=576, K=7168, M=1), DEFAULT, 78).split_k == 16  # 78 / 5 tiles = 15.6

@@ -31,6 +31,7 @@ from tuner.study import (
     CONFIRMED,
     CONFIRMED_US,
     best,
+    confirmation_of,
     is_timed,
     latency_of,
     masked_url,
@@ -322,7 +323,7 @@ def summary_table(storage: StorageLike, config_files: Sequence[str | Path] = ())
                 file_tflops=_tflops(p, file_us),
             )
         row["file_speedup"] = row["file_us"] / best_us
-        attrs = r.study.user_attrs
+        attrs = confirmation_of(r.study.user_attrs) or {}
         confirmed = Config.from_sglang(attrs[CONFIRMED]) if CONFIRMED in attrs else None
         row.update(
             exported_config=confirmed.short() if confirmed else row["best_config"],

@@ -2,8 +2,9 @@
 
 A timed config costs the GPU 10-20 ms, so a run whose GPU is idle most of the time is slow for
 reasons elsewhere: waiting for compiles, the timing process's own work, process hand-offs, Optuna's
-storage and the sampler. The benchmarker and the study loop add what they measured here; whatever
-no category claims is "other". Categories never overlap, so they sum to at most the wall time.
+storage, the sampler, waits for other workers and for locks. The benchmarker and the study loop add
+what they measured here; whatever no category claims is "other". Categories never overlap, so they
+sum to at most the wall time.
 """
 
 from __future__ import annotations
@@ -16,13 +17,23 @@ GPU = "gpu"  # the device running timed kernels (CUDA-event time of every graph 
 COMPILE_WAIT = "compile_wait"  # the run blocked on a compile it needed now
 TIMING_OVERHEAD = "timing_overhead"  # the timing process outside replays: operands, reference, check, capture
 HAND_OFFS = "hand_offs"  # timing-process starts and restarts, and requests in transit to and from it
-STORAGE_SAMPLER = "storage_sampler"  # the study loop outside the benchmarker: Optuna's storage, the sampler
-CATEGORIES = (GPU, COMPILE_WAIT, TIMING_OVERHEAD, HAND_OFFS, STORAGE_SAMPLER)
-_LABELS = {
+STORAGE = "storage"  # the study loop's reads and writes of Optuna's storage, lock waits apart
+SAMPLING = "sampling"  # choosing the next config and a study's warm starts
+WORKER_WAITS = "worker_waits"  # pauses until other workers' earlier trials decide (see tuner.study)
+LOCK_WAITS = "lock_waits"  # waits for the storage's write lock (SQLite's file lock, PostgreSQL's study row)
+CONFIG_FILES = "config_files"  # merging results into config files, their lock included
+# Categories only a device fills; a replay's line leaves them out.
+DEVICE_CATEGORIES = (GPU, COMPILE_WAIT, TIMING_OVERHEAD, HAND_OFFS)
+CATEGORIES = (*DEVICE_CATEGORIES, STORAGE, SAMPLING, WORKER_WAITS, LOCK_WAITS, CONFIG_FILES)
+LABELS = {  # how the closing line names each category
     COMPILE_WAIT: "compiles waited",
     TIMING_OVERHEAD: "timing overhead",
     HAND_OFFS: "hand-offs",
-    STORAGE_SAMPLER: "storage+sampler",
+    STORAGE: "storage",
+    SAMPLING: "sampler",
+    WORKER_WAITS: "waits for other workers",
+    LOCK_WAITS: "lock waits",
+    CONFIG_FILES: "config files",
 }
 
 
@@ -59,17 +70,25 @@ class RunClock:
         """Wall seconds since the clock was made."""
         return self._now() - self.started
 
-    def report(self, wall_s: float, *, label: str = "GPU", measurements: int = 0) -> str:
+    def report(self, wall_s: float, *, label: str = "GPU", measurements: int = 0, device: bool = True) -> str:
         """The duty cycle (GPU time over wall time) and where the rest went, in one line.
 
         Given how many configs were measured, a second line divides GPU and wall time among them.
+        Without a device (replay, which reads latencies instead of timing them) the line says how
+        many configs were read and where the wall time went, with no GPU figures at all.
         """
         if not wall_s >= 0:
             raise ValueError(f"wall_s must be non-negative, but got {wall_s}.")
         s = self._seconds
-        duty = s[GPU] / wall_s if wall_s > 0 else 0.0
         other = max(0.0, wall_s - sum(s.values()))
-        rest = ", ".join([*(f"{_LABELS[c]} {s[c]:.1f} s" for c in CATEGORIES if c != GPU), f"other {other:.1f} s"])
+        shown = [c for c in CATEGORIES if c != GPU and (device or c not in DEVICE_CATEGORIES)]
+        rest = ", ".join([*(f"{LABELS[c]} {s[c]:.1f} s" for c in shown), f"other {other:.1f} s"])
+        if not device:
+            line = f"{label}: {measurements} configs read from the landscape in {wall_s:.1f} s wall; {rest}"
+            if measurements:
+                line += f"\nper config ({measurements}): {1e3 * wall_s / measurements:.1f} ms of wall"
+            return line
+        duty = s[GPU] / wall_s if wall_s > 0 else 0.0
         # Below 10% a whole percent hides a factor of several, the very thing a profile looks for.
         line = f"{label} duty cycle {duty:.1%}" if duty < 0.1 else f"{label} duty cycle {duty:.0%}"
         line += f" (timed kernels {s[GPU]:.1f} s of {wall_s:.1f} s wall); {rest}"

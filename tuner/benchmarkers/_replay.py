@@ -37,12 +37,16 @@ class ReplayBenchmarker:
     def __init__(self, rows: Iterable[Row], *, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s  # simulated GPU time per measurement, for concurrency tests
         self._rows: dict[tuple[Problem, Config], Row] = {}
+        # The configs recorded per problem, so that a study's questions read its own rows only.
+        self._recorded: dict[Problem, list[Config]] = {}
         # The row each recorded schedule replays, for configs that differ from a recorded one only
         # in what changes nothing at that M.
         self._schedules: dict[tuple[Problem, Config], Row] = {}
         devices = set()
         lines = []
         for row in rows:
+            if (row.problem, row.config) not in self._rows:
+                self._recorded.setdefault(row.problem, []).append(row.config)
             self._rows[row.problem, row.config] = row
             self._schedules.setdefault((row.problem, row.config.schedule_key(row.problem.M)), row)
             devices.add(row.device)
@@ -53,7 +57,7 @@ class ReplayBenchmarker:
         self.sm_count = sm_count(self.device_name)  # as known for the landscape's device; None if unknown
         # Studies replayed from other rows are other studies; the file's name and order do not matter.
         self.software = {"landscape": hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]}
-        self.problems = sorted({problem for problem, _ in self._rows}, key=lambda p: (p.N, p.K, p.M))
+        self.problems = sorted(self._recorded, key=lambda p: (p.N, p.K, p.M))
         self.measurements = 0
         self._measurable: dict[Problem, frozenset[Config]] = {}
 
@@ -64,7 +68,7 @@ class ReplayBenchmarker:
     def measurable(self, problem: Problem) -> frozenset[Config]:
         """The configs recorded for problem (failed ones included), and those with a recorded schedule at its M."""
         if problem not in self._measurable:
-            recorded = {config for p, config in self._rows if p == problem}
+            recorded = set(self._recorded.get(problem, ()))
             same_schedule = {  # one row of tiles: every GROUP_SIZE_M launches the same schedule
                 replace(config, group_m=group_m)
                 for config in recorded
@@ -101,7 +105,8 @@ class ReplayBenchmarker:
 
     def optimum(self, problem: Problem, among: Iterable[Config] | None = None) -> tuple[Config, float]:
         """The landscape's best config and latency for a problem (for evaluation), among some configs if given."""
-        ok = [(row.us, config) for (p, config), row in self._rows.items() if p == problem and row.status == "ok"]
+        rows = ((config, self._rows[problem, config]) for config in self._recorded.get(problem, ()))
+        ok = [(row.us, config) for config, row in rows if row.status == "ok"]
         if among is not None:
             ok = [(us, config) for config in set(among) if (us := self.latency(problem, config)) is not None]
         if not ok:

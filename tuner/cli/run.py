@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
 from tuner.stopping import TuningError, exit_status, stopped_by_ctrl_c
-from tuner.study import DEFAULT_STORAGE
+from tuner.study import DEFAULT_STORAGE, StudyState
 
 # Where config files and studies go without --save-path and --storage: a replay's are kept apart
 # from real tuning results.
@@ -435,28 +436,60 @@ def _main(argv: Sequence[str] | None) -> int:
     return _execute(*prepared)
 
 
-def resume_line(timed: Sequence[int], trials: int) -> str:
-    """What a rerun finds done, from each study's timed trials: a resume is never silent."""
-    finished = sum(1 for n in timed if n >= trials)
-    begun = sum(1 for n in timed if 0 < n < trials)
-    if finished == len(timed):
-        return f"{finished} of {len(timed)} studies finished earlier; nothing to time"
+def resume_line(states: Sequence[StudyState | None], trials: int) -> str:
+    """What a rerun finds done, from each study's state (None: not made yet): a resume is never silent.
+
+    A study is finished when it timed --trials configs, or every distinct config its space holds.
+    """
+    finished = sum(1 for s in states if s is not None and s.finished(trials))
+    begun = sum(1 for s in states if s is not None and 0 < s.timed and not s.finished(trials))
+    if finished == len(states):
+        return f"{finished} of {len(states)} studies finished earlier; nothing to time"
     if finished == begun == 0:
-        return f"{len(timed)} studies, none begun earlier"
-    line = f"{finished} of {len(timed)} studies finished earlier"
+        return f"{len(states)} studies, none begun earlier"
+    line = f"{finished} of {len(states)} studies finished earlier"
     if begun:
         line += f", {begun} resume{'s' if begun == 1 else ''} where {'it' if begun == 1 else 'they'} stopped"
     return line
 
 
+def identity_notes(states: Sequence[StudyState | None], trials: int, sampler: str) -> list[str]:
+    """What an earlier run decided for the studies it made: their sampler, and a budget --trials extends.
+
+    A study is one search, named by its problem, device and software: a rerun resumes each with
+    the sampler that made it, so another --sampler applies to new studies only; a new --storage
+    tunes them all anew.
+    """
+    made = [s for s in states if s is not None]
+    notes = []
+    other = Counter(s.sampler for s in made if s.sampler is not None and s.sampler != sampler)
+    if other:
+        kinds = ", ".join(f"{n} with {name}" for name, n in sorted(other.items()))
+        notes.append(
+            f"note: {sum(other.values())} studies were made with another sampler ({kinds}) and resume with it; "
+            f"--sampler {sampler} applies to new studies (another --storage tunes all anew)"
+        )
+    # Those that had finished a smaller budget, and whose space holds more configs.
+    extended = Counter(
+        s.budget for s in made if s.budget is not None and s.timed >= s.budget and not s.finished(trials)
+    )
+    if extended:
+        earlier = " or ".join(str(b) for b in sorted(extended))
+        notes.append(f"note: --trials {trials} extends {sum(extended.values())} studies tuned to {earlier} earlier")
+    return notes
+
+
 def _announce(spec, storage, device_name: str, kind: str, software: dict[str, str], shapes) -> None:
-    """Where the studies live and what of them is done, before any work starts."""
-    from tuner.study import masked_url, study_name, timed_counts
+    """Where the studies live, what of them is done and what made them, before any work starts."""
+    from tuner.samplers import resolve
+    from tuner.study import masked_url, study_name, study_states
 
     names = [study_name(p, device_name, kind, software, spec.space) for problems in shapes for p in problems]
-    timed = timed_counts(storage, names)
+    states = list(study_states(storage, names).values())
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
-    print(resume_line(list(timed.values()), spec.trials), flush=True)
+    print(resume_line(states, spec.trials), flush=True)
+    for note in identity_notes(states, spec.trials, resolve(spec.sampler)):
+        print(note, flush=True)
     folders = baseline_folders(spec.baseline)
     first = [problems[0] for problems in shapes]
     print("\n".join(baseline_lines(spec.baseline, folders, first, device_name, spec.space)), flush=True)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from tuner.samplers._choice import AUTO, SAMPLERS, make_sampler, resolve
-from tuner.samplers._neighbourhood import NeighbourhoodSampler, distributions, neighbours, observed_value, visited
+from tuner.samplers._neighbourhood import (
+    NeighbourhoodSampler,
+    distributions,
+    neighbours,
+    observed_value,
+    same_schedule,
+    trial_config,
+    visited,
+)
 from tuner.samplers._seeded import SeedsFirstSampler
 from tuner.samplers._warmstart import Prior, dedupe
 
@@ -19,5 +27,7 @@ __all__ = [
     "neighbours",
     "observed_value",
     "resolve",
+    "same_schedule",
+    "trial_config",
     "visited",
 ]

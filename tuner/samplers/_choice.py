@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import optuna
 from optuna.samplers import BaseSampler, GPSampler, RandomSampler, TPESampler
 
-from tuner.samplers._neighbourhood import NeighbourhoodSampler
+from tuner.samplers._neighbourhood import NeighbourhoodSampler, distributions
 from tuner.samplers._seeded import SeedsFirstSampler
 from tuner.space import Config
 
@@ -36,20 +36,24 @@ def make_sampler(
     """The sampler called name over space, proposing the unvisited seeds first whichever it is.
 
     With the study's batch size, no sampler proposes a config whose schedule at that M was measured.
+    Every sampler made here tells the configs it proposes next (`ahead`), to compile them ahead.
     """
     name = resolve(name)
+    params = distributions(space)  # once for the sampler and the wrapper it may sit in
     with warnings.catch_warnings():  # TPE's multivariate and group options are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         inner: BaseSampler
         if name == "local":
             # Its TPE fallback, once every neighbourhood is exhausted, is kept off visited schedules too.
             tpe = TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
-            fallback = SeedsFirstSampler(sampler=tpe, space=space, seed=seed, batch_size=batch_size)
-            return NeighbourhoodSampler(space=space, seeds=seeds, seed=seed, fallback=fallback, batch_size=batch_size)
+            fallback = SeedsFirstSampler(sampler=tpe, space=space, seed=seed, batch_size=batch_size, params=params)
+            return NeighbourhoodSampler(
+                space=space, seeds=seeds, seed=seed, fallback=fallback, batch_size=batch_size, params=params
+            )
         if name == "tpe":
             inner = TPESampler(multivariate=True, group=True, seed=seed)
         elif name == "gp":
             inner = GPSampler(seed=seed)
         else:
             inner = RandomSampler(seed=seed)
-    return SeedsFirstSampler(sampler=inner, space=space, seeds=seeds, seed=seed, batch_size=batch_size)
+    return SeedsFirstSampler(sampler=inner, space=space, seeds=seeds, seed=seed, batch_size=batch_size, params=params)

@@ -8,7 +8,9 @@ configs so far; when every such neighbourhood is exhausted it falls back to TPE.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import types
 import warnings
 from collections.abc import Sequence
 
@@ -52,8 +54,8 @@ def parameter_keys(space: Sequence[Config]) -> tuple[str, ...]:
 def distributions(space: Sequence[Config]) -> dict[str, CategoricalDistribution]:
     """One categorical parameter per key, over the values the space holds."""
     keys = parameter_keys(space)
-    values = {key: sorted({c.params(keys)[key] for c in space}) for key in keys}
-    return {key: CategoricalDistribution(values[key]) for key in keys}
+    entries = [c.params(keys) for c in space]
+    return {key: CategoricalDistribution(sorted({entry[key] for entry in entries})) for key in keys}
 
 
 def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | None:
@@ -62,7 +64,7 @@ def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | N
     return {**entry, key: values[i]} if 0 <= i < len(values) else None
 
 
-def neighbours(config: Config, block_ks: Sequence[int], keys: Sequence[str] = SGLANG_KEYS) -> list[Config]:
+def neighbours(config: Config, block_ks: Sequence[int], keys: Sequence[str] = SGLANG_KEYS) -> tuple[Config, ...]:
     """Configs near config among those with parameters keys, nearest first.
 
     First those one parameter away (one step along an ordered parameter, any other K tile or
@@ -70,6 +72,11 @@ def neighbours(config: Config, block_ks: Sequence[int], keys: Sequence[str] = SG
     tile sizes, warps, stages and splits pay off together (a wider tile needs more warps), so the
     better config is often a joint move that neither single step reveals.
     """
+    return _neighbours(config, tuple(block_ks), tuple(keys))
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a study asks for the same few configs' neighbours at every trial
+def _neighbours(config: Config, block_ks: tuple[int, ...], keys: tuple[str, ...]) -> tuple[Config, ...]:
     entry = config.params(keys)
     ordered = [key for key in _ORDERED if key in entry]
     out = [moved for key in ordered for d in (-1, 1) if (moved := _step(entry, key, d)) is not None]
@@ -83,7 +90,17 @@ def neighbours(config: Config, block_ks: Sequence[int], keys: Sequence[str] = SG
             twice = _step(once, second, d2) if once is not None else None
             if twice is not None:
                 out.append(twice)
-    return [Config.from_sglang(e) for e in out]
+    return tuple(Config.from_sglang(e) for e in out)
+
+
+def trial_config(trial: FrozenTrial) -> Config | None:
+    """config_of(trial), remembered by the trial's parameters: a search asks it of every trial at every step."""
+    return _config_of_params(tuple(trial.params.items()))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _config_of_params(params: tuple[tuple[str, object], ...]) -> Config | None:
+    return config_of(types.SimpleNamespace(params=dict(params)))
 
 
 def visited(trials: Sequence[FrozenTrial]) -> set[Config]:
@@ -95,10 +112,12 @@ def visited(trials: Sequence[FrozenTrial]) -> set[Config]:
     return {
         config
         for t in trials
-        if (config := config_of(t)) is not None and (t.state != TrialState.FAIL or t.user_attrs.get(STATUS) in MEASURED)
+        if (config := trial_config(t)) is not None
+        and (t.state != TrialState.FAIL or t.user_attrs.get(STATUS) in MEASURED)
     }
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked of every visited config at every trial
 def same_schedule(config: Config, batch_size: int | None) -> Config:
     """The one config that stands for every config launching config's schedule at batch_size.
 
@@ -134,22 +153,34 @@ class NeighbourhoodSampler(BaseSampler):
         seed: int | None = None,
         fallback: BaseSampler | None = None,
         batch_size: int | None = None,
+        params: dict[str, CategoricalDistribution] | None = None,
     ):
         self._space = frozenset(space)
         self._batch_size = batch_size  # the study's M, which decides which configs launch one schedule
         self._seeds = [c for c in seeds if c in self._space]
-        self._distributions = distributions(space)
+        self._distributions = params if params is not None else distributions(space)
         self._keys = tuple(self._distributions)
         self._block_ks = self._distributions["BLOCK_SIZE_K"].choices
         with warnings.catch_warnings():  # TPE's multivariate/group options are marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._fallback = fallback or TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
 
+    @property
+    def distributions(self) -> dict[str, CategoricalDistribution]:
+        """One categorical parameter per key of the space."""
+        return self._distributions
+
+    def ahead(self, trials: Sequence[FrozenTrial], limit: int) -> list[Config]:
+        """The configs this sampler proposes next, as far as it knows them: to compile ahead."""
+        out = self.candidates(trials, limit)
+        more = getattr(self._fallback, "ahead", None)  # once neighbourhoods run dry, the fallback's batch
+        return out if len(out) == limit or more is None else [*out, *more(trials, limit - len(out))]
+
     def candidates(self, trials: Sequence[FrozenTrial], limit: int) -> list[Config]:
         """The next configs local search would try, best first (also used to compile ahead)."""
         tried = visited(trials)
         scored = sorted(
-            (value, config_of(t)) for t in trials if (value := observed_value(t)) is not None and config_of(t)
+            (value, config) for t in trials if (value := observed_value(t)) is not None and (config := trial_config(t))
         )
         # Seeds are proposed as given (SGLang's default among them, measured for the report); a
         # neighbour whose schedule at this M was measured is not: it would time the same launch.

@@ -2,34 +2,41 @@
 
 from __future__ import annotations
 
+from tuner.benchmarkers import MEASURED
 from tuner.study._confirm import (
+    CONFIRM_BASIS,
     CONFIRM_DEFAULT_US,
     CONFIRM_REASON,
     CONFIRM_ROUND,
+    CONFIRMATION,
     CONFIRMED,
     CONFIRMED_US,
     Confirmation,
     confirm,
+    confirmation_of,
     decide,
 )
-from tuner.study._objective import MEASURED, ConfigFailed, Objective, WrongResult
 from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
+from tuner.study._search import GPU_FAILURE, GpuFailure, Search, WrongResult
 from tuner.study._storage import (
     DEFAULT_STORAGE,
+    StudyState,
     best,
     is_timed,
     latency_of,
+    made_with,
     make_storage,
     masked_url,
     open_study,
     raise_unusable,
     study_name,
-    timed_counts,
+    study_states,
     timed_trials,
 )
 from tuner.study._tuning import (
     StudyResult,
     TuneOptions,
+    budget,
     format_table,
     searchable,
     split_seed,
@@ -40,27 +47,34 @@ from tuner.study._tuning import (
 )
 
 __all__ = [
+    "CONFIRMATION",
     "CONFIRMED",
     "CONFIRMED_US",
+    "CONFIRM_BASIS",
     "CONFIRM_DEFAULT_US",
     "CONFIRM_REASON",
     "CONFIRM_ROUND",
     "Confirmation",
     "confirm",
+    "confirmation_of",
     "decide",
     "DEFAULT_STORAGE",
+    "GPU_FAILURE",
     "MEASURED",
-    "ConfigFailed",
-    "Objective",
+    "GpuFailure",
+    "Search",
     "StudyResult",
+    "StudyState",
     "TuneOptions",
     "WorkerSpec",
     "WrongResult",
     "best",
+    "budget",
     "collect",
     "format_table",
     "is_timed",
     "latency_of",
+    "made_with",
     "make_storage",
     "masked_url",
     "open_study",
@@ -71,7 +85,7 @@ __all__ = [
     "split_work",
     "study_name",
     "study_result",
-    "timed_counts",
+    "study_states",
     "timed_trials",
     "tune_problem",
     "tune_shape",

@@ -7,6 +7,11 @@ an existing file in the save path, an installed SGLang's or vLLM's) are timed ag
 in several interleaved rounds, and the fastest is exported only if it beats the fastest reference by
 more than the spread that round itself measured; otherwise that reference is the safer choice. So
 an export is never slower than what the user already runs, beyond the round's noise.
+
+The decision is stored as one study user attribute (CONFIRMATION, a JSON object), so that two hosts
+confirming one study never leave a mix of their two rounds, together with the contenders it was
+based on: when those change (the study got more trials and found better configs, or a reference's
+pick changed), the pick is confirmed again rather than exported stale.
 """
 
 from __future__ import annotations
@@ -14,22 +19,28 @@ from __future__ import annotations
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from tuner.benchmarkers import Benchmarker
+from tuner.benchmarkers import Benchmarker, RunClock
 from tuner.space import Config, Problem, config_of, default_config
+from tuner.study._rows import set_study_attrs
 
 # How many of the study's best configs are re-timed, and how many interleaved rounds.
 CONTENDERS = 3
 ROUNDS = 5
-# Study user attributes the round is recorded in (optuna-dashboard and the report show them).
+# The study user attribute that holds the round (optuna-dashboard and the report show it), and its keys.
+CONFIRMATION = "confirmation"
 CONFIRMED = "confirmed"  # the exported config's six keys
 CONFIRMED_US = "confirmed_us"  # its median over the rounds
 CONFIRM_DEFAULT_US = "confirm_default_us"  # the default's median in the same rounds, if it ran
 CONFIRM_REASON = "confirm_reason"
 CONFIRM_ROUND = "confirm_round"  # config label -> its latency in each round
+CONFIRM_BASIS = "confirm_basis"  # the contenders' labels: a round over other contenders is stale
+# Before the round was one attribute, each key was a study user attribute of its own.
+_LEGACY_KEYS = (CONFIRMED, CONFIRMED_US, CONFIRM_DEFAULT_US, CONFIRM_REASON, CONFIRM_ROUND)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,13 +88,33 @@ def decide(
     return Confirmation(pick=reference, reason=reason, medians=medians)
 
 
-def contenders(study: optuna.Study, problem: Problem, references: Sequence[Config]) -> list[Config]:
+def contenders(trials: Sequence[FrozenTrial], problem: Problem, references: Sequence[Config]) -> list[Config]:
     """The study's best few completed configs, the default and the references, where they completed."""
-    complete = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     ran = {config_of(t) for t in complete}
     best = list(dict.fromkeys(config_of(t) for t in complete))[:CONTENDERS]
     kept_unless_beaten = [default_config(problem.block_n, problem.block_k), *references]
     return list(dict.fromkeys([*best, *(c for c in kept_unless_beaten if c in ran)]))
+
+
+def confirmation_of(user_attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A study's confirmation round (the keys CONFIRMED ... CONFIRM_BASIS), or None if it has none.
+
+    Reads the one attribute, or the separate attributes of a study confirmed before there was one
+    (no basis: such a round counts as stale, see is_current).
+    """
+    if CONFIRMATION in user_attrs:
+        return dict(user_attrs[CONFIRMATION])
+    if CONFIRMED in user_attrs:
+        return {key: user_attrs.get(key) for key in _LEGACY_KEYS}
+    return None
+
+
+def is_current(user_attrs: Mapping[str, Any], configs: Sequence[Config]) -> bool:
+    """Whether the study's round was over exactly these contenders (else it must be held again)."""
+    round_ = confirmation_of(user_attrs)
+    basis = None if round_ is None else round_.get(CONFIRM_BASIS)
+    return basis is not None and sorted(basis) == sorted(c.short() for c in configs)
 
 
 def confirm(
@@ -92,22 +123,31 @@ def confirm(
     bench: Benchmarker,
     *,
     references: Sequence[Config] = (),
+    trials: Sequence[FrozenTrial] | None = None,
     rounds: int = ROUNDS,
+    clock: RunClock | None = None,
 ) -> Confirmation:
-    """Re-time the contenders in interleaved rounds, decide, and record the round on the study."""
-    configs = contenders(study, problem, references)
+    """Re-time the contenders in interleaved rounds, decide, and record the round on the study in one write.
+
+    trials are the study's as last read (read again if not given).
+    """
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    configs = contenders(trials, problem, references)
     times = bench.retime(problem, configs, rounds=rounds)
     if any(times.values()):
         decision = decide(times, default=default_config(problem.block_n, problem.block_k), references=references)
     else:  # the timing process was lost: nothing to confirm with, the search's best stands
-        search_best = min(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+        search_best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
         medians = {configs[0]: search_best.value}
         decision = Confirmation(pick=configs[0], reason="the confirmation round failed to run", medians=medians)
     default_us = decision.medians.get(default_config(problem.block_n, problem.block_k))
-    study.set_user_attr(CONFIRMED_US, round(decision.pick_us, 3))
-    study.set_user_attr(CONFIRM_DEFAULT_US, None if default_us is None else round(default_us, 3))
-    study.set_user_attr(CONFIRM_REASON, decision.reason)
-    study.set_user_attr(CONFIRM_ROUND, {c.short(): [round(t, 3) for t in ts] for c, ts in times.items()})
-    # Last: other processes read the round once this is set, so everything else must be there.
-    study.set_user_attr(CONFIRMED, decision.pick.as_sglang())
+    round_ = {
+        CONFIRMED: decision.pick.as_sglang(),
+        CONFIRMED_US: round(decision.pick_us, 3),
+        CONFIRM_DEFAULT_US: None if default_us is None else round(default_us, 3),
+        CONFIRM_REASON: decision.reason,
+        CONFIRM_ROUND: {c.short(): [round(t, 3) for t in ts] for c, ts in times.items()},
+        CONFIRM_BASIS: [c.short() for c in configs],
+    }
+    set_study_attrs(study._storage, study._study_id, {CONFIRMATION: round_}, clock=clock or RunClock())
     return decision

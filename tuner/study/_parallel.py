@@ -12,22 +12,14 @@ import math
 import multiprocessing as mp
 import os
 import sys
-import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tuner.baselines import baseline_folders
-from tuner.benchmarkers import (
-    STORAGE_SAMPLER,
-    Benchmarker,
-    GpuBenchmarker,
-    Measurement,
-    ReplayBenchmarker,
-    RunClock,
-)
+from tuner.benchmarkers import Benchmarker, GpuBenchmarker, Measurement, ReplayBenchmarker, RunClock
 from tuner.space import Config, Problem
 from tuner.stopping import TuningError, stopped_by_ctrl_c
 
@@ -76,33 +68,19 @@ def split_work(shapes: Sequence[Sequence[Problem]], workers: int) -> list[list[l
     return plan
 
 
-class _TimedBenchmarker:
-    """A benchmarker whose calls are timed: the study loop's time outside them is storage and the sampler."""
+class _Counted:
+    """A benchmarker that counts the configs measured through it (for the run's closing line)."""
 
     def __init__(self, bench: Benchmarker) -> None:
         self._bench = bench
-        self.seconds = 0.0
         self.measurements = 0
 
-    def __getattr__(self, name: str) -> Any:  # device_name, kind, software, shared_memory_limit
+    def __getattr__(self, name: str) -> Any:  # everything but measure
         return getattr(self._bench, name)
-
-    def _timed(self, method: Callable, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - started
-
-    def prepare(self, problem: Problem, configs: Iterable[Config], *, replace: bool = False) -> None:
-        self._timed(self._bench.prepare, problem, configs, replace=replace)
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None) -> Measurement:
         self.measurements += 1
-        return self._timed(self._bench.measure, problem, config, prune_above_us=prune_above_us)
-
-    def retime(self, problem: Problem, configs: Sequence[Config], *, rounds: int) -> dict[Config, list[float]]:
-        return self._timed(self._bench.retime, problem, configs, rounds=rounds)
+        return self._bench.measure(problem, config, prune_above_us=prune_above_us)
 
 
 def _spec_benchmarker(spec: WorkerSpec, device_index: int, clock: RunClock) -> Benchmarker:
@@ -123,17 +101,19 @@ def tune_units(
     """Tune units of work on one device (or in replay): the single-GPU driver and each worker's body.
 
     benchmarker makes the benchmarker, given the run's clock; by default the one spec names. At
-    the end one line on stdout gives the GPU duty cycle and where the rest of the wall time went
-    (see RunClock), and a second the GPU and wall time per measured config: what to cut next.
-    Returns (StudyResults, config files) per unit.
+    the start, one line says which studies time fewer configs than --trials (their space holds
+    fewer); at the end one line on stdout gives the GPU duty cycle and where the rest of the wall
+    time went (see RunClock), and a second the GPU and wall time per measured config: what to cut
+    next. In replay the line says where the time went without GPU figures. The progress bar shows
+    only when something is left to time. Returns (StudyResults, config files) per unit.
     """
     import optuna
     from tqdm import tqdm
 
     from tuner.samplers import Prior
     from tuner.stopping import held_outside_waits
-    from tuner.study._storage import make_storage, superseded
-    from tuner.study._tuning import TuneOptions, tune_shape
+    from tuner.study._storage import make_storage, study_name, study_states, superseded
+    from tuner.study._tuning import TuneOptions, budget, tune_shape
 
     clock = RunClock()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed configs are recorded, not logged
@@ -142,8 +122,7 @@ def tune_units(
         bench = _spec_benchmarker(spec, device_index, clock)
     else:
         bench = benchmarker(clock)
-    timed = _TimedBenchmarker(bench)
-    loop_s = 0.0
+    counted = _Counted(bench)
     storage = make_storage(spec.storage_url)
     prior = Prior.shipped() if spec.use_prior else None
     if prior is not None and not prior.shapes:
@@ -151,37 +130,46 @@ def tune_units(
               "go without a prior from other shapes.", file=sys.stderr)  # fmt: skip
     options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler, space=spec.space)
     folders = baseline_folders(spec.baseline)
-    total = sum(len(unit) for unit in units) * spec.trials
+    problems = [problem for unit in units for problem in unit]
     outcome = []
     try:
-        if stale := superseded(storage, [problem for unit in units for problem in unit], bench, spec.space):
+        if stale := superseded(storage, problems, bench, spec.space):
             note = (f"note: {len(stale)} of the studies of these problems in the storage were made with other "
                     f"software or another landscape (e.g. {stale[0]}); they are not reused: tuning anew.")  # fmt: skip
             print(note, file=sys.stderr)
-        with held_outside_waits(), tqdm(total=total, desc="timed configs", unit="cfg", mininterval=2,
-                                        disable=not progress) as bar:  # fmt: skip
+        targets = {problem: budget(problem, bench, options) for problem in problems}
+        if note := capped_note(targets, spec.trials):
+            print(note, file=sys.stderr)
+        names = {p: study_name(p, bench.device_name, bench.kind, bench.software, spec.space) for p in problems}
+        states = study_states(storage, names.values())
+        done = sum(min(targets[p], states[names[p]].timed if states[names[p]] else 0) for p in problems)
+        total = sum(targets.values())
+        with held_outside_waits(), tqdm(total=total, initial=done, desc="timed configs", unit="cfg", mininterval=2,
+                                        disable=not progress or done == total) as bar:  # fmt: skip
             for unit in units:
-                started = time.perf_counter()
                 results, paths = tune_shape(
-                    storage,
-                    timed,
-                    unit,
-                    options,
-                    spec.save_path,
-                    progress=bar,
-                    file_format=spec.file_format,
-                    baseline_folders=folders,
-                )
-                loop_s += time.perf_counter() - started
+                    storage, counted, unit, options, spec.save_path, progress=bar, file_format=spec.file_format,
+                    clock=clock, baseline_folders=folders,
+                )  # fmt: skip
                 outcome.append((results, paths))
     finally:
         close = getattr(bench, "close", None)
         if close is not None:
             close()
-    clock.add(STORAGE_SAMPLER, max(0.0, loop_s - timed.seconds))
-    label = f"GPU {device_index}" if bench.kind == "gpu" else f"replay worker {device_index}: GPU"
-    print(clock.report(clock.elapsed(), label=label, measurements=timed.measurements), flush=True)
+    device = bench.kind == "gpu"
+    label = f"GPU {device_index}" if device else f"replay worker {device_index}"
+    print(clock.report(clock.elapsed(), label=label, measurements=counted.measurements, device=device), flush=True)
     return outcome
+
+
+def capped_note(targets: dict[Problem, int], trials: int) -> str | None:
+    """One line for the studies whose searchable space holds fewer distinct configs than --trials."""
+    capped = sorted((p for p, target in targets.items() if target < trials), key=lambda p: (p.N, p.K, p.M))
+    if not capped:
+        return None
+    listed = ", ".join(f"M={p.M}: {targets[p]}" for p in capped[:6]) + (" ..." if len(capped) > 6 else "")
+    return (f"note: {len(capped)} of {len(targets)} studies can time fewer than --trials {trials} distinct configs "
+            f"({listed}); each stops there.")  # fmt: skip
 
 
 def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]) -> None:
@@ -227,7 +215,7 @@ def collect(
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
-    storage = make_storage(spec.storage_url)
+    storage = make_storage(spec.storage_url)  # each study is looked up by its name
     outcome = []
     for problems in shapes:
         results = []

@@ -9,29 +9,44 @@ from __future__ import annotations
 import functools
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
 from tuner.baselines import BASELINES, ConfigFolder, find_baselines
-from tuner.benchmarkers import Benchmarker
+from tuner.benchmarkers import CONFIG_FILES, SAMPLING, STORAGE, Benchmarker, RunClock
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
-from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
+from tuner.samplers import Prior, dedupe, make_sampler, resolve, same_schedule
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
-from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRM_ROUND, CONFIRMED, CONFIRMED_US, confirm
-from tuner.study._objective import DECIDING_S, ConfigFailed, Objective
-from tuner.study._storage import best, fail_stale_trials, is_timed, latency_of, open_study, study_name, timed_trials
-
-# How many of the sampler's next proposals compile while one config is timed.
-COMPILE_AHEAD = 12
-# The SMs a Hopper-path seed fills (an H100 SXM's or an H200's; the H100 PCIe has 114).
-_SM90_SMS = 132
+from tuner.study._confirm import (
+    CONFIRM_DEFAULT_US,
+    CONFIRM_ROUND,
+    CONFIRMED,
+    CONFIRMED_US,
+    confirm,
+    confirmation_of,
+    contenders,
+    is_current,
+)
+from tuner.study._liveness import retire_dead
+from tuner.study._rows import set_study_attrs
+from tuner.study._search import DECIDING_S, Search
+from tuner.study._storage import (
+    BUDGET,
+    SCHEDULES,
+    best,
+    is_timed,
+    latency_of,
+    made_with,
+    open_study,
+    study_attrs,
+    study_name,
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,8 @@ class TuneOptions:
     prior_seeds: int = 4
     prior: Prior | None = field(default=None, compare=False)
     space: str = "base"
-    sampler: str = "auto"  # one of tuner.samplers.SAMPLERS
-    deciding_s: float = DECIDING_S  # how long a trial left undecided by another worker is waited for
+    sampler: str = "auto"  # one of tuner.samplers.SAMPLERS; a study resumes with the sampler that made it
+    deciding_s: float = DECIDING_S  # how long a trial left undecided by other code is waited for
 
     def __post_init__(self) -> None:
         search_space(128, self.space)  # an unknown space is a usage error
@@ -69,37 +84,47 @@ class StudyResult:
         return self.problem.flops / self.best_us / 1e6
 
 
-def _bests(storage: BaseStorage, names: set[str], name: str, k: int) -> list[Config]:
-    """The k fastest completed configs of the named study, if it exists."""
-    if name not in names:
+# Study name -> its best completed configs, fastest first: what this process's finished studies
+# found, so that the next study's warm starts need not read them back from the storage.
+Found = dict[str, list[Config]]
+
+
+def _bests(storage: BaseStorage, name: str, k: int, found: Found | None) -> list[Config]:
+    """The k fastest completed configs of the named study, if it exists: from found, else its own trials."""
+    if found is not None and name in found:
+        return found[name][:k]
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
         return []
-    study = optuna.load_study(study_name=name, storage=storage)
-    done = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value)
-    return [config_of(t) for t in done[:k]]
+    done = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE,))
+    return [config_of(t) for t in sorted(done, key=lambda t: t.value)[:k]]
 
 
 def _tuned_bests(
-    storage: BaseStorage, problem: Problem, bench: Benchmarker, batch_sizes: Sequence[int], options: TuneOptions
+    storage: BaseStorage,
+    problem: Problem,
+    bench: Benchmarker,
+    batch_sizes: Sequence[int],
+    options: TuneOptions,
+    found: Found | None,
 ) -> list[Config]:
     """What this shape's studies already found: the nearest smaller and larger tuned batch sizes' best
-    configs in this space, and in a Hopper study the base space's best at this M."""
-    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    configs in this space, and in a Hopper study the base space's best at this M.
+
+    Each study is looked up by its name (its trials alone are read), or taken from found.
+    """
     k = options.neighbour_seeds
     others = sorted((m for m in batch_sizes if m != problem.M), key=lambda m: abs(math.log(m / problem.M)))
     configs: list[Config] = []
     for side in (lambda m: m < problem.M, lambda m: m > problem.M):
         for m in (m for m in others if side(m)):
-            found = _bests(
-                storage,
-                names,
-                study_name(problem.at(m), bench.device_name, bench.kind, bench.software, options.space),
-                k,
-            )
-            if found:  # a neighbour another process has only begun teaches nothing yet: look further
+            name = study_name(problem.at(m), bench.device_name, bench.kind, bench.software, options.space)
+            if found := _bests(storage, name, k, found):  # a study another process has only begun: look further
                 configs += found
                 break
     if options.space != "base":
-        configs += _bests(storage, names, study_name(problem, bench.device_name, bench.kind, bench.software), k)
+        configs += _bests(storage, study_name(problem, bench.device_name, bench.kind, bench.software), k, found)
     return configs
 
 
@@ -113,12 +138,26 @@ def searchable(problem: Problem, bench: Benchmarker, space: str) -> list[Config]
     measurable = bench.measurable(problem)
     configs = [
         c
-        for c in search_space(problem.block_k, space)
+        for c in _space(problem.block_k, space)
         if c.fits(bench.shared_memory_limit) and (measurable is None or c in measurable)
     ]
     if not configs:
         raise TuningError(f"{bench.kind} can measure no config of the {space} space for {problem}.")
     return configs
+
+
+def schedules(configs: Sequence[Config], M: int) -> int:
+    """How many distinct schedules configs launch at batch size M: the most configs a study can time.
+
+    Where M fits in one row of tiles every GROUP_SIZE_M launches the same schedule, so the space's
+    1280 configs hold 320 distinct ones at M <= 16 (see Config.schedule_key).
+    """
+    return len({same_schedule(c, M) for c in configs})
+
+
+def budget(problem: Problem, bench: Benchmarker, options: TuneOptions) -> int:
+    """The configs a study of problem times: --trials, or fewer where its searchable space holds fewer."""
+    return min(options.trials, schedules(searchable(problem, bench, options.space), problem.M))
 
 
 def tune_problem(
@@ -127,104 +166,127 @@ def tune_problem(
     bench: Benchmarker,
     options: TuneOptions,
     seeds: Sequence[Config],
-    progress: tqdm | None = None,
+    progress=None,
     *,
     existing: Config | None = None,
     baselines: Mapping[str, Config] | None = None,
+    clock: RunClock | None = None,
+    found: Found | None = None,
 ) -> StudyResult:
-    """Run (or resume) one study until options.trials configs were timed, then confirm its pick.
+    """Run (or resume) one study until its budget is timed (see budget), then confirm its pick.
 
     existing is the entry an existing config file gives this M, baselines each baseline file's
     entry at this M by the file's name (tuner.baselines): the references, timed first and in full,
     and contenders of the confirmation round beside SGLang's default, which exports none of them
     unless it is slower than the round's fastest beyond the round's spread. References outside the
-    searched configs are not compared.
+    searched configs are not compared. progress (a tqdm bar) advances by one per config timed now.
+    found, if given, gets this study's best configs (see Found).
 
-    Whichever sampler options.sampler names proposes the seeds first (after the references).
+    A new study is made with the sampler options.sampler names, which proposes the seeds first
+    (after the references); a study made earlier resumes with the sampler that made it, so one
+    study is one search.
     """
+    clock = clock if clock is not None else RunClock()
     space = searchable(problem, bench, options.space)
-    references = dedupe([existing, *(baselines or {}).values()], space)
-    seeds = dedupe([*references, *seeds], space)
-    sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M)
-    study = open_study(storage, problem, bench, sampler, space=options.space)
-    _record_sampler(study, resolve(options.sampler))
-    entries = {name: config.as_sglang() for name, config in (baselines or {}).items()}
-    if entries and study.user_attrs.get(BASELINES) != entries:
-        study.set_user_attr(BASELINES, entries)
-    fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
-    already = len(timed_trials(study))
-    if progress is not None:
-        progress.update(min(already, options.trials))
-    if already < options.trials:
-        # Compile the seeds all at once, in place of the last problem's lookahead not started yet.
-        bench.prepare(problem, seeds[: options.trials - already], replace=True)
-
-        max_trials = 4 * len(space)  # a sampler that only repeats itself stops here
-
-        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-            """Progress, and the stop once the budget is spent (one storage read for both)."""
+    cap = schedules(space, problem.M)
+    target = min(options.trials, cap)
+    name = study_name(problem, bench.device_name, bench.kind, bench.software, options.space)
+    with clock.timing(STORAGE):
+        attrs = study_attrs(storage, name)
+    sampler_name = made_with(attrs) or resolve(options.sampler)
+    with clock.timing(SAMPLING):
+        references = dedupe([existing, *(baselines or {}).values()], space)
+        seeds = dedupe([*references, *seeds], space)
+        sampler = make_sampler(sampler_name, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M)
+    made = {SAMPLER: sampler_name, SCHEDULES: cap, BUDGET: options.trials}
+    study = open_study(storage, problem, bench, sampler, space=options.space, attrs=made, clock=clock)
+    with clock.timing(STORAGE):
+        trials = study.get_trials(deepcopy=False)
+    if retire_dead(study, trials, clock=clock):  # a dead process's claim on the budget is given back first
+        with clock.timing(STORAGE):
             trials = study.get_trials(deepcopy=False)
-            if progress is not None and is_timed(trial):
-                progress.update(1)
-                found = best(trials)
-                if found is not None:
-                    status = f"N={problem.N} K={problem.K} M={problem.M} best {found[1]:.1f} us"
-                    progress.set_postfix_str(status, refresh=False)  # drawn at the bar's own pace
-            if sum(1 for t in trials if is_timed(t)) >= options.trials or len(trials) >= max_trials:
-                study.stop()
-
-        lookahead = None
-        if isinstance(sampler, NeighbourhoodSampler):  # its next proposals are known: compile them ahead
-            lookahead = functools.partial(sampler.candidates, limit=COMPILE_AHEAD)
-        objective = Objective(
+    entries = {name: config.as_sglang() for name, config in (baselines or {}).items()}
+    if entries and (attrs or {}).get(BASELINES) != entries:  # what the report and the end table compare with
+        set_study_attrs(study._storage, study._study_id, {BASELINES: entries}, clock=clock)
+    already = sum(1 for t in trials if is_timed(t))
+    if already < target:
+        if attrs is not None and (attrs.get(BUDGET) or 0) < options.trials:  # a larger --trials extends it
+            set_study_attrs(study._storage, study._study_id, {BUDGET: options.trials}, clock=clock)
+        bench.prepare(problem, seeds[: target - already])  # compile the seeds all at once
+        search = Search(
+            study,
             problem,
             bench,
-            budget=options.trials,
+            sampler,
+            budget=target,
+            space=space,
             prune_ratio=options.prune_ratio,
             never_prune=frozenset(references),
-            space=space,
-            lookahead=lookahead,
             deciding_s=options.deciding_s,
+            clock=clock,
+            on_timed=_progress_of(progress, problem, trials),
         )
-        study.optimize(objective, callbacks=[after_trial], catch=(ConfigFailed,))
-    if CONFIRMED not in study.user_attrs and best(study.get_trials(deepcopy=False)) is not None:
-        confirm(study, problem, bench, references=references)
-    return study_result(study, problem)
+        trials = search.run()
+    if best(trials) is not None:
+        with clock.timing(STORAGE):
+            user_attrs = study.user_attrs
+        if not is_current(user_attrs, contenders(trials, problem, references)):
+            confirm(study, problem, bench, references=references, trials=trials, clock=clock)
+    result = study_result(study, problem, trials)
+    if found is not None:
+        complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+        found[name] = list(dict.fromkeys(config_of(t) for t in complete))[: options.neighbour_seeds]
+    return result
 
 
-def _record_sampler(study: optuna.Study, name: str) -> None:
-    """The sampler is part of what the user chose: a study resumed with another one lists both."""
-    recorded = study.user_attrs.get(SAMPLER)
-    if recorded is None or name not in recorded.split("+"):
-        study.set_user_attr(SAMPLER, name if recorded is None else f"{recorded}+{name}")
+def _progress_of(progress, problem: Problem, trials: Sequence[FrozenTrial]) -> Callable[[FrozenTrial], None] | None:
+    """What the search calls per timed config: the bar advances, and shows the best latency so far."""
+    if progress is None:
+        return None
+    found = best(trials)
+    best_us = found[1] if found is not None else math.inf
+
+    def timed(trial: FrozenTrial) -> None:
+        nonlocal best_us
+        progress.update(1)
+        if trial.state == TrialState.COMPLETE and trial.value < best_us:
+            best_us = trial.value
+        if best_us < math.inf:
+            status = f"N={problem.N} K={problem.K} M={problem.M} best {best_us:.1f} us"
+            progress.set_postfix_str(status, refresh=False)  # drawn at the bar's own pace
+
+    return timed
 
 
-def study_result(study: optuna.Study, problem: Problem) -> StudyResult:
+def study_result(study: optuna.Study, problem: Problem, trials: Sequence[FrozenTrial] | None = None) -> StudyResult:
     """What a finished (or resumed) study found for problem: its confirmed pick, once confirmed.
 
     Latencies then come from the confirmation round, where pick and default were timed together.
+    trials are the study's as last read (read again if not given).
     """
-    found = best(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    found = best(trials)
     if found is None:
         raise TuningError(f"no config of the space ran for {problem}; see the trials' failure reasons.")
-    attrs = study.user_attrs
-    timed = len(timed_trials(study))
-    baseline_us = _baseline_us(study)
-    if CONFIRMED in attrs:
-        pick = Config.from_sglang(attrs[CONFIRMED])
-        return StudyResult(problem, pick, attrs[CONFIRMED_US], attrs[CONFIRM_DEFAULT_US], timed, baseline_us)
-    default_us = latency_of(study.get_trials(deepcopy=False), default_config(problem.block_n, problem.block_k))
+    timed = sum(1 for t in trials if is_timed(t))
+    user_attrs = study.user_attrs
+    round_ = confirmation_of(user_attrs)
+    baseline_us = _baseline_us(user_attrs.get(BASELINES, {}), round_, trials)
+    if round_ is not None:
+        pick = Config.from_sglang(round_[CONFIRMED])
+        return StudyResult(problem, pick, round_[CONFIRMED_US], round_[CONFIRM_DEFAULT_US], timed, baseline_us)
+    default_us = latency_of(trials, default_config(problem.block_n, problem.block_k))
     return StudyResult(problem, found[0], found[1], default_us, timed, baseline_us)
 
 
-def _baseline_us(study: optuna.Study) -> float | None:
+def _baseline_us(entries: Mapping[str, dict], round_: Mapping | None, trials: Sequence[FrozenTrial]) -> float | None:
     """The fastest baseline pick's latency: its median in the confirmation round, else its search time."""
-    rounds = study.user_attrs.get(CONFIRM_ROUND, {})
+    rounds = (round_ or {}).get(CONFIRM_ROUND) or {}
     latencies = []
-    for entry in study.user_attrs.get(BASELINES, {}).values():
+    for entry in entries.values():
         config = Config.from_sglang(entry)
         times = rounds.get(config.short())
-        latencies.append(statistics.median(times) if times else latency_of(study.get_trials(deepcopy=False), config))
+        latencies.append(statistics.median(times) if times else latency_of(trials, config))
     return min((us for us in latencies if us is not None), default=None)
 
 
@@ -235,34 +297,50 @@ def warm_starts(
     batch_sizes: Sequence[int],
     options: TuneOptions,
     existing: dict[int, Config],
+    *,
+    found: Found | None = None,
 ) -> list[Config]:
     """Seeds for one study, most trusted first (see tuner.samplers)."""
-    prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
     seeds = [
-        *_tuned_bests(storage, problem, bench, batch_sizes, options),
+        *_tuned_bests(storage, problem, bench, batch_sizes, options, found),
+        *_given_seeds(bench, problem, options, existing),
+    ]
+    if options.space == "hopper" and bench.sm_count is not None:  # the most trusted base config, split
+        base = next(c for c in seeds if c is not None and not c.hopper)
+        seeds.append(split_seed(problem, base, bench.sm_count))
+    return dedupe(seeds, _space(problem.block_k, options.space))
+
+
+def _given_seeds(bench: Benchmarker, problem: Problem, options: TuneOptions, existing: dict[int, Config]) -> list:
+    """The seeds known before any study of the shape ran: an existing file's entry, the default, the prior."""
+    prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
+    return [
         nearest_entry(existing, problem.M) if existing else None,
         default_config(problem.block_n, problem.block_k),
         *prior[: options.prior_seeds],
     ]
-    if options.space == "hopper":  # the most trusted base config (the default, if nothing else), split
-        base = next(c for c in seeds if c is not None and not c.hopper)
-        seeds.append(split_seed(problem, base))
-    return dedupe(seeds, search_space(problem.block_k, options.space))
 
 
-def split_seed(problem: Problem, base: Config) -> Config:
+@functools.cache
+def _space(block_k: int, space: str) -> tuple[Config, ...]:
+    """search_space, built once per run (each study asks for it several times)."""
+    return tuple(search_space(block_k, space))
+
+
+def split_seed(problem: Problem, base: Config, sm_count: int) -> Config:
     """base on SGLang's Hopper path, with SPLIT_K raised until one wave of programs fills the SMs.
 
-    A narrow N at small M launches a few tiles for 132 SMs, which is what the Hopper path is for;
-    local search from base alone reaches a good SPLIT_K one power of two at a time, spending most
-    of a budget on the way (on the recorded Hopper grid, half the points missed 2% at 32 configs).
-    So split the K loop by the power of two nearest 132 / tiles (the SMs of an H100 SXM or H200;
-    SGLang's Hopper kernel runs on SM90 alone), and swap A and B for M <= 16, where a tile of M rows
-    fills little of the MMA's wide side. Computed from the problem only, so it seeds the first study
-    of a shape as well as the later ones.
+    A narrow N at small M launches a few tiles for the device's sm_count SMs (132 on an H100 SXM or
+    an H200, 114 on an H100 PCIe), which is what the Hopper path is for; local search from base
+    alone reaches a good SPLIT_K one power of two at a time, spending most of a budget on the way
+    (on the recorded Hopper grid, half the points missed 2% at 32 configs). So split the K loop by
+    the power of two nearest sm_count / tiles, and swap A and B for M <= 16, where a tile of M rows
+    fills little of the MMA's wide side. Computed from the problem and the device only, so it seeds
+    the first study of a shape as well as the later ones (in replay, the landscape's device's SMs;
+    a device of unknown SM count gets no split seed).
     """
     tiles = math.ceil(problem.M / base.block_m) * math.ceil(problem.N / base.block_n)
-    split_k = 2 ** round(math.log2(max(1.0, _SM90_SMS / tiles)))
+    split_k = 2 ** round(math.log2(max(1.0, sm_count / tiles)))
     return replace(base, split_k=min(split_k, SPLIT_K[-1]), swap_ab=problem.M <= 16)
 
 
@@ -273,32 +351,49 @@ def tune_shape(
     options: TuneOptions,
     save_path: str | Path,
     *,
-    progress: tqdm | None = None,
+    progress=None,
     file_format: str = "sglang",
+    clock: RunClock | None = None,
     baseline_folders: Sequence[ConfigFolder] = (),
 ) -> tuple[list[StudyResult], list[Path]]:
     """Tune every batch size of one (N, K), smallest first, merging each best into the config file(s).
 
-    The files of baseline_folders for this shape and device (tuner.baselines) are the studies'
-    baselines: each M's export is never slower than their entries there, beyond the confirmation
-    round's spread.
+    The next batch size's seeds that do not depend on this one's result (an existing file's entry,
+    the default, the prior) compile while this one is searched. The files of baseline_folders for
+    this shape and device (tuner.baselines) are the studies' baselines: each M's export is never
+    slower than their entries there, beyond the confirmation round's spread.
     """
+    clock = clock if clock is not None else RunClock()
     p0 = problems[0]
     names = config_file_names(
         p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k, file_format=file_format
     )
     paths = [Path(save_path) / name for name in names]
-    existing = read_config_file(paths[0]) if paths[0].exists() else {}
-    baselines, _ = find_baselines(baseline_folders, p0, bench.device_name)  # the run said which, at its start
+    with clock.timing(CONFIG_FILES):
+        existing = read_config_file(paths[0]) if paths[0].exists() else {}
+        baselines, _ = find_baselines(baseline_folders, p0, bench.device_name)  # the run said which, at its start
     batch_sizes = [p.M for p in problems]
+    seeds_space = _space(p0.block_k, options.space)
+    found: Found = {}
     results = []
-    for problem in sorted(problems, key=lambda p: p.M):
-        seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing)
+    ordered = sorted(problems, key=lambda p: p.M)
+    for problem, after in zip(ordered, [*ordered[1:], None]):
+        with clock.timing(SAMPLING):
+            seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing, found=found)
+            ahead = [] if after is None else dedupe(_given_seeds(bench, after, options, existing), seeds_space)
         pick = nearest_entry(existing, problem.M) if existing else None
         picks = {baseline.name: baseline.pick(problem.M) for baseline in baselines}
-        result = tune_problem(storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks)
-        for path in paths:
-            write_configs(path, {problem.M: result.best})
+        # This problem's seeds in place of the last one's lookahead that no compile process took yet.
+        bench.prepare(problem, seeds[: options.trials], replace=True)
+        if ahead:
+            bench.prepare(after, ahead[: options.trials])
+        result = tune_problem(
+            storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks, clock=clock,
+            found=found,
+        )  # fmt: skip
+        with clock.timing(CONFIG_FILES):
+            for path in paths:
+                write_configs(path, {problem.M: result.best})
         results.append(result)
     return results, paths
 
