@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
-from tuner.samplers import NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
+from tuner.samplers import PRIOR_DEVICE, NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
 from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
@@ -140,6 +140,9 @@ def tune_problem(
     sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M)
     study = open_study(storage, problem, bench, sampler, space=options.space)
     _record_sampler(study, resolve(options.sampler))
+    if options.prior is not None and options.prior.ranking(problem, bench.device_name):
+        # which device's landscapes the prior came from (another one's where this device has none)
+        study.set_user_attr(PRIOR_DEVICE, options.prior.source(problem, bench.device_name))
     fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
     already = len(timed_trials(study))
     if progress is not None:
