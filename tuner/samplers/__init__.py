@@ -6,7 +6,7 @@ from tuner.samplers._choice import AUTO, SAMPLERS, make_sampler, resolve
 from tuner.samplers._neighbourhood import NeighbourhoodSampler, distributions, neighbours, observed_value, visited
 from tuner.samplers._prior import PRIOR_DEVICE, Prior, architecture
 from tuner.samplers._seeded import SeedsFirstSampler
-from tuner.samplers._warmstart import dedupe
+from tuner.samplers._warmstart import dedupe, distinct_tiles, tile_height, warm_start_seeds
 
 __all__ = [
     "AUTO",
@@ -17,10 +17,13 @@ __all__ = [
     "SeedsFirstSampler",
     "architecture",
     "dedupe",
+    "distinct_tiles",
     "distributions",
     "make_sampler",
     "neighbours",
     "observed_value",
     "resolve",
+    "tile_height",
     "visited",
+    "warm_start_seeds",
 ]

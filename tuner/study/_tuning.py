@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
-from tuner.samplers import PRIOR_DEVICE, NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve
+from tuner.samplers import PRIOR_DEVICE, NeighbourhoodSampler, Prior, dedupe, make_sampler, resolve, warm_start_seeds
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
 from tuner.study._confirm import CONFIRM_DEFAULT_US, CONFIRMED, CONFIRMED_US, confirm
@@ -216,13 +216,13 @@ def warm_starts(
     existing: dict[int, Config],
 ) -> list[Config]:
     """Seeds for one study, most trusted first (see tuner.samplers)."""
-    prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
-    seeds = [
-        *_tuned_bests(storage, problem, bench, batch_sizes, options),
-        nearest_entry(existing, problem.M) if existing else None,
-        default_config(problem.block_n, problem.block_k),
-        *prior[: options.prior_seeds],
-    ]
+    seeds = warm_start_seeds(
+        problem,
+        tuned=_tuned_bests(storage, problem, bench, batch_sizes, options),
+        entry=nearest_entry(existing, problem.M) if existing else None,
+        ranking=options.prior.ranking(problem, bench.device_name) if options.prior else [],
+        prior_seeds=options.prior_seeds,
+    )
     if options.space == "hopper":  # the most trusted base config (the default, if nothing else), split
         base = next(c for c in seeds if c is not None and not c.hopper)
         seeds.append(split_seed(problem, base))
