@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from tuner.benchmarkers import ReplayBenchmarker
-from tuner.samplers import warm_start_seeds
+from tuner.samplers import Prior, warm_start_seeds
 from tuner.space import Config, Problem, default_config
 from tuner.study import TuneOptions, split_seed, tune_problem, warm_starts
 
@@ -32,6 +32,26 @@ def test_every_batch_size_within_2_percent_of_the_exhaustive_optimum():
         ratios[problem.M] = result.best_us / bench.optimum(problem)[1]
     assert set(ratios) == {1, 16, 64, 256, 1024, 4096}
     assert all(ratio <= 1.02 for ratio in ratios.values()), ratios
+
+
+BASE_LANDSCAPES = sorted(LANDSCAPE.parent.glob("h100_*.csv.gz"))  # the complete H100 sweeps, the prior's files
+
+
+def test_16_configs_land_within_2_percent_held_out_with_the_prior_of_the_other_shapes():
+    # Each shape tuned as tuner.run does, seeded by a prior that never saw it: 24 points of four shapes.
+    prior = Prior.from_files(BASE_LANDSCAPES)
+    ratios = {}
+    for path in BASE_LANDSCAPES:
+        bench = ReplayBenchmarker.from_file(path)
+        storage = optuna.storages.InMemoryStorage()
+        options = TuneOptions(trials=16, seed=0, prior=prior)
+        problems = sorted(bench.problems, key=lambda p: p.M)
+        for problem in problems:
+            seeds = warm_starts(storage, bench, problem, [p.M for p in problems], options, existing={})
+            result = tune_problem(storage, problem, bench, options, seeds)
+            ratios[problem.N, problem.K, problem.M] = result.best_us / bench.optimum(problem)[1]
+    assert len(ratios) == 24
+    assert sum(ratio <= 1.02 for ratio in ratios.values()) >= 0.95 * len(ratios), ratios
 
 
 def test_a_study_whose_neighbours_found_16_row_tiles_reaches_the_64_row_optimum():

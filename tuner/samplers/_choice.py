@@ -32,10 +32,12 @@ def make_sampler(
     seeds: Sequence[Config] = (),
     seed: int | None = None,
     batch_size: int | None = None,
+    ranking: Sequence[Config] = (),
 ):
     """The sampler called name over space, proposing the unvisited seeds first whichever it is.
 
     With the study's batch size, no sampler proposes a config whose schedule at that M was measured.
+    With the prior's ranking, local search tries each config's neighbours in the prior's order.
     """
     name = resolve(name)
     with warnings.catch_warnings():  # TPE's multivariate and group options are marked experimental
@@ -45,7 +47,9 @@ def make_sampler(
             # Its TPE fallback, once every neighbourhood is exhausted, is kept off visited schedules too.
             tpe = TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
             fallback = SeedsFirstSampler(sampler=tpe, space=space, seed=seed, batch_size=batch_size)
-            return NeighbourhoodSampler(space=space, seeds=seeds, seed=seed, fallback=fallback, batch_size=batch_size)
+            return NeighbourhoodSampler(
+                space=space, seeds=seeds, seed=seed, fallback=fallback, batch_size=batch_size, ranking=ranking
+            )
         if name == "tpe":
             inner = TPESampler(multivariate=True, group=True, seed=seed)
         elif name == "gp":

@@ -137,10 +137,13 @@ def tune_problem(
     """
     space = searchable(problem, bench, options.space)
     seeds = dedupe(seeds, space)
-    sampler = make_sampler(options.sampler, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M)
+    ranking = options.prior.ranking(problem, bench.device_name) if options.prior else []
+    sampler = make_sampler(
+        options.sampler, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M, ranking=ranking
+    )
     study = open_study(storage, problem, bench, sampler, space=options.space)
     _record_sampler(study, resolve(options.sampler))
-    if options.prior is not None and options.prior.ranking(problem, bench.device_name):
+    if options.prior is not None and ranking:
         # which device's landscapes the prior came from (another one's where this device has none)
         study.set_user_attr(PRIOR_DEVICE, options.prior.source(problem, bench.device_name))
     fail_stale_trials(study)  # a dead process's claim on the budget is given back (and retried) first
