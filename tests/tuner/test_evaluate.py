@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ import pytest
 from tests.tuner.synthetic import (
     HOPPER_GRID,
     synthetic_hopper_us,
+    synthetic_rows,
     synthetic_us,
     write_hopper_landscape,
     write_landscape,
 )
+from tuner.benchmarkers import HEADER
 from tuner.cli.evaluate import Outcome, main, summarize
 from tuner.space import Problem, search_space
 
@@ -180,3 +183,26 @@ def test_help_gives_every_option_a_default(capsys, monkeypatch):
         "--processes PROCESSES runs in parallel, one process each (default: 2)",
     ]:
         assert text in shown
+
+
+def test_the_prior_may_come_from_other_files_and_another_device_of_the_same_architecture(tmp_path, capsys):
+    # An H200 landscape with an H100 one as the prior: what a run on an H200 without landscapes of its own gets.
+    def write(path, device, shape):
+        with open(path, "w") as f:
+            f.write(",".join(HEADER) + "\n")
+            for row in synthetic_rows([shape], [1, 64]):
+                f.write(",".join(replace(row, device=device).as_csv()) + "\n")
+        return str(path)
+
+    h200 = write(tmp_path / "h200.csv", "NVIDIA_H200", (512, 1024))
+    h100 = write(tmp_path / "h100.csv", "NVIDIA_H100_80GB_HBM3", (1024, 512))
+    found = {}
+    for name, extra in (("none", ["--no-prior"]), ("h100", ["--prior", h100])):
+        details = tmp_path / f"{name}.csv"
+        argv = [h200, "--budgets", "2", "--seeds", "0", "--strategies", "local", "--processes", "1",
+                "--details", str(details), *extra]  # fmt: skip
+        assert main(argv) == 0
+        found[name] = [float(r["ratio"]) for r in csv.DictReader(details.open())]
+    assert f"base space, prior from {h100};" in capsys.readouterr().err
+    # Two configs: the default and its first neighbour, or the default and the H100's best of the other shape.
+    assert min(found["none"]) > 1.1 and found["h100"] == [1.0, 1.0]

@@ -118,6 +118,34 @@ def test_local_search_proposes_no_config_whose_schedule_was_measured(batch_size,
     assert proposed and DEFAULT not in proposed
 
 
+def _neighbourhood(space: list[Config], ranking: list[Config]) -> list[Config]:
+    """What local search proposes after timing the default alone, in order: the default's whole neighbourhood."""
+    sampler = NeighbourhoodSampler(space=space, seeds=[DEFAULT], seed=0, batch_size=128, ranking=ranking)
+    study = optuna.create_study(sampler=sampler)
+    trial = study.ask()
+    for key, distribution in sampler.infer_relative_search_space(study, trial).items():
+        trial.suggest_categorical(key, distribution.choices)
+    study.tell(trial, 1.0)
+    assert config_of(study.trials[0]) == DEFAULT
+    return sampler.candidates(study.get_trials(deepcopy=False), limit=len(space))
+
+
+def test_with_a_prior_local_search_tries_a_configs_neighbours_in_the_priors_order():
+    space = search_space(128)
+    near = [c for c in neighbours(DEFAULT, (64, 128)) if c in space]  # the fixed order of the parameters
+    assert _neighbourhood(space, ranking=[]) == near
+    assert _neighbourhood(space, ranking=near[::-1]) == near[::-1]
+
+
+def test_a_hopper_neighbour_takes_its_base_configs_rank_in_the_priors_order():
+    # The prior ranks base configs: ranking the default first puts its own split and swap moves first.
+    space = search_space(128, "hopper")
+    near = [c for c in neighbours(DEFAULT, (64, 128), tuple(distributions(space))) if c in space]
+    own = [c for c in near if replace(c, split_k=1, swap_ab=False) == DEFAULT]
+    assert len(own) == 2  # SPLIT_K 2 and the swap (SPLIT_K 1 is the default itself)
+    assert _neighbourhood(space, ranking=[DEFAULT]) == own + [c for c in near if c not in own]
+
+
 def test_a_resumed_study_skips_the_warm_starts_it_tried_and_keeps_the_sampler_that_made_it():
     # One study is one search: a larger --trials extends it with its own sampler; another --sampler
     # applies to new studies (the run's announcement says so).

@@ -8,6 +8,10 @@ search, Optuna's TPE, GP and random search) at the same budgets, each with the s
 the shape under test), and prints the share of points within 1%, 2% and 5% of the optimum and the
 geometric-mean and worst ratio of the latency found to the optimum.
 
+--prior FILE ... learns the prior from other landscapes instead, e.g. the shipped ones that a run on
+a GPU uses (tuner/samplers/landscapes/): per device, so a device's landscapes evaluated with another
+device's files as the prior measure the prior a run on that device gets when it has none of its own.
+
 --space hopper searches SGLang's Hopper space (SPLIT_K, SWAP_AB) as `tuner.run --space hopper`
 does. A study searches only the configs a landscape recorded, so on a landscape of part of the
 space (the Hopper check's grid) the optimum and the search are both over that part.
@@ -51,17 +55,20 @@ class Outcome:
 
 
 @cache
-def _load(paths: tuple[str, ...]) -> tuple[dict[str, ReplayBenchmarker], Prior]:
-    benches = {path: ReplayBenchmarker.from_file(path) for path in paths}
-    prior = Prior(row for path in paths for row in read_rows(path))
-    return benches, prior
+def _load(paths: tuple[str, ...]) -> dict[str, ReplayBenchmarker]:
+    return {path: ReplayBenchmarker.from_file(path) for path in paths}
+
+
+@cache
+def _prior(paths: tuple[str, ...]) -> Prior:
+    return Prior(row for path in paths for row in read_rows(path))
 
 
 @dataclass(frozen=True)
 class Task:
     """One run: the batch sizes of one shape of one landscape, for one strategy, budget and seed."""
 
-    paths: tuple[str, ...]  # every landscape given: the prior's sources
+    paths: tuple[str, ...]  # every landscape evaluated
     path: str
     shape: tuple[int, int]
     batch_sizes: tuple[int, ...]
@@ -70,14 +77,15 @@ class Task:
     seed: int
     space: str = "base"
     use_prior: bool = True
+    prior_paths: tuple[str, ...] | None = None  # the prior's landscapes, if not those evaluated
 
 
 def evaluate_shape(task: Task) -> list[Outcome]:
     """The given batch sizes of one shape, in the order the tuner runs them, for one strategy/budget/seed."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    benches, prior = _load(task.paths)
-    bench = benches[task.path]
+    bench = _load(task.paths)[task.path]
+    prior = _prior(task.paths if task.prior_paths is None else task.prior_paths)
     path, (N, K), strategy, budget, seed = task.path, task.shape, task.strategy, task.budget, task.seed
     problems = sorted(
         (p for p in bench.problems if (p.N, p.K) == (N, K) and p.M in task.batch_sizes), key=lambda p: p.M
@@ -117,18 +125,22 @@ def summarize(outcomes: Sequence[Outcome]) -> str:
 def describe(paths: Sequence[str], shapes: int, points: int, batch_sizes: Sequence[int], args) -> str:
     """What an evaluation will run, in one line, so that minutes of work do not start silently."""
     repeats = len(args.strategies) * len(args.budgets) * len(args.seeds)
-    if args.no_prior:
-        prior = "no prior"
-    elif shapes == 1:
-        prior = "no prior (one shape: no other shape to learn from)"
-    else:
-        prior = "prior from the other shapes"
+    prior = _prior_source(args, shapes)
     return (
         f"evaluating {', '.join(paths)}: {count(points, 'point')} of {count(shapes, 'shape')} at M = "
         f"{' '.join(map(str, batch_sizes))}; {args.space} space, {prior}; strategies {' '.join(args.strategies)}, "
         f"budgets {' '.join(map(str, args.budgets))}, seeds {' '.join(map(str, args.seeds))}: "
         f"{count(shapes * repeats, 'run')}, {count(points * repeats, 'study', 'studies')}"
     )
+
+
+def _prior_source(args, shapes: int) -> str:
+    """Where the evaluation's warm starts learn from, in words."""
+    if args.no_prior:
+        return "no prior"
+    if args.prior:
+        return f"prior from {' '.join(args.prior)}"
+    return "no prior (one shape: no other shape to learn from)" if shapes == 1 else "prior from the other shapes"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="only these M (default: all)")
     parser.add_argument("--space", choices=SPACES, default="base", help="the space searched (default: %(default)s)")
-    parser.add_argument("--no-prior", action="store_true", help="no warm starts from the other shapes' landscapes")
+    priors = parser.add_mutually_exclusive_group()
+    priors.add_argument("--no-prior", action="store_true", help="no warm starts from the other shapes' landscapes")
+    priors.add_argument("--prior", nargs="+", metavar="FILE", help="learn the prior from these landscapes instead")
     parser.add_argument(
         "--processes", type=int, default=2, help="runs in parallel, one process each (default: %(default)s)"
     )
@@ -158,7 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         paths = tuple(args.landscapes)
-        benches, _ = _load(paths)
+        benches = _load(paths)
+        prior_paths = None if args.prior is None else tuple(args.prior)
+        if prior_paths is not None:
+            _prior(prior_paths)  # read here, so that a malformed file is a usage error before any worker starts
         recorded = {p.M for bench in benches.values() for p in bench.problems}
         batch_sizes = tuple(sorted(recorded if args.batch_sizes is None else set(args.batch_sizes)))
         if not set(batch_sizes) <= recorded:
@@ -168,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     tasks = [
-        Task(paths, path, shape, batch_sizes, strategy, budget, seed, space=args.space, use_prior=not args.no_prior)
+        Task(paths, path, shape, batch_sizes, strategy, budget, seed, args.space, not args.no_prior, prior_paths)
         for path, bench in benches.items()
         for shape in dict.fromkeys((p.N, p.K) for p in bench.problems if p.M in batch_sizes)
         for strategy in args.strategies

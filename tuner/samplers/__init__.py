@@ -12,16 +12,20 @@ from tuner.samplers._neighbourhood import (
     trial_config,
     visited,
 )
+from tuner.samplers._prior import PRIOR_DEVICE, Prior, architecture
 from tuner.samplers._seeded import SeedsFirstSampler
-from tuner.samplers._warmstart import Prior, dedupe
+from tuner.samplers._warmstart import dedupe, distinct_tiles, tile_height, warm_start_seeds
 
 __all__ = [
     "AUTO",
+    "PRIOR_DEVICE",
     "SAMPLERS",
     "NeighbourhoodSampler",
     "Prior",
     "SeedsFirstSampler",
+    "architecture",
     "dedupe",
+    "distinct_tiles",
     "distributions",
     "make_sampler",
     "neighbours",
@@ -29,5 +33,7 @@ __all__ = [
     "resolve",
     "same_schedule",
     "trial_config",
+    "tile_height",
     "visited",
+    "warm_start_seeds",
 ]

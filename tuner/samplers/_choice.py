@@ -32,11 +32,13 @@ def make_sampler(
     seeds: Sequence[Config] = (),
     seed: int | None = None,
     batch_size: int | None = None,
+    ranking: Sequence[Config] = (),
 ):
     """The sampler called name over space, proposing the unvisited seeds first whichever it is.
 
     With the study's batch size, no sampler proposes a config whose schedule at that M was measured.
     Every sampler made here tells the configs it proposes next (`ahead`), to compile them ahead.
+    With the prior's ranking, local search tries each config's neighbours in the prior's order.
     """
     name = resolve(name)
     params = distributions(space)  # once for the sampler and the wrapper it may sit in
@@ -48,7 +50,13 @@ def make_sampler(
             tpe = TPESampler(multivariate=True, group=True, seed=seed, n_startup_trials=8)
             fallback = SeedsFirstSampler(sampler=tpe, space=space, seed=seed, batch_size=batch_size, params=params)
             return NeighbourhoodSampler(
-                space=space, seeds=seeds, seed=seed, fallback=fallback, batch_size=batch_size, params=params
+                space=space,
+                seeds=seeds,
+                seed=seed,
+                fallback=fallback,
+                batch_size=batch_size,
+                params=params,
+                ranking=ranking,
             )
         if name == "tpe":
             inner = TPESampler(multivariate=True, group=True, seed=seed)

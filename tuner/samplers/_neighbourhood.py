@@ -4,6 +4,12 @@ Only 1 to 16 of the ~1250 runnable configs lie within 2% of the optimum at a giv
 the landscape is smooth along each parameter: a good config's neighbours (one parameter moved one
 step) are where better ones are. So each trial takes the best unvisited neighbour of the best
 configs so far; when every such neighbourhood is exhausted it falls back to TPE.
+
+A config has some 40 neighbours. With a prior (tuner.samplers.Prior) they are tried in the order
+the prior ranks them, not in the fixed order of the parameters: in 16-config studies at M = 4096 on
+the recorded H100 landscapes of (576, 7168) and (7168, 18432), that fixed order spent 6 of the 10 or
+11 configs after the seeds on 32- and 128-row tiles, 256-wide 4-warp tiles and 64-deep K tiles, 1.5x
+to 4.7x the optimum there, which the other shapes' landscapes rank far down.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import itertools
 import types
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -154,8 +161,10 @@ class NeighbourhoodSampler(BaseSampler):
         fallback: BaseSampler | None = None,
         batch_size: int | None = None,
         params: dict[str, CategoricalDistribution] | None = None,
+        ranking: Sequence[Config] = (),
     ):
         self._space = frozenset(space)
+        self._rank = {c: i for i, c in enumerate(ranking)}  # the prior's order (tuner.samplers.Prior.ranking)
         self._batch_size = batch_size  # the study's M, which decides which configs launch one schedule
         self._seeds = [c for c in seeds if c in self._space]
         self._distributions = params if params is not None else distributions(space)
@@ -189,7 +198,7 @@ class NeighbourhoodSampler(BaseSampler):
             return out
         seen = {same_schedule(c, self._batch_size) for c in [*tried, *out]}
         for _, config in scored:
-            for candidate in neighbours(config, self._block_ks, self._keys):
+            for candidate in self._in_prior_order(neighbours(config, self._block_ks, self._keys)):
                 schedule = same_schedule(candidate, self._batch_size)
                 if candidate in self._space and schedule not in seen:
                     seen.add(schedule)
@@ -197,6 +206,22 @@ class NeighbourhoodSampler(BaseSampler):
                     if len(out) == limit:
                         return out
         return out
+
+    def _in_prior_order(self, configs: list[Config]) -> list[Config]:
+        """configs, those the prior ranks better first; as given without a prior.
+
+        A config is ranked by its base config (SPLIT_K 1, no swap): the shipped prior records base
+        configs alone, and a good split depends on the shape's N, which other shapes do not share.
+        Configs of one base config keep their order.
+        """
+        if not self._rank:
+            return configs
+        unranked = len(self._rank)
+
+        def rank(c: Config) -> int:
+            return self._rank.get(replace(c, split_k=1, swap_ab=False), unranked)
+
+        return sorted(configs, key=rank)
 
     def infer_relative_search_space(self, study, trial) -> dict[str, CategoricalDistribution]:
         return dict(self._distributions)

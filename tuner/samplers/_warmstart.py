@@ -1,85 +1,76 @@
 """Warm starts: configs worth timing first, from what is already known about neighbouring problems.
 
-Three sources, cheapest knowledge first: the best configs of the nearest batch sizes already tuned
-for this shape, the entry an existing config file would give SGLang at this M, SGLang's default,
-and a prior from recorded landscapes of other shapes on the same device (configs that were close
-to the optimum there, at the nearest recorded M). The prior never uses the shape being tuned.
+Cheapest knowledge first: the best configs of the nearest batch sizes already tuned for this shape,
+the entry an existing config file gives this M, SGLang's default, the most trusted of those first
+ones with its tile height fitted to this M, and the prior's best configs of distinct tiles
+(tuner.samplers.Prior).
+
+The fitted seed is there because the nearest batch size's tile family can be the wrong one: tuned
+in order from M = 1, studies at M = 32 to 256 started from 16-row tiles, and local search, whose
+moves change the tile height one step at a time, never reached the 64-row tiles that win there (on
+an H200, (4608, 7168) at M = 64 exported a 16-row tile at 35.3 us where SGLang's shipped 64-row
+tile ran 27.3 us; seeded alike, a study on the recorded H100 landscape of that shape stays 1.29x
+from the optimum at 32 configs).
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib.resources
-import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from dataclasses import replace
 
-from tuner.benchmarkers import Row, read_rows
-from tuner.space import Config, Problem
-
-# Penalty ratio for a config that failed or is missing on a prior shape.
-_FAILED_RATIO = 10.0
-# The recorded landscapes the prior learns from: package data, so an installed tuner has them too.
-# (studies/landscapes/ in the repository links to them for the replay examples.)
-PRIOR_PACKAGE, PRIOR_FOLDER = "tuner.samplers", "landscapes"
+from tuner.space import BLOCK_SIZE_M, Config, Problem, default_config
 
 
-class Prior:
-    """Ranks configs by their geometric-mean slowdown to the optimum on recorded shapes."""
+def tile_height(M: int, default: Config) -> int:
+    """The BLOCK_SIZE_M that fits M: the smallest tile while M fits in it, else the default's.
 
-    def __init__(self, rows: Iterable[Row]) -> None:
-        # (device, input_type, N, K, block) -> M -> config -> us (None when failed)
-        self._by_shape: dict[tuple, dict[int, dict[Config, float | None]]] = defaultdict(lambda: defaultdict(dict))
-        for row in rows:
-            p = row.problem
-            key = (row.device, p.input_type, p.N, p.K, p.block_n, p.block_k)
-            self._by_shape[key][p.M][row.config] = row.us if row.status == "ok" else None
+    On the recorded H100 landscapes the best config uses 16 rows at every M <= 16 and 64 rows at every
+    M >= 256 (and at M = 64 on three of four shapes); 32, 128 and 256 rows never win. The H200 files
+    SGLang 0.5.23 ships for DeepSeek-V3's 13 TP8 shapes use 64 rows at every M from 24 to 128 (vLLM
+    0.34.0's in 12 of 13), and none uses 32.
+    """
+    return BLOCK_SIZE_M[0] if M <= BLOCK_SIZE_M[0] else default.block_m
 
-    @classmethod
-    def from_files(cls, paths: Iterable[str | Path]) -> Prior:
-        rows: list[Row] = []
-        for path in paths:
-            rows.extend(read_rows(path))
-        return cls(rows)
 
-    @classmethod
-    def shipped(cls) -> Prior:
-        """The landscapes installed with the tuner (tuner/samplers/landscapes/), wherever it is installed."""
-        folder = importlib.resources.files(PRIOR_PACKAGE).joinpath(PRIOR_FOLDER)
-        found = folder.iterdir() if folder.is_dir() else ()
-        sources = sorted((f for f in found if f.name.endswith((".csv", ".csv.gz"))), key=lambda f: f.name)
-        with contextlib.ExitStack() as stack:  # a real path for each, even from a zipped install
-            return cls.from_files([stack.enter_context(importlib.resources.as_file(f)) for f in sources])
+def distinct_tiles(ranking: Iterable[Config], k: int) -> list[Config]:
+    """The first k configs of ranking whose tiles (BLOCK_SIZE_M, N, K) differ from every earlier one's.
 
-    @property
-    def shapes(self) -> int:
-        """How many recorded shapes the prior holds (over every device)."""
-        return len(self._by_shape)
+    A prior's top configs are mostly one tile at several group sizes and stages, which local search
+    reaches in one step from any of them; a seed per tile spends the same trials on more families.
+    """
+    out: list[Config] = []
+    tiles = set()
+    for config in ranking:
+        tile = (config.block_m, config.block_n, config.block_k)
+        if tile not in tiles:
+            tiles.add(tile)
+            out.append(config)
+            if len(out) == k:
+                break
+    return out
 
-    def ranking(self, problem: Problem, device_name: str) -> list[Config]:
-        """Configs best first for problem, learned from every other recorded shape of this device."""
-        log_ratios: dict[Config, list[float]] = defaultdict(list)
-        shapes = 0
-        for (device, input_type, N, K, block_n, block_k), by_m in self._by_shape.items():
-            same_setup = (device, input_type, block_n, block_k) == (
-                device_name, problem.input_type, problem.block_n, problem.block_k
-            )  # fmt: skip
-            if not same_setup or (N, K) == (problem.N, problem.K):
-                continue
-            nearest_m = min(by_m, key=lambda m: (abs(math.log(m / problem.M)), m))
-            timings = by_m[nearest_m]
-            best = min((us for us in timings.values() if us is not None), default=None)
-            if best is None:
-                continue
-            shapes += 1
-            for config, us in timings.items():
-                log_ratios[config].append(math.log(us / best if us is not None else _FAILED_RATIO))
-        if not shapes:
-            return []
-        missing = math.log(_FAILED_RATIO)
-        score = {c: (sum(r) + missing * (shapes - len(r))) / shapes for c, r in log_ratios.items()}
-        return sorted(score, key=lambda c: (score[c], c))
+
+def warm_start_seeds(
+    problem: Problem,
+    *,
+    tuned: Sequence[Config],
+    entry: Config | None,
+    ranking: Sequence[Config],
+    prior_seeds: int,
+) -> list[Config]:
+    """A study's seeds, most trusted first (duplicates included; dedupe keeps the first of each).
+
+    tuned: the best configs the nearest tuned batch sizes found, nearest first; entry: what an
+    existing config file gives this M; ranking: the prior's configs, best first.
+    """
+    default = default_config(problem.block_n, problem.block_k)
+    found = [*tuned, *([entry] if entry is not None else [])]
+    height = tile_height(problem.M, default)
+    fitted = []
+    if found and found[0].block_m != height:
+        # On the base kernel: SPLIT_K and SWAP_AB suit a tile and an M, and a Hopper study's split seed sets them anew.
+        fitted = [replace(found[0], block_m=height, split_k=1, swap_ab=False)]
+    return [*found, default, *fitted, *distinct_tiles(ranking, prior_seeds)]
 
 
 def dedupe(configs: Iterable[Config | None], space: Sequence[Config] | frozenset[Config]) -> list[Config]:

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.baselines import BASELINES, ConfigFolder, find_baselines
 from tuner.benchmarkers import CONFIG_FILES, SAMPLING, STORAGE, Benchmarker, RunClock
 from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
-from tuner.samplers import Prior, dedupe, make_sampler, resolve, same_schedule
+from tuner.samplers import PRIOR_DEVICE, Prior, dedupe, make_sampler, resolve, same_schedule, warm_start_seeds
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
 from tuner.study._confirm import (
@@ -197,8 +197,13 @@ def tune_problem(
     with clock.timing(SAMPLING):
         references = dedupe([existing, *(baselines or {}).values()], space)
         seeds = dedupe([*references, *seeds], space)
-        sampler = make_sampler(sampler_name, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M)
+        ranking = options.prior.ranking(problem, bench.device_name) if options.prior else []
+        sampler = make_sampler(
+            sampler_name, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M, ranking=ranking
+        )
     made = {SAMPLER: sampler_name, SCHEDULES: cap, BUDGET: options.trials}
+    if ranking:  # which device's landscapes the prior came from (another one's where this device has none)
+        made[PRIOR_DEVICE] = options.prior.source(problem, bench.device_name)
     study = open_study(storage, problem, bench, sampler, space=options.space, attrs=made, clock=clock)
     with clock.timing(STORAGE):
         trials = study.get_trials(deepcopy=False)
@@ -301,10 +306,13 @@ def warm_starts(
     found: Found | None = None,
 ) -> list[Config]:
     """Seeds for one study, most trusted first (see tuner.samplers)."""
-    seeds = [
-        *_tuned_bests(storage, problem, bench, batch_sizes, options, found),
-        *_given_seeds(bench, problem, options, existing),
-    ]
+    seeds = warm_start_seeds(
+        problem,
+        tuned=_tuned_bests(storage, problem, bench, batch_sizes, options, found),
+        entry=nearest_entry(existing, problem.M) if existing else None,
+        ranking=options.prior.ranking(problem, bench.device_name) if options.prior else [],
+        prior_seeds=options.prior_seeds,
+    )
     if options.space == "hopper" and bench.sm_count is not None:  # the most trusted base config, split
         base = next(c for c in seeds if c is not None and not c.hopper)
         seeds.append(split_seed(problem, base, bench.sm_count))
@@ -313,12 +321,13 @@ def warm_starts(
 
 def _given_seeds(bench: Benchmarker, problem: Problem, options: TuneOptions, existing: dict[int, Config]) -> list:
     """The seeds known before any study of the shape ran: an existing file's entry, the default, the prior."""
-    prior = options.prior.ranking(problem, bench.device_name) if options.prior else []
-    return [
-        nearest_entry(existing, problem.M) if existing else None,
-        default_config(problem.block_n, problem.block_k),
-        *prior[: options.prior_seeds],
-    ]
+    return warm_start_seeds(
+        problem,
+        tuned=[],
+        entry=nearest_entry(existing, problem.M) if existing else None,
+        ranking=options.prior.ranking(problem, bench.device_name) if options.prior else [],
+        prior_seeds=options.prior_seeds,
+    )
 
 
 @functools.cache
