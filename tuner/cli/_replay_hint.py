@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tuner.benchmarkers import HEADER, HOPPER_HEADER
 from tuner.cli._common import QUANTIZATION_DEFAULTS
-from tuner.samplers._warmstart import PRIOR_FOLDER, PRIOR_PACKAGE
+from tuner.samplers import PRIOR_FOLDER, PRIOR_PACKAGE
 from tuner.space import Problem
 from tuner.study import DEFAULT_STORAGE
 

@@ -12,13 +12,15 @@ from tuner.samplers._neighbourhood import (
     trial_config,
     visited,
 )
-from tuner.samplers._prior import PRIOR_DEVICE, Prior, architecture
+from tuner.samplers._prior import PRIOR_DEVICE, PRIOR_FOLDER, PRIOR_PACKAGE, Prior, architecture
 from tuner.samplers._seeded import SeedsFirstSampler
 from tuner.samplers._warmstart import dedupe, distinct_tiles, tile_height, warm_start_seeds
 
 __all__ = [
     "AUTO",
     "PRIOR_DEVICE",
+    "PRIOR_FOLDER",
+    "PRIOR_PACKAGE",
     "SAMPLERS",
     "NeighbourhoodSampler",
     "Prior",
