@@ -74,8 +74,8 @@ class _Watch:
     def measurable(self, problem: Problem):
         return self._inside(self.bench.measurable, problem)
 
-    def prepare(self, problem: Problem, configs: Iterable[Config]) -> None:
-        self._inside(self.bench.prepare, problem, configs)
+    def prepare(self, problem: Problem, configs: Iterable[Config], *, replace: bool = False) -> None:
+        self._inside(self.bench.prepare, problem, configs, replace=replace)
 
     def measure(self, problem: Problem, config: Config, *, prune_above_us: float | None = None):
         shape = (problem.N, problem.K)
