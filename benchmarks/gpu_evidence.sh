@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The live evidence of 2026-12-06, in one background job, most important first: DeepSeek-V3 at TP 8 from
-# an empty storage and a cold Triton cache (the whole-model speed), a one-harness compare of its files
-# against the run before the speed work, SGLang's and vLLM's shipped files and the default; our kernel
-# against SGLang's released one; the same TP 8 run seeded by the shipped files; the Hopper space against
-# the base space and cuBLAS; float32 and int8 output once each; and a soak check around the long run.
+# an empty storage and a cold Triton cache (the whole-model speed) and a soak check around it; our kernel
+# against SGLang's released one; a one-harness compare of the run's files against the run before the
+# speed work, SGLang's and vLLM's shipped files and the default; the same TP 8 run seeded by the shipped
+# files; the Hopper space against the base space and cuBLAS; float32 and int8 output once each.
 # Usage on the GPU machine, from the repo root, with .whl and .sgl carried (.sgl: SGLang 0.5.23's
 # sglang/kernels/ops/gemm/fp8_kernel.py, and in .sgl/site the config folders of the SGLang 0.5.23 and
 # vLLM 0.34.0 wheels with their packages' __init__.py, which is all --baseline auto reads):
@@ -48,24 +48,24 @@ step tp8 done
 snapshot soak_after.txt
 python3 -c "import torch; print('fresh python3: torch', torch.__version__, torch.cuda.is_available())" >> "$out/soak_after.txt" 2>&1
 step soak done
-# 3. The same run seeded by the files of an installed SGLang 0.5.23 and vLLM 0.34.0 (--baseline auto; their
-# config folders from the released wheels, in .sgl/site), into a storage of its own, with a warm Triton cache.
+# 3. Our kernel against SGLang's released kernels, same operands.
+python3 benchmarks/against_sglang_kernel.py --sglang-source .sgl/fp8_kernel.py --repeats 5 > "$out/against_sglang.txt" 2>&1
+step kernel done
+# 4. One harness: after / before / shipped files / default, per shape, 18 M, 3 interleaved rounds.
+for shape in $SHAPES; do
+  N=${shape%x*}; K=${shape#*x}
+  contenders $N $K
+  python3 -m tuner.compare --N $N --K $K "${args[@]}" --out "$out/compare_$shape.csv" > "$out/compare_$shape.txt" 2>&1
+done
+step compare done
+# 5. The same run seeded by the files of an installed SGLang 0.5.23 and vLLM 0.34.0 (--baseline auto; their
+# config folders from the released wheels, in .sgl/site), into a storage of its own, with a warm Triton cache;
+# its end table times each shipped entry beside the pick in the confirmation round.
 start=$(date +%s)
 PYTHONPATH=$PYTHONPATH:$PWD/.sgl/site python3 -m tuner.run --tp-size 8 --trials 32 \
   --storage "sqlite:///$out/tp8_auto.sqlite3" --save-path "$out/cfg_auto" > "$out/tp8_auto_run.txt" 2>&1
 echo "exit $? wall_s $(( $(date +%s) - start ))" >> "$out/tp8_auto_run.txt"
 step tp8 auto done
-# 4. One harness: after (both runs) / before / shipped files / default, per shape, 18 M, 3 interleaved rounds.
-for shape in $SHAPES; do
-  N=${shape%x*}; K=${shape#*x}
-  contenders $N $K
-  args+=(--config "auto=$out/cfg_auto/$(cfg $N $K $dev)")
-  python3 -m tuner.compare --N $N --K $K "${args[@]}" --out "$out/compare_$shape.csv" > "$out/compare_$shape.txt" 2>&1
-done
-step compare done
-# 5. Our kernel against SGLang's released kernels, same operands.
-python3 benchmarks/against_sglang_kernel.py --sglang-source .sgl/fp8_kernel.py --repeats 5 > "$out/against_sglang.txt" 2>&1
-step kernel done
 # 6. The Hopper space on the narrow shapes, seeded by the base studies of step 1, against the base files and cuBLAS.
 for shape in 576x7168 512x7168; do
   N=${shape%x*}; K=${shape#*x}
