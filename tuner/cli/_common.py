@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from tuner.space import DEFAULT_OUT_DTYPE, INPUT_TYPES, OUT_DTYPES
@@ -69,3 +70,13 @@ def check_writable(path: Path, option: str, *, folder: bool) -> None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {str(path)!r} is not writable: {str(existing)!r} is not a writable folder.")
+
+
+def no_gpu(command: str) -> bool:
+    """True, after one line on stderr, when no CUDA GPU is visible: where a command that times kernels stops."""
+    import torch
+
+    if torch.cuda.is_available():
+        return False
+    print(f"error: {command} times kernels on a CUDA GPU and none is visible.", file=sys.stderr)
+    return True

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.benchmarkers import roofline_attrs
-from tuner.cli._common import add_gemm_flags, check_writable, gemm_setup
+from tuner.cli._common import add_gemm_flags, check_writable, gemm_setup, no_gpu
 from tuner.export import nearest_entry, read_config_file
 from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem, default_config
 
@@ -142,10 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    import torch
-
-    if not torch.cuda.is_available():
-        print("error: tuner.compare times kernels on a CUDA GPU and none is visible.", file=sys.stderr)
+    if no_gpu("tuner.compare"):
         return 1
 
     from tuner.benchmarkers._cuda import CudaTimingSession

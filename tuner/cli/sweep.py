@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from tqdm import tqdm
 
 from tuner.benchmarkers import Benchmarker, LandscapeWriter, Measurement, read_rows
-from tuner.cli._common import add_gemm_flags, gemm_setup
+from tuner.cli._common import add_gemm_flags, gemm_setup, no_gpu
 from tuner.space import SPACES, Config, Problem, search_space
 from tuner.stopping import TuningError, exit_status, held_outside_waits
 
@@ -103,10 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    import torch
-
-    if not torch.cuda.is_available():
-        print("error: tuner.sweep times kernels on a CUDA GPU and none is visible.", file=sys.stderr)
+    if no_gpu("tuner.sweep"):
         return 1
     from tuner.benchmarkers import GpuBenchmarker
 
