@@ -709,7 +709,7 @@ def test_a_dry_run_in_replay_says_what_it_would_use_and_find(tuned, landscape, c
     ]
     assert out[-1] == (
         "estimate: no GPU time, the latencies are the landscape's; about 1 s of CPU for the sampler and the storage "
-        "(at 45 ms a trial, measured on a 2-core CPU; more as the storage fills)"
+        "(at 9 ms a trial, measured on a 2-core CPU)"
     )
     assert _files(tmp) == before
 

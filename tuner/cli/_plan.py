@@ -11,13 +11,17 @@ from tuner.space import Problem, search_space
 
 # Per timed config on the H200 host (one NVIDIA H200, 16 CPU cores, torch 2.11, Triton 3.6, Optuna 5.1):
 # `python -m tuner.run --tp-size 8 --trials 32` timed 7488 configs in 1461 s, 2026-12-04, before the work
-# on the run's own bookkeeping; that host's rate stands for any GPU host until newer runs are measured.
+# on the run's own bookkeeping (79% of that wall time, now a few ms per config): an upper bound, and
+# that host's rate stands for any GPU host until a newer live run is measured.
 SECONDS_PER_TRIAL = 1461 / 7488
-LIVE_RATE = "the rate measured on one NVIDIA H200 with 16 CPU cores (7488 timed configs in 1461 s, 2026-12-04)"
-# Per trial in replay, sampler and storage alone (no GPU): README's replay example (6 studies x 32
-# trials against studies/landscapes/h100_fp8_7168x18432.csv.gz, a fresh SQLite storage) spent 8.6 s
-# in its studies on a 2-core CPU, 2026-12-05; the cost per trial grows as a storage fills.
-REPLAY_SECONDS_PER_TRIAL = 8.6 / 192
+LIVE_RATE = (
+    "the rate measured on one NVIDIA H200 with 16 CPU cores before the run's bookkeeping was cut (7488 timed "
+    "configs in 1461 s, 2026-12-04)"
+)
+# Per trial in replay (no GPU): README's replay example (6 studies x 32 trials against
+# studies/landscapes/h100_fp8_7168x18432.csv.gz, a fresh SQLite storage) took 1.7 s of the run's own
+# clock on a 2-core CPU, 2026-12-06, start-up included.
+REPLAY_SECONDS_PER_TRIAL = 1.7 / 192
 
 
 def plan(
@@ -69,7 +73,8 @@ def setup_lines(args: argparse.Namespace, devices: list[int], device_name: str |
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
+    """Whole seconds under a minute (one at the least), else minutes."""
+    return f"{max(1, round(seconds))} s" if seconds < 60 else f"{seconds / 60:.0f} min"
 
 
 def estimate(timed_configs: int, *, replay: bool) -> str:
@@ -77,7 +82,6 @@ def estimate(timed_configs: int, *, replay: bool) -> str:
     if replay:
         return (f"no GPU time, the latencies are the landscape's; about "
                 f"{_duration(timed_configs * REPLAY_SECONDS_PER_TRIAL)} of CPU for the sampler and the storage (at "
-                f"{REPLAY_SECONDS_PER_TRIAL * 1000:.0f} ms a trial, measured on a 2-core CPU; more as the storage "
-                "fills)")  # fmt: skip
+                f"{REPLAY_SECONDS_PER_TRIAL * 1000:.0f} ms a trial, measured on a 2-core CPU)")  # fmt: skip
     return (f"about {_duration(timed_configs * SECONDS_PER_TRIAL)} at most, at {LIVE_RATE}; warm starts and configs "
             "shared between batch sizes make it less")  # fmt: skip
