@@ -38,3 +38,12 @@ def deepgemm_note(device_name: str, out_dtype: str) -> str | None:
         "SGLANG_ENABLE_JIT_DEEPGEMM=0; the Triton path these configs serve runs float16/float32 output, "
         "older GPUs, AMD and runs with DeepGEMM off."
     )
+
+
+# What a user of a file with SPLIT_K / SWAP_AB entries must know before dropping it into SGLang.
+HOPPER_NOTE = (
+    "entries with SPLIT_K and SWAP_AB run on SGLang's Hopper kernel (_w8a8_block_fp8_matmul_hopper, shipped in "
+    "SGLang 0.5.23) where SGLang sees an SM90 GPU and CUDA 12.3 or newer; elsewhere, and in an SGLang without that "
+    "kernel, they reach the base kernel, which fails with 'KeyError: Keyword argument SPLIT_K was specified but "
+    "unrecognised': use --space base files there. vLLM does not run them."
+)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tuner.benchmarkers import HEADER, LandscapeWriter, Measurement, ReplayBenchmarker, Row, read_rows
-from tuner.cli.run import HOPPER_NOTE
 from tuner.cli.run import main as run_main
+from tuner.dispatch import HOPPER_NOTE
 from tuner.export import read_config_file
 from tuner.samplers import neighbours
 from tuner.space import HOPPER_KEYS, SGLANG_KEYS, Config, Problem, search_space

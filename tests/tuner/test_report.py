@@ -32,7 +32,9 @@ from tuner.analysis import (
     failed_trials,
     failures,
     history,
+    history_figure,
     importances,
+    latency_figure,
     load_studies,
     render_html,
     shape_label,
@@ -42,7 +44,7 @@ from tuner.analysis import (
 from tuner.benchmarkers import FAILURES, HEADER, HOPPER_HEADER, Row
 from tuner.cli.report import main
 from tuner.cli.run import main as run_main
-from tuner.dispatch import deepgemm_note
+from tuner.dispatch import HOPPER_NOTE, deepgemm_note
 from tuner.export import config_file_name, write_configs
 from tuner.space import TIMED, Problem, config_of, default_config, search_space
 
@@ -316,6 +318,18 @@ def test_studies_of_other_software_or_another_space_are_never_mixed_under_one_he
     superseded_part = page.split("<h2>Superseded studies</h2>")[1].split("<h2>")[0]
     assert all(name in superseded_part for name in names["old"])
     assert "1 studies were made with older software (or, in replay, another landscape)" in page
+    # Only the Hopper space's section says which SGLang kernel its entries need.
+    sections = {heading: part for heading, part in (p.split("</h2>", 1) for p in page.split("<h2>")[1:])}
+    said = [heading for heading in shapes if html.escape(f"SGLang's Hopper space: {HOPPER_NOTE}") in sections[heading]]
+    assert said == [heading for heading in shapes if "hopper" in heading]
+
+
+def test_latency_axes_label_decades_and_2_5_not_every_minor_tick_and_long_cells_wrap(tuned):
+    table = summary_table(tuned[0])
+    assert latency_figure(table).layout.yaxis.dtick == "D2"
+    assert history_figure(history(tuned[0])).layout.yaxis.dtick == "D2"
+    page = render_html(tuned[0])
+    assert "nowrap" not in page.split("</style>")[0]  # long configs and reasons wrap instead of widening the page
 
 
 def test_a_device_without_measured_ceilings_is_said_in_its_section(tuned):

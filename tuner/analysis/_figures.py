@@ -25,7 +25,7 @@ from tuner.analysis._tables import (
     summary_table,
 )
 from tuner.benchmarkers import missing_ceilings
-from tuner.dispatch import deepgemm_note
+from tuner.dispatch import HOPPER_NOTE, deepgemm_note
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -96,7 +96,8 @@ def latency_figure(table: pd.DataFrame) -> go.Figure:
             )
     for col in (1, 2):
         _log_m_axis(fig, sorted(table.M), row=1, col=col)
-    fig.update_yaxes(type="log", row=1, col=1)  # latencies span 100x from M=1 to M=4096
+    # latencies span 100x from M=1 to M=4096; labels at 1, 2 and 5 of each decade, not at every minor tick
+    fig.update_yaxes(type="log", dtick="D2", row=1, col=1)
     fig.update_layout(height=380, margin={"t": 40, "b": 40})
     return fig
 
@@ -122,7 +123,7 @@ def history_figure(frame: pd.DataFrame) -> go.Figure:
         title="optimization history: best latency so far",
         xaxis_title="timed trial",
         yaxis_title="best us",
-        yaxis_type="log",
+        yaxis={"type": "log", "dtick": "D2"},
         height=380,
         margin={"t": 40, "b": 40},
     )
@@ -175,7 +176,8 @@ def failures_figure(frame: pd.DataFrame) -> go.Figure:
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; font-size: 13px; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+td { max-width: 24em; overflow-wrap: anywhere; }
 th { background: #f0f0f0; }
 h2 { border-top: 2px solid #888; padding-top: 0.6em; margin-top: 2em; }
 .note { color: #555; font-size: 13px; }
@@ -240,6 +242,8 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
         figures.append(failures_figure(of(fails)))
         parts.append(f"<h2>{html.escape(shape_label(shape))}</h2>")
         notes = [deepgemm_note(str(shape["device"]), str(shape["out_dtype"])), missing_ceilings(str(shape["device"]))]
+        if shape["space"] == "hopper":
+            notes.append(f"SGLang's Hopper space: {HOPPER_NOTE}")
         parts += [f"<p class=note>{html.escape(note)}</p>" for note in notes if note is not None]
         if rows.file.any():
             parts.append(f"<p class=note>config file: {html.escape(rows.file[rows.file != ''].iloc[0])}</p>")

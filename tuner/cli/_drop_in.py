@@ -17,13 +17,6 @@ from pathlib import Path
 from tuner.export import is_vllm_name
 
 # What a user of a file with SPLIT_K / SWAP_AB entries must know before dropping it into SGLang.
-HOPPER_NOTE = (
-    "entries with SPLIT_K and SWAP_AB run on SGLang's Hopper kernel (_w8a8_block_fp8_matmul_hopper, shipped in "
-    "SGLang 0.5.23) where SGLang sees an SM90 GPU and CUDA 12.3 or newer; elsewhere, and in an SGLang without that "
-    "kernel, they reach the base kernel, which fails with 'KeyError: Keyword argument SPLIT_K was specified but "
-    "unrecognised': use --space base files there. vLLM does not run them."
-)
-
 # Where each loader looks for its files, inside the installed package.
 SGLANG_FOLDER = (
     "sglang/kernels/ops/gemm/configs/ (SGLang 0.5.23; older releases: sglang/srt/layers/quantization/configs/)"

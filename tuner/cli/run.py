@@ -21,10 +21,10 @@ from tuner.cli._common import (
     check_writable,
     gemm_setup,
 )
-from tuner.cli._drop_in import HOPPER_NOTE, run_record, where_files_go
+from tuner.cli._drop_in import run_record, where_files_go
 from tuner.cli._plan import deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
 from tuner.cli._replay_hint import replay_hint
-from tuner.dispatch import deepgemm_note, is_hopper
+from tuner.dispatch import HOPPER_NOTE, deepgemm_note, is_hopper
 from tuner.export import (
     FORMATS,
     ExportError,
