@@ -12,7 +12,7 @@ import pytest
 from tuner.benchmarkers import ReplayBenchmarker
 from tuner.samplers import Prior, warm_start_seeds
 from tuner.space import Config, Problem, default_config
-from tuner.study import TuneOptions, split_seed, tune_problem, warm_starts
+from tuner.study import TuneOptions, split_seed, study_name, tune_problem, warm_starts
 
 LANDSCAPE = Path(__file__).resolve().parents[2] / "studies" / "landscapes" / "h100_fp8_7168x18432.csv.gz"
 DEFAULT = default_config(128, 128)
@@ -122,3 +122,17 @@ def test_the_split_seed_fills_the_devices_own_sms():
     problem = Problem(N=3072, K=7168, M=16)
     assert [split_seed(problem, DEFAULT, sms).split_k for sms in (132, 114, 78, 16)] == [4, 4, 4, 1]
     assert split_seed(Problem(N=576, K=7168, M=1), DEFAULT, 78).split_k == 16  # 78 / 5 tiles = 15.6
+
+
+def test_warm_starts_take_both_neighbours_best_from_this_processs_finished_studies():
+    # found holds what this process's finished studies found; the storage has none of them (another
+    # process's storage, say): both the smaller and the larger neighbour's bests seed the study.
+    bench = ReplayBenchmarker.from_file(LANDSCAPE)
+    problem = Problem(N=7168, K=18432, M=64, out_dtype="bfloat16")
+    small = Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=5)
+    large = Config(block_m=128, block_n=128, block_k=128, group_m=32, num_warps=8, num_stages=3)
+    found = {study_name(problem.at(M), bench.device_name, bench.kind, bench.software): [config]
+             for M, config in ((16, small), (256, large))}  # fmt: skip
+    storage = optuna.storages.InMemoryStorage()
+    seeds = warm_starts(storage, bench, problem, [1, 16, 64, 256], TuneOptions(), existing={}, found=found)
+    assert seeds[:2] == [small, large]

@@ -120,8 +120,8 @@ def _tuned_bests(
     for side in (lambda m: m < problem.M, lambda m: m > problem.M):
         for m in (m for m in others if side(m)):
             name = study_name(problem.at(m), bench.device_name, bench.kind, bench.software, options.space)
-            if found := _bests(storage, name, k, found):  # a study another process has only begun: look further
-                configs += found
+            if bests := _bests(storage, name, k, found):  # a study another process has only begun: look further
+                configs += bests
                 break
     if options.space != "base":
         configs += _bests(storage, study_name(problem, bench.device_name, bench.kind, bench.software), k, found)
