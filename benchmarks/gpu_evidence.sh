@@ -2,8 +2,9 @@
 # The live evidence of 2026-12-06, in one background job, most important first: DeepSeek-V3 at TP 8 from
 # an empty storage and a cold Triton cache (the whole-model speed) and a soak check around it; our kernel
 # against SGLang's released one; a one-harness compare of the run's files against the run before the
-# speed work, SGLang's and vLLM's shipped files and the default; the same TP 8 run seeded by the shipped
-# files; the Hopper space against the base space and cuBLAS; float32 and int8 output once each.
+# speed work, SGLang's and vLLM's shipped files and the default; on an H200 its landscapes; the same TP 8
+# run seeded by the shipped files; the Hopper space against the base space and cuBLAS; float32 and int8
+# output once each. The TP 8 run passes --baseline none, so that it shows the searcher alone.
 # Usage on the GPU machine, from the repo root, with .whl and .sgl carried (.sgl: SGLang 0.5.23's
 # sglang/kernels/ops/gemm/fp8_kernel.py, and in .sgl/site the config folders of the SGLang 0.5.23 and
 # vLLM 0.34.0 wheels with their packages' __init__.py, which is all --baseline auto reads):
@@ -11,7 +12,7 @@
 # then poll OUTDIR/progress.txt; fetch the results as one archive (the device tool returns eight files).
 set -u
 out=${1:?OUTDIR}
-mkdir -p "$out"
+mkdir -p "$out/landscapes"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_CACHE_DIR=$out/triton_cache
 step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
@@ -40,8 +41,8 @@ snapshot soak_before.txt
 nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader -l 1 > "$out/utilisation.csv" 2>&1 &
 smi=$!
 start=$(date +%s)
-python3 -m tuner.run --tp-size 8 --trials 32 --storage "sqlite:///$out/tp8.sqlite3" --save-path "$out/cfg" \
-  > "$out/tp8_run.txt" 2>&1
+python3 -m tuner.run --tp-size 8 --trials 32 --baseline none --storage "sqlite:///$out/tp8.sqlite3" \
+  --save-path "$out/cfg" > "$out/tp8_run.txt" 2>&1
 echo "exit $? wall_s $(( $(date +%s) - start ))" >> "$out/tp8_run.txt"
 kill $smi
 step tp8 done
@@ -59,7 +60,19 @@ for shape in $SHAPES; do
   python3 -m tuner.compare --N $N --K $K "${args[@]}" --out "$out/compare_$shape.csv" > "$out/compare_$shape.txt" 2>&1
 done
 step compare done
-# 5. The same run seeded by the files of an installed SGLang 0.5.23 and vLLM 0.34.0 (--baseline auto; their
+# 5. On an H200, its own landscapes, as benchmarks/record_landscapes.sh records them (the H100's exist).
+if [[ $dev == *H200* ]]; then
+  for shape in 576x7168 4608x7168 5120x6400; do
+    N=${shape%x*}; K=${shape#*x}
+    python3 -m tuner.sweep --N $N --K $K --out-dtype float16 --batch-sizes 1 16 64 256 1024 4096 \
+      --out "$out/landscapes/h200_fp8_fp16_$shape.csv.gz" >> "$out/landscapes/sweep.log" 2>&1
+    step sweep $shape exit $?
+  done
+  python3 benchmarks/hopper_check.py --shapes 576x7168 512x7168 3072x7168 --batch-sizes 1 4 16 64 256 \
+    --out-dtype float16 --out "$out/landscapes/h200_fp8_fp16_hopper_grid_narrow.csv" > "$out/landscapes/hopper_check.txt" 2>&1
+  step hopper grid exit $?
+fi
+# 6. The same run seeded by the files of an installed SGLang 0.5.23 and vLLM 0.34.0 (--baseline auto; their
 # config folders from the released wheels, in .sgl/site), into a storage of its own, with a warm Triton cache;
 # its end table times each shipped entry beside the pick in the confirmation round.
 start=$(date +%s)
@@ -67,7 +80,7 @@ PYTHONPATH=$PYTHONPATH:$PWD/.sgl/site python3 -m tuner.run --tp-size 8 --trials 
   --storage "sqlite:///$out/tp8_auto.sqlite3" --save-path "$out/cfg_auto" > "$out/tp8_auto_run.txt" 2>&1
 echo "exit $? wall_s $(( $(date +%s) - start ))" >> "$out/tp8_auto_run.txt"
 step tp8 auto done
-# 6. The Hopper space on the narrow shapes, seeded by the base studies of step 1, against the base files and cuBLAS.
+# 7. The Hopper space on the narrow shapes, seeded by the base studies of step 1, against the base files and cuBLAS.
 for shape in 576x7168 512x7168; do
   N=${shape%x*}; K=${shape#*x}
   python3 -m tuner.run --N $N --K $K --space hopper --trials 32 --storage "sqlite:///$out/tp8.sqlite3" \
@@ -77,7 +90,7 @@ for shape in 576x7168 512x7168; do
     > "$out/compare_hopper_$shape.txt" 2>&1
 done
 step hopper done
-# 7. float32 output and int8 inputs, once each, six batch sizes of one shape, from an empty storage.
+# 8. float32 output and int8 inputs, once each, six batch sizes of one shape, from an empty storage.
 for variant in "--out-dtype float32" "--input-type int8"; do
   name=$(echo $variant | tr -d ' -')
   start=$(date +%s)
