@@ -8,7 +8,7 @@ of SGLang, so only its three Triton kernels (the base kernel, the Hopper kernel 
 reduce) are taken from its source, written to a module of their own and launched the way SGLang's
 `w8a8_block_fp8_matmul_triton` launches them on an SM90 GPU. Both kernels are checked against the
 float32 reference on the first launch and timed with kernels.timing (CUDA-graph replays over
-rotating operand sets), interleaved, median of --repeats timings each; printed as ours / SGLang's.
+rotating operand sets), interleaved in alternating order, median of --repeats timings each; printed as ours / SGLang's.
 """
 
 from __future__ import annotations
@@ -114,9 +114,10 @@ def main() -> None:
                 if not error < RELATIVE_TOLERANCE[out_dtype]:
                     raise SystemExit(f"{name} is wrong at N={N} K={K} M={M} {label}: relative error {error:.2e}")
             times = {name: [] for name in launches}
-            for _ in range(args.repeats):
-                for name, launch in launches.items():
-                    times[name].append(time_launches(launch, len(sets)).median_us)
+            for repeat in range(args.repeats):
+                # Each kernel goes first in every other round, so an order effect cannot favour one.
+                for name in sorted(launches, reverse=repeat % 2 == 1):
+                    times[name].append(time_launches(launches[name], len(sets)).median_us)
             ours, sglang = statistics.median(times["ours"]), statistics.median(times["sglang"])
             ratios.append(ours / sglang)
             print(f"{N:>5} {K:>6} {M:>5} {label:>22} {ours:>9.1f} {sglang:>9.1f} {ours / sglang:>12.3f}", flush=True)
