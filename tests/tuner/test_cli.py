@@ -723,7 +723,7 @@ def test_a_live_dry_run_needs_no_gpu_and_creates_nothing(tmp_path, monkeypatch, 
         "mode: live, on a CUDA GPU; none is visible here, so the device, existing files and studies are unknown" in out
     )
     assert "storage: sqlite:///studies/tuner.sqlite3" in out and "save path: configs/ (SGLang's file names)" in out
-    assert out[-1].startswith("estimate: about 1 s at most, at the rate measured on one NVIDIA H200 with 16 CPU cores")
+    assert out[-1].startswith("estimate: about 1 s at most, at the rate of a whole model on one NVIDIA H100")
     assert list(tmp_path.iterdir()) == []
 
 

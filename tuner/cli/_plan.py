@@ -9,15 +9,12 @@ from tuner.samplers import resolve
 from tuner.shapes import ModelPlan
 from tuner.space import Problem, search_space
 
-# Per timed config on the H200 host (one NVIDIA H200, 16 CPU cores, torch 2.11, Triton 3.6, Optuna 5.1):
-# `python -m tuner.run --tp-size 8 --trials 32` timed 7488 configs in 1461 s, 2026-12-04, before the work
-# on the run's own bookkeeping (79% of that wall time, now a few ms per config): an upper bound, and
-# that host's rate stands for any GPU host until a newer live run is measured.
-SECONDS_PER_TRIAL = 1461 / 7488
-LIVE_RATE = (
-    "the rate measured on one NVIDIA H200 with 16 CPU cores before the run's bookkeeping was cut (7488 timed "
-    "configs in 1461 s, 2026-12-04)"
-)
+# Per timed config on a GPU host: `python -m tuner.run --tp-size 8 --trials 32 --baseline none` timed 7488
+# configs in 323 s from an empty storage and a cold Triton cache on one NVIDIA H100 80GB HBM3 with 16 CPU
+# cores (torch 2.11, Triton 3.6, Optuna 5.1), 2026-12-06 (benchmarks/results/h100_evidence_2026-12-06/).
+# Small kernels dominate that model, so the rate stands for other GPU hosts until they are measured.
+SECONDS_PER_TRIAL = 323 / 7488
+LIVE_RATE = "the rate of a whole model on one NVIDIA H100 with 16 CPU cores (7488 timed configs in 323 s, 2026-12-06)"
 # Per trial in replay (no GPU): README's replay example (6 studies x 32 trials against
 # studies/landscapes/h100_fp8_7168x18432.csv.gz, a fresh SQLite storage) took 1.7 s of the run's own
 # clock on a 2-core CPU, 2026-12-06, start-up included.
