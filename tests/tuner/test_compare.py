@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuner.cli.compare import candidates, compile_jobs, main
+from tuner.benchmarkers import Measurement
+from tuner.cli.compare import candidates, compile_jobs, main, time_picks
 from tuner.export import write_configs
 from tuner.space import Config, Problem, default_config
 
@@ -75,3 +76,53 @@ def test_compile_jobs_share_a_binary_across_labels_and_batch_sizes():
     assert picks[problems[2]]["tuned"] == default_config(128, 128)
     jobs = compile_jobs(picks)
     assert sorted((p.M, c.block_m) for p, c in jobs) == [(1, 16), (1, 64), (16, 16), (16, 64)]
+
+
+class RecordingSession:
+    """Answers with set latencies per config and records what it was asked."""
+
+    def __init__(self, latencies: dict[Config, list[float]], failing: set[Config] = frozenset()) -> None:
+        self.latencies, self.failing = latencies, failing
+        self.checked: list[Config] = []
+        self.retimed: list[Config] = []
+
+    def measure(self, problem, config, prune_above_us):
+        self.checked.append(config)
+        return Measurement("failed", reason="wrong result") if config in self.failing else Measurement("ok", us=1.0)
+
+    def retime(self, problem, configs, rounds):
+        self.retimed = list(configs)
+        return {config: self.latencies[config][:rounds] for config in configs}
+
+
+def test_labels_on_one_config_share_its_one_timing_and_a_failing_config_drops_its_label():
+    default = default_config(128, 128)
+    broken = SHIPPED[1]
+    session = RecordingSession({TUNED[1]: [30.0, 10.0, 20.0], default: [50.0, 40.0, 60.0]}, failing={broken})
+    picks = {"tuned": TUNED[1], "vllm": TUNED[1], "sglang": broken, "default": default}
+    medians = time_picks(session, Problem(N=7168, K=18432, M=1), picks, rounds=3)
+    assert medians == {"tuned": 20.0, "vllm": 20.0, "default": 50.0}
+    assert session.checked == [TUNED[1], broken, default]  # each distinct config checked once
+    assert session.retimed == [TUNED[1], default]
+
+
+def test_each_round_of_a_retime_starts_with_another_config(monkeypatch):
+    """The real session's rounds, with the GPU's part (operands, launches, timing) stood in for."""
+    from kernels.timing import GraphTiming
+    from tuner.benchmarkers import _cuda
+
+    session = object.__new__(_cuda.CudaTimingSession)  # no CUDA context on this machine
+    session.gpu_s = 0.0
+    monkeypatch.setattr(session, "operands", lambda problem: ["set"], raising=False)
+    monkeypatch.setattr(session, "_launcher", lambda problem, config, sets: config, raising=False)
+    order: list[Config] = []
+
+    def fake_time_launches(launch, n_sets):
+        order.append(launch)
+        return GraphTiming(estimate_us=1.0, median_us=1.0, p20_us=1.0, p80_us=1.0, launches_per_replay=1)
+
+    monkeypatch.setattr(_cuda, "time_launches", fake_time_launches)
+    a, b, c = TUNED[1], TUNED[256], SHIPPED[1]
+    times = session.retime(Problem(N=7168, K=18432, M=1), [a, b, c], 3)
+    assert order == [a, b, c, b, c, a, c, a, b]
+    assert times == {a: [1.0] * 3, b: [1.0] * 3, c: [1.0] * 3}

@@ -6,8 +6,9 @@
 
 Each labelled config file gives SGLang's pick for each M (nearest key); --landscape adds the
 recorded optimum; SGLang's default config is always included. Every distinct config is compiled
-first, on every CPU core; then all are timed in the same process on the same operands, interleaved,
-several rounds, so the ratios compare like with like.
+first, on every CPU core; then each is checked once and timed in the same process on the same
+operands, in several interleaved rounds that each start with a different config, so the ratios
+compare like with like. Labels that pick the same config share its one timing.
 """
 
 from __future__ import annotations
@@ -61,6 +62,20 @@ def compile_ahead(picks: dict[Problem, dict[str, Config]], workers: int) -> None
         for failure in pool.map(compile_config, *zip(*jobs)):
             if failure is not None:  # measured again in the timing loop, which reports it per config
                 print(f"compile: {failure.status}: {failure.reason[:120]}", flush=True)
+
+
+def time_picks(session, problem: Problem, picks: dict[str, Config], rounds: int) -> dict[str, float]:
+    """Each label's median latency over rounds; a label whose config fails its check gets none.
+
+    Each distinct config is checked once and timed once per round, whatever number of labels picked
+    it (two labels on one config get one number: any gap between them would be noise), and each
+    round starts with a different config, so that a GPU warming through a round slows none alike.
+    """
+    distinct = list(dict.fromkeys(picks.values()))
+    passed = [config for config in distinct if session.measure(problem, config, None).status == "ok"]
+    times = session.retime(problem, passed, rounds) if passed else {}
+    medians = {config: statistics.median(ts) for config, ts in times.items() if ts}
+    return {label: medians[config] for label, config in picks.items() if config in medians}
 
 
 def _cublas(a, b, a_scales, b_scales, out_dtype):
@@ -153,13 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     print(f"device {session.device_name}; median of {args.rounds} rounds, us per launch in CUDA graphs")
     for problem, picks in picks_by_problem.items():
-        timings: dict[str, list[float]] = {label: [] for label in picks}
-        for _ in range(args.rounds):
-            for label, config in picks.items():
-                result = session.measure(problem, config, None)
-                if result.status == "ok":
-                    timings[label].append(result.us)
-        medians = {label: statistics.median(v) for label, v in timings.items() if v}
+        medians = time_picks(session, problem, picks, args.rounds)
         cublas = _time_cublas(session, problem)
         for label, config in picks.items():
             if label in medians:
