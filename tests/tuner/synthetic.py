@@ -1,19 +1,22 @@
 """Synthetic landscapes for tests: a smooth latency model over the space, with realistic failures.
 
 Also the storage that the report, dashboard and notebook tests read: one shape tuned in replay by
-the real command line, made once per test session.
+the real command line, made once per test session; and fresh databases on the PostgreSQL server
+that TUNER_TEST_POSTGRES names (.ci/postgres.sh starts one).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 from tuner.benchmarkers import HEADER, HOPPER_HEADER, Row
 from tuner.export import config_file_name
@@ -130,3 +133,17 @@ def shared_replay_storage(tmp_path_factory: pytest.TempPathFactory) -> tuple[str
         replay_storage(folder)
         (folder / "done").touch()
     return f"sqlite:///{folder}/s.db", folder / "cfg" / STORED_FILE_NAME
+
+
+POSTGRES = os.environ.get("TUNER_TEST_POSTGRES")
+NO_POSTGRES = "needs TUNER_TEST_POSTGRES (.ci/postgres.sh starts a server)"
+
+
+def postgres_database(name: str) -> str:
+    """A fresh database on the test server, so each test starts from an empty storage."""
+    engine = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return POSTGRES.rsplit("/", 1)[0] + f"/{name}"

@@ -19,7 +19,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 import tuner.study._storage
-from tests.tuner.synthetic import synthetic_rows, write_landscape
+from tests.tuner.synthetic import NO_POSTGRES, POSTGRES, postgres_database, synthetic_rows, write_landscape
 from tuner.benchmarkers import ReplayBenchmarker, RunClock
 from tuner.export import read_config_file
 from tuner.samplers import distributions, make_sampler
@@ -44,7 +44,6 @@ BATCH_SIZES = [1, 16, 64]
 # one worker does; with 10 configs per study that cost up to 5% on this landscape (seen once in CI
 # checks), with 20 the shared runs match one worker within 1%.
 TRIALS = 20
-POSTGRES = os.environ.get("TUNER_TEST_POSTGRES")
 MEASURED = ("ok", "pruned", "out_of_resources", "compile_error", "crash", "timeout")
 
 
@@ -76,17 +75,6 @@ def _exported(folder: Path, landscape: Path) -> dict[int, float]:
     (path,) = folder.glob("*.json")
     replay = ReplayBenchmarker.from_file(landscape)
     return {M: replay.latency(Problem(N=512, K=1024, M=M), config) for M, config in read_config_file(path).items()}
-
-
-def _postgres_database(name: str) -> str:
-    """A fresh database on the test server, so each test starts from an empty storage."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _assert_same_quality(parallel: dict[int, float], single: dict[int, float]) -> None:
@@ -188,9 +176,9 @@ def test_four_processes_share_studies_on_sqlite(landscape, tmp_path, one_worker_
     _assert_same_quality(_exported(tmp_path / "cfg", landscape), one_worker_file)
 
 
-@pytest.mark.skipif(POSTGRES is None, reason="needs TUNER_TEST_POSTGRES (.ci/postgres.sh starts a server)")
+@pytest.mark.skipif(POSTGRES is None, reason=NO_POSTGRES)
 def test_four_processes_share_studies_on_postgresql(landscape, tmp_path, one_worker_file):
-    url = _postgres_database("tuner_share")
+    url = postgres_database("tuner_share")
     for done in _concurrent_processes(landscape, url, tmp_path / "cfg", 4):
         assert done.returncode == 0, done.stderr
     _check_studies(url)
@@ -210,8 +198,8 @@ def _slow_worker(url: str, landscape: str) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_killed_workers_trial_is_failed_by_heartbeat_and_retried(landscape, tmp_path, backend):
     if backend == "postgresql" and POSTGRES is None:
-        pytest.skip("needs TUNER_TEST_POSTGRES (.ci/postgres.sh starts a server)")
-    url = f"sqlite:///{tmp_path}/s.db" if backend == "sqlite" else _postgres_database("tuner_kill")
+        pytest.skip(NO_POSTGRES)
+    url = f"sqlite:///{tmp_path}/s.db" if backend == "sqlite" else postgres_database("tuner_kill")
     worker = mp.get_context("spawn").Process(target=_slow_worker, args=(url, str(landscape)))
     worker.start()
     deadline = time.monotonic() + 60
