@@ -23,7 +23,7 @@ from tuner.samplers import distributions
 from tuner.space import REASON, STATUS, TIMED, US, default_config, search_space
 from tuner.study import make_storage
 from tuner.study._liveness import OWNER, owner
-from tuner.study._rows import create_trial, set_study_attrs, take_waiting, update_trial
+from tuner.study._rows import create_trial, existing_studies, set_study_attrs, take_waiting, update_trial
 
 DISTRIBUTIONS = distributions(search_space(128))
 PARAMS = default_config(128, 128).params(tuple(DISTRIBUTIONS))
@@ -195,3 +195,16 @@ def test_on_postgresql_each_write_is_one_statement():
         storage, waiting, params=PARAMS, distributions=DISTRIBUTIONS, system_attrs={OWNER: owner()}, clock=clock
     )
     assert len(sent) == 1
+
+
+def test_which_studies_exist_is_one_query_and_the_same_in_memory(storage):
+    for name in ("a", "b"):
+        optuna.create_study(storage=storage, study_name=name)
+    statements = []
+    sqlalchemy.event.listen(storage.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert existing_studies(storage, ["a", "c", "b"]) == {"a", "b"}
+    assert existing_studies(storage, []) == set()
+    assert len(statements) == 1
+    memory = optuna.storages.InMemoryStorage()
+    optuna.create_study(storage=memory, study_name="a")
+    assert existing_studies(memory, ["a", "c"]) == {"a"}

@@ -30,7 +30,7 @@ import datetime
 import functools
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -458,6 +458,22 @@ def set_study_attrs(storage: BaseStorage, study_id: int, attrs: Mapping[str, Any
         return
     with _transaction(rdb, clock, (models.StudyModel, study_id)) as session:
         _replace(session, models.StudyUserAttributeModel, rows, study_id=study_id)
+
+
+def existing_studies(storage: BaseStorage, names: Collection[str]) -> set[str]:
+    """Which of names are studies in storage: one query on an RDBStorage.
+
+    Optuna looks a study up by name in a transaction of its own, and one that is not there costs as
+    much as one that is: the warm starts ask after up to 17 batch sizes a study, most not tuned yet.
+    """
+    rdb = rdb_of(storage)
+    if not names:
+        return set()
+    if rdb is None:
+        return set(names) & {study.study_name for study in storage.get_all_studies()}
+    column = models.StudyModel.__table__.c.study_name
+    with _autocommit(rdb) as connection:
+        return set(connection.execute(sqlalchemy.select(column).where(column.in_(list(names)))).scalars())
 
 
 class Trials:

@@ -34,7 +34,7 @@ from tuner.study._confirm import (
     is_current,
 )
 from tuner.study._liveness import retire_dead
-from tuner.study._rows import set_study_attrs
+from tuner.study._rows import existing_studies, set_study_attrs
 from tuner.study._search import DECIDING_S, Search
 from tuner.study._storage import (
     BUDGET,
@@ -112,15 +112,18 @@ def _tuned_bests(
     """What this shape's studies already found: the nearest smaller and larger tuned batch sizes' best
     configs in this space, and in a Hopper study the base space's best at this M.
 
-    Each study is looked up by its name (its trials alone are read), or taken from found.
+    Each study is taken from found, or looked up by its name (its trials alone are read) if one query
+    says the storage holds it.
     """
     k = options.neighbour_seeds
     others = sorted((m for m in batch_sizes if m != problem.M), key=lambda m: abs(math.log(m / problem.M)))
+    names = {m: study_name(problem.at(m), bench.device_name, bench.kind, bench.software, options.space) for m in others}
+    known = set(found or ())
+    known |= existing_studies(storage, [name for name in names.values() if name not in known])
     configs: list[Config] = []
     for side in (lambda m: m < problem.M, lambda m: m > problem.M):
-        for m in (m for m in others if side(m)):
-            name = study_name(problem.at(m), bench.device_name, bench.kind, bench.software, options.space)
-            if bests := _bests(storage, name, k, found):  # a study another process has only begun: look further
+        for m in (m for m in others if side(m) and names[m] in known):
+            if bests := _bests(storage, names[m], k, found):  # a study another process has only begun: look further
                 configs += bests
                 break
     if options.space != "base":
