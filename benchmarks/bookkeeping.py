@@ -31,7 +31,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
-from tests.tuner.synthetic import write_landscape
+from tests.tuner.synthetic import fresh_database, write_landscape
 from tuner.benchmarkers import CATEGORIES, DEVICE_CATEGORIES, LABELS, ReplayBenchmarker, RunClock
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem
@@ -140,14 +140,7 @@ def _run(url: str, landscape: ReplayBenchmarker, shapes, trials: int, save: Path
 
 
 def _fresh_url(folder: Path, name: str, postgres: str | None) -> str:
-    if postgres is None:
-        return f"sqlite:///{folder}/{name}.sqlite3"
-    engine = sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return postgres.rsplit("/", 1)[0] + f"/{name}"
+    return f"sqlite:///{folder}/{name}.sqlite3" if postgres is None else fresh_database(postgres, name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -139,11 +139,16 @@ POSTGRES = os.environ.get("TUNER_TEST_POSTGRES")
 NO_POSTGRES = "needs TUNER_TEST_POSTGRES (.ci/postgres.sh starts a server)"
 
 
-def postgres_database(name: str) -> str:
-    """A fresh database on the test server, so each test starts from an empty storage."""
-    engine = sqlalchemy.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+def fresh_database(server: str, name: str) -> str:
+    """The URL of database name on the PostgreSQL server at URL server, created empty (dropped first)."""
+    engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         connection.exec_driver_sql(f"CREATE DATABASE {name}")
     engine.dispose()
-    return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
+    return server.rsplit("/", 1)[0] + f"/{name}"
+
+
+def postgres_database(name: str) -> str:
+    """A fresh database on the test server, so each test starts from an empty storage."""
+    return fresh_database(POSTGRES, name)
