@@ -12,7 +12,7 @@
 # then poll OUTDIR/progress.txt; fetch the results as one archive (the device tool returns eight files).
 set -u
 out=${1:?OUTDIR}
-mkdir -p "$out/landscapes"
+mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_CACHE_DIR=$out/triton_cache
 step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
@@ -60,17 +60,10 @@ for shape in $SHAPES; do
   python3 -m tuner.compare --N $N --K $K "${args[@]}" --out "$out/compare_$shape.csv" > "$out/compare_$shape.txt" 2>&1
 done
 step compare done
-# 5. On an H200, its own landscapes, as benchmarks/record_landscapes.sh records them (the H100's exist).
+# 5. On an H200, its own landscapes and measured ceilings (the H100's exist), by the script that recorded the H100's.
 if [[ $dev == *H200* ]]; then
-  for shape in 576x7168 4608x7168 5120x6400; do
-    N=${shape%x*}; K=${shape#*x}
-    python3 -m tuner.sweep --N $N --K $K --out-dtype float16 --batch-sizes 1 16 64 256 1024 4096 \
-      --out "$out/landscapes/h200_fp8_fp16_$shape.csv.gz" >> "$out/landscapes/sweep.log" 2>&1
-    step sweep $shape exit $?
-  done
-  python3 benchmarks/hopper_check.py --shapes 576x7168 512x7168 3072x7168 --batch-sizes 1 4 16 64 256 \
-    --out-dtype float16 --out "$out/landscapes/h200_fp8_fp16_hopper_grid_narrow.csv" > "$out/landscapes/hopper_check.txt" 2>&1
-  step hopper grid exit $?
+  bash benchmarks/record_landscapes.sh "$out/landscapes"
+  step landscapes exit $?
 fi
 # 6. The same run seeded by the files of an installed SGLang 0.5.23 and vLLM 0.34.0 (--baseline auto; their
 # config folders from the released wheels, in .sgl/site), into a storage of its own, with a warm Triton cache;
