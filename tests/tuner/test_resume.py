@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import optuna
 import pytest
@@ -25,12 +26,14 @@ from tuner.study import MEASURED, TuneOptions, is_timed, make_storage, study_nam
 
 SHAPE = (256, 512)
 BATCH_SIZES = (1, 16, 64)
-# Enough configs that a run is still tuning when it is stopped: a run of 36 now ends in well under
-# a second, and a signal that lands while the interpreter shuts down kills it without a word.
 TRIALS = 40
 KILL_AFTER = 5  # timed trials in the storage before the kill
 CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
 ENV = {**os.environ, "TRITON_INTERPRET": "1"}
+# The stopped runs are paced, 20 ms a measurement (at least 2.4 s a run): unpaced, a whole run of
+# 120 measurements ends in about a second and could finish between two looks of the test.
+PACED = {**ENV, "TUNER_TEST_REPLAY_DELAY_S": "0.02",
+         "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "paced"), os.environ.get("PYTHONPATH")]))}  # fmt: skip
 
 
 def studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
@@ -76,7 +79,7 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
     log = tmp_path / "first.err"
     with open(log, "w") as stderr:
         first = subprocess.Popen(
-            argv, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            argv, cwd=tmp_path, env=PACED, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
         )
     try:
         deadline = time.monotonic() + 60
