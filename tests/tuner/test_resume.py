@@ -12,14 +12,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from tests.tuner.synthetic import synthetic_rows, write_landscape
+from tests.tuner.synthetic import paced, synthetic_rows, write_landscape
 from tuner.benchmarkers import ReplayBenchmarker
 from tuner.space import REASON, STATUS, TIMED, Problem, default_config
 from tuner.study import MEASURED, TuneOptions, is_timed, make_storage, study_name, tune_problem
@@ -30,10 +29,6 @@ TRIALS = 40
 KILL_AFTER = 5  # timed trials in the storage before the kill
 CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
 ENV = {**os.environ, "TRITON_INTERPRET": "1"}
-# The stopped runs are paced, 20 ms a measurement (at least 2.4 s a run): unpaced, a whole run of
-# 120 measurements ends in about a second and could finish between two looks of the test.
-PACED = {**ENV, "TUNER_TEST_REPLAY_DELAY_S": "0.02",
-         "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "paced"), os.environ.get("PYTHONPATH")]))}  # fmt: skip
 
 
 def studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
@@ -79,7 +74,7 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
     log = tmp_path / "first.err"
     with open(log, "w") as stderr:
         first = subprocess.Popen(
-            argv, cwd=tmp_path, env=PACED, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            argv, cwd=tmp_path, env=paced(ENV), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
         )
     try:
         deadline = time.monotonic() + 60

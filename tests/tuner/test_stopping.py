@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from tests.tuner.synthetic import write_landscape
+from tests.tuner.synthetic import paced, write_landscape
 from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
 
 
@@ -123,7 +123,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     argv = [sys.executable, "-m", "tuner.run", "--N", "256", "--K", "512", "--batch-sizes", "1", "16", "64", "256",
             "--trials", "40", "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path / "cfg"),
             "--no-prior"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = paced({**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     run = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

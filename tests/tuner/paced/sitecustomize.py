@@ -1,4 +1,4 @@
-"""Paces replay runs that a test stops mid-way; Python loads it in every process whose PYTHONPATH names this folder.
+"""Paces replay runs that a test stops mid-way: Python loads it in each process whose PYTHONPATH names this folder.
 
 A replay measurement takes microseconds, so a whole run can end between two looks of the test that
 means to stop it. TUNER_TEST_REPLAY_DELAY_S gives each measurement that many seconds of simulated
