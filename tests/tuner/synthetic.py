@@ -25,16 +25,6 @@ from tuner.space import SPLIT_K, SWAP_AB, Config, Problem, search_space
 DEVICE = "Synthetic_GPU"
 
 
-def paced(env: dict[str, str], delay_s: float = 0.02) -> dict[str, str]:
-    """env for a replay run that a test stops mid-way: each measurement takes delay_s (see paced/).
-
-    Unpaced, a run of a hundred measurements ends in about a second and can finish between two
-    looks of the test that means to stop it.
-    """
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent / "paced"), env.get("PYTHONPATH")]))
-    return {**env, "PYTHONPATH": path, "TUNER_TEST_REPLAY_DELAY_S": str(delay_s)}
-
-
 def synthetic_us(problem: Problem, config: Config) -> float | None:
     """A latency with one optimum per M that moves with M, like the real landscapes; None = fails."""
     if config.shared_memory_bytes() > 232448:

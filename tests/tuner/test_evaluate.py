@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tuner.stoppable import ctrl_c_as_in_a_terminal
 from tests.tuner.synthetic import (
     HOPPER_GRID,
     synthetic_hopper_us,
@@ -145,7 +146,7 @@ def test_ctrl_c_is_one_line_and_exit_130(landscape, tmp_path):
             "--processes", "2", "--details", str(tmp_path / "details.csv")]  # fmt: skip
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     run = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)  # fmt: skip
+                           start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
     try:
         assert run.stderr.readline().startswith("evaluating ")
         time.sleep(4)  # the pool's processes are up and evaluating

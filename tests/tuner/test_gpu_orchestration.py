@@ -21,6 +21,7 @@ from tests.tuner.fake_gpu import (
     fake_gpu_s,
     fake_latency,
 )
+from tests.tuner.stoppable import ctrl_c_as_in_a_terminal
 from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, GpuBenchmarker, RunClock
 from tuner.export import read_config_file
 from tuner.space import COMPILE_S, REASON, STATUS, TIMED, Config, Problem, default_config
@@ -185,7 +186,8 @@ def test_ctrl_c_is_left_to_the_parent_by_the_compile_processes():
     # Ctrl-C reaches every process of the terminal; an idle compile process used to print a traceback.
     repo = Path(__file__).resolve().parents[2]
     owner = subprocess.Popen([sys.executable, "-c", _IDLE_POOL], cwd=repo, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                             stderr=subprocess.PIPE, text=True, start_new_session=True,
+                             preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
     try:
         assert owner.stdout.readline().strip() == "ready", owner.stderr.read()
         os.killpg(owner.pid, signal.SIGINT)

@@ -18,7 +18,8 @@ import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from tests.tuner.synthetic import paced, synthetic_rows, write_landscape
+from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, paced
+from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import ReplayBenchmarker
 from tuner.space import REASON, STATUS, TIMED, Problem, default_config
 from tuner.study import MEASURED, TuneOptions, is_timed, make_storage, study_name, tune_problem
@@ -74,7 +75,13 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
     log = tmp_path / "first.err"
     with open(log, "w") as stderr:
         first = subprocess.Popen(
-            argv, cwd=tmp_path, env=paced(ENV), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+            argv,
+            cwd=tmp_path,
+            env=paced(ENV),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+            preexec_fn=ctrl_c_as_in_a_terminal,
         )
     try:
         deadline = time.monotonic() + 60
@@ -231,3 +238,12 @@ def test_an_error_not_from_ctrl_c_still_surfaces(tmp_path, monkeypatch):
     argv = run_args(tmp_path, landscape)
     with pytest.raises(UnboundLocalError, match="a bug of ours"):
         tuner.cli.run.main(argv)
+
+
+def test_a_paced_run_is_paced(tmp_path):
+    # The stop tests above rely on it: unpaced, their runs could end before the signal lands.
+    landscape = write_landscape(tmp_path / "land.csv", [SHAPE], [16])
+    code = f"from tuner.benchmarkers import ReplayBenchmarker as R; print(R.from_file({str(landscape)!r}).delay_s)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=paced(ENV, delay_s=0.25),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "0.25"), done.stderr

@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from tests.tuner.synthetic import paced, write_landscape
+from tests.tuner.stoppable import paced
+from tests.tuner.synthetic import write_landscape
 from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
 
 
