@@ -11,7 +11,8 @@ def paced(env: dict[str, str], delay_s: float = 0.02) -> dict[str, str]:
     """env for a replay run that a test stops mid-way: each measurement takes delay_s (see paced/).
 
     Unpaced, a run of a hundred measurements ends in about a second and can finish between two
-    looks of the test that means to stop it.
+    looks of the test that means to stop it. Only for a run stopped after it began tuning: the
+    pacing loads with Python's site module, where a Ctrl-C is a fatal error of the interpreter.
     """
     path = os.pathsep.join(filter(None, [str(Path(__file__).parent / "paced"), env.get("PYTHONPATH")]))
     return {**env, "PYTHONPATH": path, "TUNER_TEST_REPLAY_DELAY_S": str(delay_s)}

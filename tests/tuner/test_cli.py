@@ -17,7 +17,7 @@ import optuna
 import pytest
 import torch
 
-from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, paced
+from tests.tuner.stoppable import ctrl_c_as_in_a_terminal
 from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import HEADER
 from tuner.cli.run import identity_notes, resume_line
@@ -761,7 +761,7 @@ def test_an_unwritable_save_path_found_late_is_one_line_and_keeps_the_results(tm
 
 @pytest.mark.parametrize("delay_s", [0.15, 0.5])
 def test_ctrl_c_while_the_run_starts_is_one_line(tmp_path, landscape, delay_s):
-    process = subprocess.Popen(command(tmp_path, landscape, {"--trials": "64"}), cwd=tmp_path, env=paced(ENV),
+    process = subprocess.Popen(command(tmp_path, landscape, {"--trials": "64"}), cwd=tmp_path, env=ENV,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
     time.sleep(delay_s)  # while Python loads the tuner's dependencies (torch, Optuna), about a second here
