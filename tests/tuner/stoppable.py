@@ -6,6 +6,9 @@ import os
 import signal
 from pathlib import Path
 
+import optuna
+import sqlalchemy.exc
+
 
 def paced(env: dict[str, str], delay_s: float = 0.02) -> dict[str, str]:
     """env for a replay run that a test stops mid-way: each measurement takes delay_s (see paced/).
@@ -25,3 +28,28 @@ def ctrl_c_as_in_a_terminal() -> None:
     suite started in the background would else hand its runs a Ctrl-C they never see.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def stored_studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """Every study's trials, read without creating tables (the run may still be creating them)."""
+    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+    try:
+        return {
+            s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
+            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        }
+    finally:
+        storage.engine.dispose()
+
+
+def stored_so_far(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """stored_studies while a run is still writing them: none until it has made its tables.
+
+    Optuna still stamps the schema version on opening, so a read while the run is stamping it too can
+    lose that race (an IntegrityError, or Optuna's StorageInternalError around a missing table): the
+    caller polls again, as the run itself retries.
+    """
+    try:
+        return stored_studies(url)
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
+        return {}

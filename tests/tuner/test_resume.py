@@ -15,10 +15,9 @@ from collections import Counter
 
 import optuna
 import pytest
-import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, paced
+from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, paced, stored_so_far, stored_studies
 from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import ReplayBenchmarker
 from tuner.space import REASON, STATUS, TIMED, Problem, default_config
@@ -30,23 +29,6 @@ TRIALS = 40
 KILL_AFTER = 5  # timed trials in the storage before the kill
 CONFIG_NAME = "N=256,K=512,device_name=Synthetic_GPU,dtype=fp8_w8a8,block_shape=[128, 128].json"
 ENV = {**os.environ, "TRITON_INTERPRET": "1"}
-
-
-def studies(url: str) -> dict[str, list[optuna.trial.FrozenTrial]]:
-    """Every study's trials, read without creating tables (the run may still be creating them).
-
-    Optuna still stamps the schema version on opening, so a read while the run is stamping it too can
-    lose that race (an IntegrityError, or Optuna's StorageInternalError around a missing table): the
-    caller polls again, as the run itself retries.
-    """
-    storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
-    try:
-        return {
-            s.study_name: optuna.load_study(study_name=s.study_name, storage=storage).trials
-            for s in optuna.get_all_study_summaries(storage, include_best_trial=False)
-        }
-    finally:
-        storage.engine.dispose()
 
 
 def run_args(tmp_path, landscape) -> list[str]:
@@ -91,10 +73,7 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
             assert time.monotonic() < deadline, f"only {seen} timed trials after 60 s"
             time.sleep(0.2)
             if (tmp_path / "s.db").exists():
-                try:
-                    seen = sum(len(timed(trials)) for trials in studies(url).values())
-                except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
-                    pass  # no tables yet, a write lock, or the race to stamp the schema version
+                seen = sum(len(timed(trials)) for trials in stored_so_far(url).values())
         os.killpg(first.pid, sig)  # a trial may be left RUNNING (SIGKILL) or FAIL (SIGINT) mid-measure
         code = first.wait(timeout=60)
     finally:
@@ -111,7 +90,7 @@ def test_stopped_run_resumes_without_timing_anything_twice(tmp_path, sig, worker
     rerun = subprocess.run(argv, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
 
-    found = studies(url)
+    found = stored_studies(url)
     assert len(found) == len(BATCH_SIZES) and all(name.rsplit("_", 1)[0].endswith("_replay") for name in found)
     for name, trials in found.items():
         # SIGKILL can leave a trial RUNNING mid-measure or before it decided: the rerun sees that its
@@ -175,7 +154,9 @@ def test_a_trial_killed_mid_measure_is_failed_with_its_reason_by_the_next_run(tm
     worker = multiprocessing.get_context("spawn").Process(target=_measure_forever, args=(url, str(landscape)))
     worker.start()
     deadline = time.monotonic() + 60
-    while not (running := [t for trials in _studies_or_none(url) for t in trials if t.state == TrialState.RUNNING]):
+    while not (
+        running := [t for trials in stored_so_far(url).values() for t in trials if t.state == TrialState.RUNNING]
+    ):
         assert time.monotonic() < deadline and worker.is_alive(), "the worker never started measuring"
         time.sleep(0.1)
     os.kill(worker.pid, signal.SIGKILL)
@@ -183,7 +164,7 @@ def test_a_trial_killed_mid_measure_is_failed_with_its_reason_by_the_next_run(tm
     bench = ReplayBenchmarker.from_file(landscape)
     result = tune_problem(make_storage(url), Problem(N=SHAPE[0], K=SHAPE[1], M=16), bench, TuneOptions(trials=4),
                           seeds=[default_config(128, 128)])  # fmt: skip
-    (trials,) = studies(url).values()
+    (trials,) = stored_studies(url).values()
     (killed,) = [t for t in trials if t.number == running[0].number]
     assert killed.state == TrialState.FAIL and killed.user_attrs[STATUS] == "lost"
     assert killed.user_attrs[TIMED] is False
@@ -193,13 +174,6 @@ def test_a_trial_killed_mid_measure_is_failed_with_its_reason_by_the_next_run(tm
     )
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert result.timed == 4 == bench.measurements  # the killed claim was given back: four real measurements
-
-
-def _studies_or_none(url: str) -> list:
-    try:
-        return list(studies(url).values())
-    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
-        return []  # not made yet
 
 
 def _optuna_cleanup_error():

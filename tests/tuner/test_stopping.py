@@ -12,12 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
-import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from tests.tuner.stoppable import paced
+from tests.tuner.stoppable import paced, stored_so_far
 from tests.tuner.synthetic import write_landscape
 from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
 
@@ -128,7 +126,7 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     run = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not _trials(url):
+        while not any(stored_so_far(url).values()):
             assert run.poll() is None and time.monotonic() < deadline, "the run ended, or stored nothing in 60 s"
             time.sleep(0.2)
         run.send_signal(signal.SIGTERM)
@@ -138,19 +136,5 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     assert run.returncode == 143, err
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
-    trials = _trials(url)
+    trials = [t for study in stored_so_far(url).values() for t in study]
     assert trials and not [t for t in trials if t.state == TrialState.RUNNING]  # none left running for good
-
-
-def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
-    """Every trial in the storage, or none while the run has not made its tables yet."""
-    storage = None
-    try:
-        storage = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
-        summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-        return [t for s in summaries for t in optuna.load_study(study_name=s.study_name, storage=storage).trials]
-    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError):
-        return []  # no tables yet, or the race to stamp the schema version that the run is making
-    finally:
-        if storage is not None:
-            storage.engine.dispose()
