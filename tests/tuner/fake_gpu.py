@@ -41,20 +41,36 @@ class FakeSession:
         self.gpu_s += fake_gpu_s(us)
         return us
 
-    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+    def check(self, problem: Problem, config: Config) -> Measurement | None:
+        """The first launch of config: where it crashes, hangs or fails, as the real check's launch would."""
         if config.num_warps == 8 and config.num_stages == 5 and config.block_m == 256:
             os._exit(3)  # a config that takes the process down, like an illegal memory access
         if config.num_warps == 8 and config.num_stages == 5 and config.block_m == 128:
             time.sleep(60)  # a config that hangs
         if config.num_warps == 8 and config.num_stages == 4 and config.block_m == 128:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return None
+
+    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        failure = self.check(problem, config)
+        if failure is not None:
+            return failure
         us = self._run(fake_latency(problem, config))
         if prune_above_us is not None and us > prune_above_us:
             return Measurement("pruned", us=us)
         return Measurement("ok", us=us)
 
-    def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
+    def retime(
+        self, problem: Problem, configs: list[Config], rounds: int, quick: bool = False
+    ) -> dict[Config, list[float]]:
         return {config: [self._run(fake_latency(problem, config)) for _ in range(rounds)] for config in configs}
+
+    def probe(
+        self, problem: Problem, configs: list[Config], rounds: int, quick: bool
+    ) -> dict[Config, list[float] | Measurement]:
+        failures = {config: self.check(problem, config) for config in configs}
+        times = self.retime(problem, [c for c in configs if failures[c] is None], rounds, quick)
+        return {config: failures[config] or times[config] for config in configs}
 
 
 class LuckySession(FakeSession):
@@ -75,7 +91,9 @@ class LuckySession(FakeSession):
         us = self._truth(problem, config) * (0.8 if config == LUCKY else self._noise.uniform(0.97, 1.03))
         return Measurement("ok", us=us)
 
-    def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
+    def retime(
+        self, problem: Problem, configs: list[Config], rounds: int, quick: bool = False
+    ) -> dict[Config, list[float]]:
         return {c: [self._truth(problem, c) * self._noise.uniform(0.97, 1.03) for _ in range(rounds)] for c in configs}
 
 
@@ -104,9 +122,11 @@ class DyingSession(FakeSession):
         self._launch()
         return super().measure(problem, config, prune_above_us)
 
-    def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
+    def retime(
+        self, problem: Problem, configs: list[Config], rounds: int, quick: bool = False
+    ) -> dict[Config, list[float]]:
         self._launch()
-        return super().retime(problem, configs, rounds)
+        return super().retime(problem, configs, rounds, quick)
 
 
 def fake_compile(problem: Problem, config: Config) -> Measurement | None:

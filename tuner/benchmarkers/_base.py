@@ -48,6 +48,12 @@ class Benchmarker(Protocol):
     # What besides the problem and the device decides the timings (software versions, a landscape).
     software: dict[str, str]
 
+    def batch_sizes(self, problem: Problem) -> frozenset[int] | None:
+        """The batch sizes this benchmarker can time problem's GEMM at, or None for any (a GPU runs any M).
+
+        What a coverage check probes between the tuned batch sizes: in replay, the M the landscape recorded.
+        """
+
     def measurable(self, problem: Problem) -> frozenset[Config] | None:
         """The configs this benchmarker can time for problem, or None for every config (a GPU tries any).
 
@@ -69,4 +75,15 @@ class Benchmarker(Protocol):
         """Time configs again together, in rounds interleaved so that drift hits each alike.
 
         Each config gets one latency per round (none if it fails now): what a pick is confirmed on.
+        """
+
+    def probe(
+        self, problem: Problem, configs: Sequence[Config], *, rounds: int, quick: bool = False
+    ) -> dict[Config, list[float] | Measurement]:
+        """Time configs at a batch size where they may never have run, in interleaved rounds as retime does.
+
+        Each config is compiled for this M (ahead, where prepare asked for it) and checked once
+        against the reference before it is timed; one that fails here gets its failed Measurement
+        instead of latencies. quick asks for a shorter timing per round: a screen, whose verdicts a
+        full round confirms before anything depends on them.
         """

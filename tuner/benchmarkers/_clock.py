@@ -22,9 +22,12 @@ SAMPLING = "sampling"  # choosing the next config and a study's warm starts
 WORKER_WAITS = "worker_waits"  # pauses until other workers' earlier trials decide (see tuner.study)
 LOCK_WAITS = "lock_waits"  # waits for the storage's write lock (SQLite's file lock, PostgreSQL's study row)
 CONFIG_FILES = "config_files"  # merging results into config files, their lock included
+# The coverage check after a shape's batch sizes are tuned, all of it (its kernels, compile waits and
+# storage too): what the check costs a run. The line names it only where a check ran.
+COVERAGE = "coverage"
 # Categories only a device fills; a replay's line leaves them out.
 DEVICE_CATEGORIES = (GPU, COMPILE_WAIT, TIMING_OVERHEAD, HAND_OFFS)
-CATEGORIES = (*DEVICE_CATEGORIES, STORAGE, SAMPLING, WORKER_WAITS, LOCK_WAITS, CONFIG_FILES)
+CATEGORIES = (*DEVICE_CATEGORIES, STORAGE, SAMPLING, WORKER_WAITS, LOCK_WAITS, CONFIG_FILES, COVERAGE)
 LABELS = {  # how the closing line names each category
     COMPILE_WAIT: "compiles waited",
     TIMING_OVERHEAD: "timing overhead",
@@ -34,6 +37,7 @@ LABELS = {  # how the closing line names each category
     WORKER_WAITS: "waits for other workers",
     LOCK_WAITS: "lock waits",
     CONFIG_FILES: "config files",
+    COVERAGE: "coverage check",
 }
 
 
@@ -44,14 +48,34 @@ class RunClock:
         self._now = now
         self.started = now()
         self._seconds = dict.fromkeys(CATEGORIES, 0.0)
+        self._claimed_by: str | None = None  # the category that takes every second of a block (claiming)
 
     def add(self, category: str, seconds: float) -> None:
-        """Count seconds against a category (one of CATEGORIES)."""
+        """Count seconds against a category (one of CATEGORIES); inside claiming(), against the claiming one."""
         if category not in self._seconds:
             raise ValueError(f"category must be one of {CATEGORIES}, but got {category!r}.")
         if not seconds >= 0:
             raise ValueError(f"seconds must be non-negative, but got {seconds}.")
-        self._seconds[category] += seconds
+        if self._claimed_by is None:  # else the block's own wall time counts these seconds
+            self._seconds[category] += seconds
+
+    @contextmanager
+    def claiming(self, category: str) -> Iterator[None]:
+        """Count the block's whole wall time against category, whatever its parts would count elsewhere.
+
+        For a step whose cost a run wants to see as one figure (the coverage check times kernels,
+        waits for compiles and writes the storage, like the search it follows).
+        """
+        if self._claimed_by is not None:
+            raise ValueError(f"the clock is already claimed by {self._claimed_by!r}.")
+        started = self._now()
+        self.add(category, 0.0)  # an unknown category fails here, before the block
+        self._claimed_by = category
+        try:
+            yield
+        finally:
+            self._claimed_by = None
+            self.add(category, self._now() - started)
 
     @contextmanager
     def timing(self, category: str) -> Iterator[None]:
@@ -82,6 +106,7 @@ class RunClock:
         s = self._seconds
         other = max(0.0, wall_s - sum(s.values()))
         shown = [c for c in CATEGORIES if c != GPU and (device or c not in DEVICE_CATEGORIES)]
+        shown = [c for c in shown if c != COVERAGE or s[c] > 0]  # runs without a check read as they always did
         rest = ", ".join([*(f"{LABELS[c]} {s[c]:.1f} s" for c in shown), f"other {other:.1f} s"])
         if not device:
             line = f"{label}: {measurements} configs read from the landscape in {wall_s:.1f} s wall; {rest}"

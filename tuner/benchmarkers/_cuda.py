@@ -24,6 +24,11 @@ from kernels.timing import make_operand_sets, make_weight_sets, rotation_sets_ne
 from tuner.benchmarkers._base import Measurement
 from tuner.space import Config, Problem
 
+# A quick timing, for a coverage check that times a handful of configs at each of ~90 M per shape: a
+# quarter of a full timing's replay span and three replays instead of five (~1.5 ms of GPU against ~7).
+# The check decides on interleaved rounds and their spread, never on one quick number.
+QUICK_TIMING = {"target_replay_us": 250.0, "replays": 3}
+
 
 class ContextLost(Exception):
     """The CUDA context failed (illegal access, launch failure): the process must be replaced."""
@@ -94,10 +99,13 @@ class CudaTimingSession:
             self._references[p] = w8a8_block_matmul_reference(a, b, a_scales, b_scales, block_size, torch.float32)
         return self._operands[p]
 
-    def retime(self, problem: Problem, configs: Sequence[Config], rounds: int) -> dict[Config, list[float]]:
+    def retime(
+        self, problem: Problem, configs: Sequence[Config], rounds: int, quick: bool = False
+    ) -> dict[Config, list[float]]:
         """Time configs again in interleaved rounds, each starting with a different config.
 
         They ran and passed the check when they were measured, so a failure here is a lost context.
+        quick times each round's replays for QUICK_TIMING's shorter span.
         """
         sets = self.operands(problem)
         launches = {config: self._launcher(problem, config, sets) for config in configs}
@@ -105,7 +113,7 @@ class CudaTimingSession:
         for r in range(rounds):
             for config in [*configs[r % len(configs) :], *configs[: r % len(configs)]]:
                 try:
-                    timing = time_launches(launches[config], len(sets))
+                    timing = time_launches(launches[config], len(sets), **(QUICK_TIMING if quick else {}))
                 except Exception as error:  # noqa: BLE001 - the context is suspect
                     raise ContextLost(f"{type(error).__name__}: {error}") from error
                 self.gpu_s += timing.gpu_us * 1e-6
@@ -118,13 +126,11 @@ class CudaTimingSession:
         kernel_config = config.as_sglang()
         return lambda i: w8a8_block_matmul(*sets[i], block_size, out_dtype, kernel_config)
 
-    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
-        """Check config once against the reference, then time it in CUDA graphs."""
+    def check(self, problem: Problem, config: Config) -> Measurement | None:
+        """Run config once, eagerly, and compare with the float32 reference: its failure, or None."""
         sets = self.operands(problem)
-        launch = self._launcher(problem, config, sets)
-
         try:
-            out = launch(0)
+            out = self._launcher(problem, config, sets)(0)
             torch.cuda.synchronize()
         except Exception as error:  # noqa: BLE001 - classified below, the rest is a lost context
             failure = _classify(error)
@@ -135,6 +141,24 @@ class CudaTimingSession:
         error = ((out.float() - reference).norm() / reference.norm()).item()
         if not error < RELATIVE_TOLERANCE[OUTPUT_DTYPES[problem.out_dtype]]:
             return Measurement("wrong_result", reason=f"relative error {error:.3g} vs the float32 reference")
+        return None
+
+    def probe(
+        self, problem: Problem, configs: Sequence[Config], rounds: int, quick: bool
+    ) -> dict[Config, list[float] | Measurement]:
+        """Check each config at problem's M (a new binary where the M's class is new), then retime those that pass."""
+        failures = {config: self.check(problem, config) for config in configs}
+        passed = [config for config in configs if failures[config] is None]
+        times = self.retime(problem, passed, rounds, quick) if passed else {}
+        return {config: failures[config] or times[config] for config in configs}
+
+    def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
+        """Check config once against the reference, then time it in CUDA graphs."""
+        failure = self.check(problem, config)
+        if failure is not None:
+            return failure
+        sets = self.operands(problem)
+        launch = self._launcher(problem, config, sets)
         try:
             timing = time_launches(launch, len(sets), prune_above_us=prune_above_us)
         except Exception as error:  # noqa: BLE001 - a failure while timing leaves the context unknown

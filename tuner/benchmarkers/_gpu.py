@@ -38,6 +38,10 @@ class TimingSession(Protocol):
 
     def retime(self, problem: Problem, configs: Sequence[Config], rounds: int) -> dict[Config, list[float]]: ...
 
+    def probe(
+        self, problem: Problem, configs: Sequence[Config], rounds: int, quick: bool
+    ) -> dict[Config, list[float] | Measurement]: ...
+
 
 def _cuda_session(device_index: int) -> TimingSession:
     from tuner.benchmarkers._cuda import CudaTimingSession
@@ -152,6 +156,10 @@ class GpuBenchmarker:
         """Any config: a GPU tries each, and a failure is a measurement like a latency."""
         return None
 
+    def batch_sizes(self, problem: Problem) -> None:
+        """Any M: a GPU times any batch size."""
+        return None
+
     # --- the timing process -------------------------------------------------------------------
     def _start(self) -> tuple[str, int | None, int | None]:
         """Start the timing process; what it says of its device, or a TuningError that says why it did not start."""
@@ -220,6 +228,28 @@ class GpuBenchmarker:
         """Time configs (already compiled and measured) again, interleaved, in the timing process."""
         result = self._ask("retime", (problem, list(configs), rounds), self.timeout_s * max(1, len(configs)) * rounds)
         return result if isinstance(result, dict) else {config: [] for config in configs}
+
+    def probe(
+        self, problem: Problem, configs: Sequence[Config], *, rounds: int, quick: bool = False
+    ) -> dict[Config, list[float] | Measurement]:
+        """Time configs at a new M: wait for their compiles (asked for now if not ahead), then check and
+        time those that compiled, in the timing process; a lost process fails every config it held."""
+        failed: dict[Config, Measurement] = {}
+        if self._compiles is not None:
+            self.prepare(problem, configs)
+            with self.clock.timing(COMPILE_WAIT), interruptible():
+                for config in configs:
+                    failure, _ = self._compiles.result(specialization(problem, config), problem, config)
+                    if failure is not None:
+                        failed[config] = failure
+        ready = [config for config in configs if config not in failed]
+        result = {}
+        if ready:
+            limit_s = self.timeout_s * len(ready) * (rounds + 1)  # each config's check, then its rounds
+            result = self._ask("probe", (problem, ready, rounds, quick), limit_s)
+            if not isinstance(result, dict):  # the process died or hung: every config in flight is lost with it
+                result = dict.fromkeys(ready, result)
+        return {config: failed.get(config) or result[config] for config in configs}
 
     def _time(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
         return self._ask("measure", (problem, config, prune_above_us), self.timeout_s)

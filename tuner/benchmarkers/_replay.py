@@ -11,6 +11,10 @@ without a row was a failed trial, spending the budget of every sampler on the la
 A config that launches the same schedule as a recorded one at that M (one row of tiles, so
 GROUP_SIZE_M changes nothing; see Config.schedule_key) counts as recorded and replays its row,
 which is what a sweep writes for such configs anyway.
+
+A landscape may also record M besides the tuned batch sizes (a dense one, every M from 1 to 64 and
+steps of ~12% above): a run tunes the batch sizes it is given, and its coverage check probes the
+recorded M between them (batch_sizes(), probe()).
 """
 
 from __future__ import annotations
@@ -58,12 +62,19 @@ class ReplayBenchmarker:
         # Studies replayed from other rows are other studies; the file's name and order do not matter.
         self.software = {"landscape": hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]}
         self.problems = sorted(self._recorded, key=lambda p: (p.N, p.K, p.M))
+        self._batch_sizes: dict[Problem, set[int]] = {}  # per GEMM (its problem at M = 1)
+        for problem in self.problems:
+            self._batch_sizes.setdefault(problem.at(1), set()).add(problem.M)
         self.measurements = 0
         self._measurable: dict[Problem, frozenset[Config]] = {}
 
     @classmethod
     def from_file(cls, path: str | Path, *, delay_s: float = 0.0) -> ReplayBenchmarker:
         return cls(read_rows(path), delay_s=delay_s)
+
+    def batch_sizes(self, problem: Problem) -> frozenset[int]:
+        """The M the landscape recorded for problem's GEMM (none if it holds no rows of it)."""
+        return frozenset(self._batch_sizes.get(problem.at(1), ()))
 
     def measurable(self, problem: Problem) -> frozenset[Config]:
         """The configs recorded for problem (failed ones included), and those with a recorded schedule at its M."""
@@ -102,6 +113,22 @@ class ReplayBenchmarker:
         """The recorded latencies again: a landscape holds one number per config, so no spread."""
         times = {config: self.latency(problem, config) for config in configs}
         return {config: [us] * rounds if us is not None else [] for config, us in times.items()}
+
+    def probe(
+        self, problem: Problem, configs: Sequence[Config], *, rounds: int, quick: bool = False
+    ) -> dict[Config, list[float] | Measurement]:
+        """The recorded latencies at problem's M, as retime gives them; a config recorded as failed there
+        gets that failure, one without a row a crash (a check asks only for measurable configs)."""
+        out: dict[Config, list[float] | Measurement] = {}
+        for config in configs:
+            row = self._row(problem, config)
+            if row is None:
+                out[config] = Measurement("crash", reason="no row for this config in the landscape")
+            elif row.status != "ok":
+                out[config] = Measurement(row.status, reason="recorded in the landscape")
+            else:
+                out[config] = [row.us] * rounds
+        return out
 
     def optimum(self, problem: Problem, among: Iterable[Config] | None = None) -> tuple[Config, float]:
         """The landscape's best config and latency for a problem (for evaluation), among some configs if given."""
