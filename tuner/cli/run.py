@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and vLLM's for this GPU; DIR, a folder of them; none (default: %(default)s)",
     )
     parser.add_argument(
+        "--no-coverage",
+        action="store_true",
+        help="skip the coverage check: by default, after a shape's batch sizes are tuned, the runtime M between "
+        "them are timed with the tuned configs near them, and a key is added where the entry SGLang would pick "
+        "there is more than 2%% slower than the best of them",
+    )
+    parser.add_argument(
         "--missing",
         action="store_true",
         help="tune only the shapes of --model or --tp-size that have no file for this GPU in the installed SGLang's "
@@ -361,6 +368,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         space=args.space,
         file_format=args.file_format,
         baseline=args.baseline,
+        coverage=not args.no_coverage,
     )
     storage = _storage(spec.storage_url, dry_run=args.dry_run)
     return spec, devices, device_name, kind, software, shapes, storage
@@ -507,7 +515,16 @@ def _execute(
     shapes: list[list[Problem]],
     storage,
 ) -> int:
-    from tuner.study import collect, format_table, run_workers, tune_units
+    from tuner.study import (
+        ADDED_KEY,
+        collect,
+        format_table,
+        no_coverage_line,
+        run_workers,
+        stored_coverage,
+        study_name,
+        tune_units,
+    )
 
     _announce(spec, storage, device_name, kind, software, shapes)
     if len(devices) == 1:
@@ -519,10 +536,16 @@ def _execute(
             return 1
         outcome = collect(spec, device_name, kind, software, shapes)
     made_by = run_record(spec.replay, devices, device_name)
-    for results, paths in outcome:
+    for problems, (results, paths) in zip(shapes, outcome):
+        names = {p.M: study_name(p, device_name, kind, software, spec.space) for p in problems}
+        coverage = stored_coverage(storage, problems, names, replay=kind == "replay") if spec.coverage else None
         for path in paths:
             write_provenance(path, {r.problem.M: r.best for r in results}, made_by)
+            if coverage is not None and coverage.added:
+                write_provenance(path, coverage.added, {**made_by, "coverage": ADDED_KEY})
         print("", *paths, format_table(results), sep="\n")
+        if spec.coverage:
+            print(coverage.line() if coverage is not None else no_coverage_line(problems))
     print("\n" + where_files_go([path for _, paths in outcome for path in paths], device_name))
     if any(r.best.hopper for results, _ in outcome for r in results):
         print(f"\nnote: {HOPPER_NOTE}")

@@ -16,6 +16,19 @@ from tuner.study._confirm import (
     confirmation_of,
     decide,
 )
+from tuner.study._coverage import (
+    ADDED_KEY,
+    THRESHOLD,
+    ProbeResult,
+    ShapeCoverage,
+    check_shape,
+    coverage_of,
+    dense_batch_sizes,
+    no_coverage_line,
+    outcome_of,
+    probe_batch_sizes,
+    stored_coverage,
+)
 from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
 from tuner.study._search import GPU_FAILURE, GpuFailure, Search, WrongResult
 from tuner.study._storage import (
@@ -47,6 +60,17 @@ from tuner.study._tuning import (
 )
 
 __all__ = [
+    "ADDED_KEY",
+    "THRESHOLD",
+    "ProbeResult",
+    "ShapeCoverage",
+    "check_shape",
+    "coverage_of",
+    "dense_batch_sizes",
+    "no_coverage_line",
+    "outcome_of",
+    "probe_batch_sizes",
+    "stored_coverage",
     "CONFIRMATION",
     "CONFIRMED",
     "CONFIRMED_US",

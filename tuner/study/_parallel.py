@@ -41,6 +41,7 @@ class WorkerSpec:
     space: str = "base"
     file_format: str = "sglang"
     baseline: str = "none"  # --baseline: auto, none or a folder of the config files the user already has
+    coverage: bool = True  # check the M between the batch sizes after each shape (--no-coverage: not)
 
 
 def _cost(problems: Sequence[Problem]) -> float:
@@ -112,6 +113,7 @@ def tune_units(
 
     from tuner.samplers import Prior
     from tuner.stopping import held_outside_waits
+    from tuner.study._coverage import THRESHOLD
     from tuner.study._storage import make_storage, study_name, study_states, superseded
     from tuner.study._tuning import TuneOptions, budget, tune_shape
 
@@ -128,7 +130,14 @@ def tune_units(
     if prior is not None and not prior.shapes:
         print("warning: the installed tuner holds no recorded landscapes (tuner/samplers/landscapes/): warm starts "
               "go without a prior from other shapes.", file=sys.stderr)  # fmt: skip
-    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler, space=spec.space)
+    options = TuneOptions(
+        trials=spec.trials,
+        seed=spec.seed,
+        prior=prior,
+        sampler=spec.sampler,
+        space=spec.space,
+        coverage=THRESHOLD if spec.coverage else None,
+    )
     folders = baseline_folders(spec.baseline)
     problems = [problem for unit in units for problem in unit]
     outcome = []
@@ -207,11 +216,14 @@ def collect(
 ):
     """Read every shape's results back from the storage and write its config file once more.
 
-    software is what the workers' studies are keyed on (their benchmarker's), known to the caller.
+    The keys the workers' coverage checks added are written too (tuner.study._coverage keeps them
+    on the studies). software is what the workers' studies are keyed on (their benchmarker's),
+    known to the caller.
     """
     import optuna
 
     from tuner.export import config_file_names, write_configs
+    from tuner.study._coverage import stored_coverage
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
@@ -219,17 +231,17 @@ def collect(
     outcome = []
     for problems in shapes:
         results = []
+        names = {p.M: study_name(p, device_name, kind, software, spec.space) for p in problems}
         for problem in problems:
-            study = optuna.load_study(
-                study_name=study_name(problem, device_name, kind, software, spec.space), storage=storage
-            )
+            study = optuna.load_study(study_name=names[problem.M], storage=storage)
             results.append(study_result(study, problem))
+        coverage = stored_coverage(storage, problems, names) if spec.coverage else None
         p = problems[0]
-        names = config_file_names(
+        file_names = config_file_names(
             p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=spec.file_format
         )
-        paths = [Path(spec.save_path) / name for name in names]
+        paths = [Path(spec.save_path) / name for name in file_names]
         for path in paths:
-            write_configs(path, {r.problem.M: r.best for r in results})
+            write_configs(path, {**(coverage.added if coverage else {}), **{r.problem.M: r.best for r in results}})
         outcome.append((results, paths))
     return outcome

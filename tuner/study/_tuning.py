@@ -33,6 +33,7 @@ from tuner.study._confirm import (
     contenders,
     is_current,
 )
+from tuner.study._coverage import BEST_FEW, check_shape, prepare_ahead
 from tuner.study._liveness import retire_dead
 from tuner.study._rows import existing_studies, set_study_attrs
 from tuner.study._search import DECIDING_S, Search
@@ -62,12 +63,15 @@ class TuneOptions:
     space: str = "base"
     sampler: str = "auto"  # one of tuner.samplers.SAMPLERS; a study resumes with the sampler that made it
     deciding_s: float = DECIDING_S  # how long a trial left undecided by other code is waited for
+    coverage: float | None = None  # the coverage check's threshold after each shape (THRESHOLD); None: no check
 
     def __post_init__(self) -> None:
         search_space(128, self.space)  # an unknown space is a usage error
         if not isinstance(self.trials, int) or self.trials < 1:
             raise ValueError(f"--trials must be a positive int, but got {self.trials!r}.")
         resolve(self.sampler)  # raises for an unknown name
+        if self.coverage is not None and not 0 <= self.coverage < 1:
+            raise ValueError(f"the coverage threshold must be a fraction from 0 to 1, but got {self.coverage!r}.")
 
 
 @dataclass(frozen=True)
@@ -373,7 +377,9 @@ def tune_shape(
     The next batch size's seeds that do not depend on this one's result (an existing file's entry,
     the default, the prior) compile while this one is searched. The files of baseline_folders for
     this shape and device (tuner.baselines) are the studies' baselines: each M's export is never
-    slower than their entries there, beyond the confirmation round's spread.
+    slower than their entries there, beyond the confirmation round's spread. With options.coverage,
+    the coverage check (tuner.study._coverage) then probes the M between the batch sizes and adds
+    the keys the files need; what it will time compiles ahead while the larger batch sizes are tuned.
     """
     clock = clock if clock is not None else RunClock()
     p0 = problems[0]
@@ -387,6 +393,7 @@ def tune_shape(
     batch_sizes = [p.M for p in problems]
     seeds_space = _space(p0.block_k, options.space)
     found: Found = {}
+    bests: dict[int, list[Config]] = {}  # each tuned M's fastest configs: candidates of the coverage check
     results = []
     ordered = sorted(problems, key=lambda p: p.M)
     for problem, after in zip(ordered, [*ordered[1:], None]):
@@ -399,6 +406,8 @@ def tune_shape(
         bench.prepare(problem, seeds[: options.trials], replace=True)
         if ahead:
             bench.prepare(after, ahead[: options.trials])
+        if options.coverage is not None and results:  # after the study's own: they come first
+            prepare_ahead(bench, [r.problem for r in results], {r.problem.M: r.best for r in results}, bests)
         result = tune_problem(
             storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks, clock=clock,
             found=found,
@@ -407,6 +416,10 @@ def tune_shape(
             for path in paths:
                 write_configs(path, {problem.M: result.best})
         results.append(result)
+        name = study_name(problem, bench.device_name, bench.kind, bench.software, options.space)
+        bests[problem.M] = found.get(name, [])[:BEST_FEW]
+    if options.coverage is not None:
+        check_shape(storage, bench, problems, paths, space=options.space, threshold=options.coverage, clock=clock)
     return results, paths
 
 
