@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tuner.analysis._figures import (
+    coverage_figure,
     failures_figure,
     history_figure,
     importance_figure,
@@ -11,12 +12,15 @@ from tuner.analysis._figures import (
     shape_label,
 )
 from tuner.analysis._tables import (
+    COVERAGE_COLUMNS,
     SHAPE_COLUMNS,
     STATUSES,
     SUMMARY_COLUMNS,
     StorageLike,
     StudyRecord,
     as_records,
+    coverage_table,
+    coverages,
     failed_trials,
     failures,
     history,
@@ -29,12 +33,16 @@ from tuner.analysis._tables import (
 )
 
 __all__ = [
+    "COVERAGE_COLUMNS",
     "SHAPE_COLUMNS",
     "STATUSES",
     "SUMMARY_COLUMNS",
     "StorageLike",
     "StudyRecord",
     "as_records",
+    "coverage_figure",
+    "coverage_table",
+    "coverages",
     "failed_trials",
     "failures",
     "failures_figure",

@@ -7,6 +7,7 @@ notebooks check data, not pixels.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -18,6 +19,8 @@ from tuner.analysis._tables import (
     SHAPE_COLUMNS,
     StorageLike,
     as_records,
+    coverage_table,
+    coverages,
     failed_trials,
     failures,
     history,
@@ -99,6 +102,52 @@ def latency_figure(table: pd.DataFrame) -> go.Figure:
     # latencies span 100x from M=1 to M=4096; labels at 1, 2 and 5 of each decade, not at every minor tick
     fig.update_yaxes(type="log", dtick="D2", row=1, col=1)
     fig.update_layout(height=380, margin={"t": 40, "b": 40})
+    return fig
+
+
+def coverage_figure(table: pd.DataFrame, threshold: float) -> go.Figure:
+    """The loader's pick against the best config timed, per runtime M, before and after the coverage check.
+
+    table is one shape's rows of coverage_table; a pick that fails at an M (ratio inf) is left out of
+    the curve and named in the hover text of the added key that serves it.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for when, colour, mode in (("before", "#7f7f7f", "markers"), ("after", "#1f77b4", "lines+markers")):
+        ratios = table[f"{when}_ratio"].replace(math.inf, math.nan)
+        fig.add_trace(
+            go.Scatter(
+                x=table.M,
+                y=ratios,
+                mode=mode,
+                name=f"{when} the check",
+                line={"color": colour},
+                text=table[f"{when}_config"] + " vs " + table.best_config,
+                hovertemplate="M=%{x}: %{y:.3f}x<br>%{text}<extra>" + when + "</extra>",
+            )
+        )
+    added = table[table.key_added]
+    if not added.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=added.M,
+                y=added.after_ratio,
+                mode="markers",
+                name="key added",
+                marker={"color": "#d62728", "symbol": "diamond", "size": 10},
+                text=added.best_config,
+                hovertemplate="key M=%{x}: %{text}<extra>added</extra>",
+            )
+        )
+    fig.add_hline(y=1 + threshold, line_dash="dash", line_color="#d62728", annotation_text=f"+{threshold:.0%}")
+    fig.update_xaxes(type="log", title="runtime M")
+    fig.update_layout(
+        title="the loader's pick / the best config timed at each M (1 is the best)",
+        yaxis_title="ratio",
+        height=360,
+        margin={"t": 40, "b": 40},
+    )
     return fig
 
 
@@ -215,6 +264,8 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
     table = summary_table(records) if table is None else table
     current, old = table[~table.superseded], table[table.superseded]
     steps, weights, fails = history(records), importances(records), failures(records)
+    checked = {tuple(shape.values()): coverage for shape, coverage in coverages(records)}
+    probes = coverage_table(records)
     replays = int((current.timing == "replay").sum())
     parts = [
         f"<h1>{html.escape(title or 'Tuning report')}</h1>",
@@ -236,7 +287,12 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
         def of(frame: pd.DataFrame, names: pd.Series = rows.study) -> pd.DataFrame:
             return frame[frame.study.isin(names)]
 
-        figures = [latency_figure(rows), history_figure(of(steps))]
+        figures = [latency_figure(rows)]
+        coverage = checked.get(key)
+        if coverage is not None and coverage.probes:
+            probed = probes[(probes[SHAPE_COLUMNS] == pd.Series(shape)).all(axis=1)]
+            figures.append(coverage_figure(probed, coverage.threshold))
+        figures.append(history_figure(of(steps)))
         if not of(weights).empty:
             figures.append(importance_figure(of(weights)))
         figures.append(failures_figure(of(fails)))
@@ -244,6 +300,8 @@ def render_html(storage: StorageLike, table: pd.DataFrame | None = None, *, titl
         notes = [deepgemm_note(str(shape["device"]), str(shape["out_dtype"])), missing_ceilings(str(shape["device"]))]
         if shape["space"] == "hopper":
             notes.append(f"SGLang's Hopper space: {HOPPER_NOTE}")
+        if coverage is not None:
+            notes.append(coverage.line())
         parts += [f"<p class=note>{html.escape(note)}</p>" for note in notes if note is not None]
         if rows.file.any():
             parts.append(f"<p class=note>config file: {html.escape(rows.file[rows.file != ''].iloc[0])}</p>")

@@ -1,8 +1,9 @@
 """What a tuning storage found, as pandas tables: the data behind the report and the notebook.
 
 Plain functions of a storage (a URL, a storage, or records loaded once): studies, summary_table,
-history, importances, failures and failed_trials. They compute and never draw, so tests check the
-numbers, and `tuner.report` and `notebooks/analysis.ipynb` show the same ones.
+history, importances, failures, failed_trials, and the coverage check's (coverages, coverage_table).
+They compute and never draw, so tests check the numbers, and `tuner.report` and
+`notebooks/analysis.ipynb` show the same ones.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from tuner.study import (
     CONFIRM_REASON,
     CONFIRMED,
     CONFIRMED_US,
+    ShapeCoverage,
     best,
     confirmation_of,
+    coverage_of,
     is_timed,
     latency_of,
     masked_url,
@@ -433,3 +436,69 @@ def failed_trials(storage: StorageLike) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows, columns=[*SHAPE_COLUMNS, "M", "study", "trial", "status", "config", "reason"])
+
+
+COVERAGE_COLUMNS = [
+    *SHAPE_COLUMNS,
+    "M",
+    "interval",
+    "before_config",
+    "before_ratio",
+    "after_config",
+    "after_ratio",
+    "best_config",
+    "best_us",
+    "served_before",
+    "served",
+    "timed",
+    "key_added",
+]
+
+
+def coverages(storage: StorageLike) -> list[tuple[dict[str, object], ShapeCoverage]]:
+    """Each shape's coverage check (tuner.study's ShapeCoverage), with the shape's SHAPE_COLUMNS.
+
+    A shape's intervals run between the batch sizes its studies tuned; shapes never checked are left out.
+    """
+    groups: dict[tuple, list[StudyRecord]] = defaultdict(list)
+    for r in as_records(storage):
+        groups[tuple(r.shape().values())].append(r)
+    found = []
+    for key, records in groups.items():
+        attrs = {r.problem.M: r.study.user_attrs for r in records}
+        coverage = coverage_of([r.problem for r in records], attrs, replay=records[0].timing == "replay")
+        if coverage is not None:
+            found.append((dict(zip(SHAPE_COLUMNS, key)), coverage))
+    return found
+
+
+def coverage_table(storage: StorageLike) -> pd.DataFrame:
+    """One row per probe M of every checked shape (COVERAGE_COLUMNS): the loader's pick before and after the
+    check, as a ratio to the best config timed there, and whether the check added a key at that M.
+
+    A ratio is inf where the pick fails at that M; an interval with one tuned config is not timed
+    (timed False, best_us NaN, ratios 1).
+    """
+    rows = []
+    for shape, coverage in coverages(storage):
+        added = coverage.added
+        for interval in coverage.intervals:
+            for p in interval.probes:
+                rows.append(
+                    {
+                        **shape,
+                        "M": p.M,
+                        "interval": f"{interval.low}-{interval.high}",
+                        "before_config": p.before,
+                        "before_ratio": p.before_ratio,
+                        "after_config": p.after,
+                        "after_ratio": p.after_ratio,
+                        "best_config": p.best,
+                        "best_us": math.nan if p.best_us is None else p.best_us,
+                        "served_before": p.served_before,
+                        "served": p.served,
+                        "timed": p.timed,
+                        "key_added": p.M in added,
+                    }
+                )
+    return pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
