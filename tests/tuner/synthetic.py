@@ -20,7 +20,7 @@ import sqlalchemy
 
 from tuner.benchmarkers import HEADER, HOPPER_HEADER, Row
 from tuner.export import config_file_name
-from tuner.space import SPLIT_K, SWAP_AB, Config, Problem, search_space
+from tuner.space import DEFAULT_BATCH_SIZES, SPLIT_K, SWAP_AB, Config, Problem, search_space
 
 DEVICE = "Synthetic_GPU"
 
@@ -52,6 +52,48 @@ def write_landscape(path: Path, shapes, batch_sizes, **kwargs) -> Path:
         f.write(",".join(HEADER) + "\n")
         for row in synthetic_rows(shapes, batch_sizes, **kwargs):
             f.write(",".join(row.as_csv()) + "\n")
+    return path
+
+
+def dense_us(problem: Problem, config: Config) -> float | None:
+    """A latency with wave quantization that moves the optimum between SGLang's batch sizes; None = fails.
+
+    Each wave of tiles on 132 SMs takes the longer of its MMA work (small tiles use the tensor cores
+    less well) and streaming its operands, so the best tile height steps with M, and a key's entry
+    can be far off a few M away (M = 17 on 16-row tiles takes two waves where 32-row ones take one).
+    """
+    if config.shared_memory_bytes() > 232448:
+        return None
+    M, N, K, bm, bn = problem.M, problem.N, problem.K, config.block_m, config.block_n
+    waves = math.ceil(math.ceil(M / bm) * math.ceil(N / bn) / 132)
+    per_wave = max(bm * bn * K / 4.0e6 * (1 + 16 / bm + 16 / bn), (bm + bn) * K / 2.5e4)
+    waste = 0.15 * abs(math.log2(config.num_stages / 4)) + 0.08 * (config.block_k == 64)
+    waste += 0.1 * (config.num_warps == 8) * (bm * bn < 8192) + 0.1 * (config.num_warps == 4) * (bm * bn >= 32768)
+    waste += 0.02 * math.log2(config.group_m) * (M > bm)  # the tile order matters only with several rows
+    return round(4 + waves * per_wave * (1 + waste), 3)
+
+
+# A dense landscape's M: every M up to 64, then steps of ~10% to 4096 (not multiples of 16, unlike a
+# check's probes on a GPU), and SGLang's batch sizes; and the configs it records at each, a subset of
+# the space around the optimum of every M, so that a test reads 17k rows rather than 137k.
+DENSE_BATCH_SIZES = tuple(sorted({*range(1, 65), *DEFAULT_BATCH_SIZES, *(round(64 * 1.1**i) for i in range(1, 44))}))
+DENSE_CONFIGS = [
+    Config(block_m=bm, block_n=bn, block_k=128, group_m=g, num_warps=w, num_stages=s)
+    for bm, bn, g, w, s in itertools.product((16, 32, 64, 128, 256), (32, 64, 128, 256), (1, 32), (4, 8), (3, 4))
+]
+
+
+def write_dense_landscape(path: Path, shapes, batch_sizes=DENSE_BATCH_SIZES) -> Path:
+    """A landscape of dense_us over DENSE_CONFIGS at every M of batch_sizes, for float16 out."""
+    with open(path, "w") as f:
+        f.write(",".join(HEADER) + "\n")
+        for N, K in shapes:
+            for M in batch_sizes:
+                problem = Problem(N=N, K=K, M=M)
+                for config in DENSE_CONFIGS:
+                    us = dense_us(problem, config)
+                    row = Row(DEVICE, problem, config, "ok" if us is not None else "out_of_resources", us)
+                    f.write(",".join(row.as_csv()) + "\n")
     return path
 
 

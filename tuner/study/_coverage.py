@@ -450,11 +450,11 @@ class _Check:
         }
 
     def resume(self, stored: Mapping[str, Any] | None) -> bool:
-        """Take over a stored record made on the same basis; whether it was finished."""
+        """Take over a stored record made on the same basis (finished, or cut short); whether it was."""
         if stored is None or stored.get("basis") != self.record["basis"]:
             return False
         self.record = dict(stored)
-        return bool(stored.get("done"))
+        return True
 
     def run(self) -> IntervalOutcome:
         """Screen every probe M that has no evidence yet, then decide, holding rounds where needed."""
@@ -560,6 +560,7 @@ def check_shape(
             if not check.resume(stored):  # anew, with every key the file holds now as the loader's
                 found = interval(low, high, entries, bests, probed)
                 check = _Check(storage, study_id, bench, ordered[0], found, threshold, clock)
+            if not check.record["done"]:
                 prepare_probes(bench, ordered[0], found)
             checks.append(check)
         outcomes = [check.run() for check in reversed(checks)][::-1]  # the largest M first: no new compiles there
