@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.benchmarkers import CATEGORIES, COMPILE_WAIT, GPU, HAND_OFFS, STORAGE, TIMING_OVERHEAD, RunClock
+from tuner.benchmarkers import (
+    CATEGORIES,
+    COMPILE_WAIT,
+    COVERAGE,
+    GPU,
+    HAND_OFFS,
+    STORAGE,
+    TIMING_OVERHEAD,
+    RunClock,
+)
 
 
 def _clock(**seconds: float) -> RunClock:
@@ -81,3 +90,32 @@ def test_categories_add_up():
 def test_add_rejects_what_is_not_a_duration(category, seconds, message):
     with pytest.raises(ValueError, match=message):
         RunClock().add(category, seconds)
+
+
+def test_a_claimed_block_counts_its_whole_wall_time_once_against_its_category():
+    # The coverage check times kernels and writes the storage like the search before it: its cost is
+    # one figure, and what its parts add meanwhile is not counted twice.
+    ticks = iter([0.0, 10.0, 14.5])  # the clock made; the claim's start; its end
+    clock = RunClock(now=lambda: next(ticks))
+    clock.add(GPU, 3.0)
+    with clock.claiming(COVERAGE):
+        clock.add(GPU, 2.0)
+        clock.add(STORAGE, 1.0)
+    assert clock.seconds() == {**dict.fromkeys(CATEGORIES, 0.0), GPU: 3.0, COVERAGE: 4.5}
+
+
+def test_a_claim_inside_a_claim_and_an_unknown_category_are_refused():
+    clock = RunClock()
+    with pytest.raises(ValueError, match="category must be one of"), clock.claiming("naps"):
+        pass
+    with clock.claiming(COVERAGE), pytest.raises(ValueError, match="already claimed by 'coverage'"):
+        with clock.claiming(COVERAGE):
+            pass
+    clock.add(GPU, 1.0)  # the claim has ended: categories count again
+    assert clock.seconds()[GPU] == 1.0
+
+
+def test_the_line_names_the_coverage_check_only_where_one_ran():
+    assert "coverage check" not in _clock(gpu=1.0).report(10.0)
+    line = _clock(gpu=1.0, coverage=2.5).report(10.0)
+    assert "config files 0.0 s, coverage check 2.5 s, other 6.5 s" in line

@@ -193,6 +193,22 @@ def test_a_hopper_landscape_replays_and_its_base_rows_hash_as_without_the_column
     assert software[0] == software[1]
 
 
+def test_a_dense_landscape_replays_every_recorded_m_and_its_keys_are_required_like_any():
+    # M recorded between the tuned batch sizes are what a coverage check probes: replay times them all.
+    rows = [Row(DEVICE, PROBLEM.at(M), FAST, "ok", 10.0 + M) for M in (1, 2, 3, 16, 37)]
+    rows.append(Row(DEVICE, PROBLEM.at(37), HUGE, "out_of_resources", None))
+    rows.append(Row(DEVICE, replace(PROBLEM, N=7168).at(5), FAST, "ok", 1.0))  # another shape's M is not this one's
+    bench = ReplayBenchmarker(rows)
+    assert bench.batch_sizes(PROBLEM) == bench.batch_sizes(PROBLEM.at(16)) == {1, 2, 3, 16, 37}
+    assert bench.batch_sizes(replace(PROBLEM, out_dtype="float16")) == frozenset()
+    for M in (1, 16):
+        bench.require(PROBLEM.at(M))  # a run tuning the keys alone accepts the superset
+    assert {FAST, HUGE} <= bench.measurable(PROBLEM.at(37)) and ABSENT not in bench.measurable(PROBLEM.at(37))
+    probed = bench.probe(PROBLEM.at(37), [FAST, HUGE, ABSENT], rounds=3, quick=True)
+    assert probed[FAST] == [47.0] * 3
+    assert (probed[HUGE].status, probed[ABSENT].status) == ("out_of_resources", "crash")
+
+
 def test_replay_reads_device_name_from_the_device_column(replay):
     assert replay.device_name == DEVICE
     assert replay.kind == "replay"
