@@ -23,7 +23,7 @@ from tuner.benchmarkers import HEADER
 from tuner.cli.run import identity_notes, resume_line
 from tuner.cli.run import main as run_main
 from tuner.dispatch import deepgemm_note
-from tuner.space import TIMED, Config, search_space
+from tuner.space import DEFAULT_BATCH_SIZES, TIMED, Config, search_space
 from tuner.study import StudyState
 
 SHAPE = (256, 512)
@@ -640,6 +640,21 @@ def test_without_a_gpu_the_hint_is_the_users_run_in_replay(no_gpu_runs, case):
     (line,) = done.stderr.splitlines()
     assert line.startswith(case.explains), line
     assert line.split(": ", 1)[1] == case.command
+
+
+def test_a_dense_landscape_is_hinted_at_sglangs_batch_sizes_not_at_every_m_it_records():
+    # A dense landscape records every M to 64 and more beyond, for a coverage check to probe: a run tunes
+    # SGLang's batch sizes on it, as on any landscape that holds them.
+    from tuner.cli._replay_hint import Coverage, replay_hint
+    from tuner.cli.run import _problems, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["--N", "576", "--K", "7168"])
+    shapes, _, _ = _problems(args)
+    dense = Coverage(Path("dense.csv.gz"), "NVIDIA_H100_80GB_HBM3", "fp8", "float16", 576, 7168, 128, 128,
+                     tuple(range(1, 4097)))  # fmt: skip
+    line = replay_hint(args, parser, shapes, [dense])
+    assert f"--batch-sizes {' '.join(map(str, DEFAULT_BATCH_SIZES))} --trials 32 --replay dense.csv.gz" in line
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU prints")

@@ -147,9 +147,9 @@ def replay_hint(
     landscapes = [land for land in landscapes if land.space() == args.space]
     given = args.batch_sizes is not None or args.batch_size is not None
     for problems in shapes:
-        wanted = {p.M for p in problems}
+        wanted = {p.M for p in problems}  # SGLang's batch sizes unless given: a dense landscape's others are probes
         for land in sorted(landscapes, key=lambda land: (land.partial, -len(land.batch_sizes))):
-            batch_sizes = [M for M in land.batch_sizes if M in wanted or not given]
+            batch_sizes = [M for M in land.batch_sizes if M in wanted]
             if land.covers(problems[0]) and batch_sizes:
                 what = "a partial landscape (its first configs only)" if land.partial else "a landscape"
                 which = "the same run" if len(shapes) == 1 else f"of your {len(shapes)} shapes, N={land.N} K={land.K}"
