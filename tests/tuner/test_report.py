@@ -25,10 +25,15 @@ from tests.tuner.synthetic import (
     shared_replay_storage,
     synthetic_hopper_us,
     synthetic_rows,
+    write_dense_landscape,
 )
 from tuner.analysis import (
+    COVERAGE_COLUMNS,
     SHAPE_COLUMNS,
     SUMMARY_COLUMNS,
+    coverage_figure,
+    coverage_table,
+    coverages,
     failed_trials,
     failures,
     history,
@@ -45,7 +50,7 @@ from tuner.benchmarkers import FAILURES, HEADER, HOPPER_HEADER, Row
 from tuner.cli.report import main
 from tuner.cli.run import main as run_main
 from tuner.dispatch import HOPPER_NOTE, deepgemm_note
-from tuner.export import config_file_name, write_configs
+from tuner.export import config_file_name, nearest_entry, read_config_file, write_configs
 from tuner.space import TIMED, Problem, config_of, default_config, search_space
 
 N, K = STORED_SHAPE
@@ -336,3 +341,28 @@ def test_a_device_without_measured_ceilings_is_said_in_its_section(tuned):
     page = render_html(tuned[0])
     assert f"<p class=note>no measured ceilings for {DEVICE}</p>" in page  # its roofline share stays blank
     assert summary_table(tuned[0]).best_roofline_pct.isna().all()
+
+
+def test_the_coverage_checks_table_and_figure_show_the_loaders_pick_against_the_best_timed(tmp_path):
+    # Keys 16, 24 and 32 of a shape whose best tile height steps at M = 17: the check adds a key there.
+    shape = (7168, 18432)
+    landscape = write_dense_landscape(tmp_path / "dense.csv", [shape], tuple(range(16, 33)))
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert run_main(["--N", str(shape[0]), "--K", str(shape[1]), "--batch-sizes", "16", "24", "32", "--replay",
+                     str(landscape), "--trials", "8", "--storage", url, "--save-path", str(tmp_path / "cfg"),
+                     "--no-prior", "--seed", "0"]) == 0  # fmt: skip
+    entries = read_config_file(tmp_path / "cfg" / config_file_name(*shape, DEVICE, "fp8", 128, 128))
+    table = coverage_table(url)
+    assert list(table.columns) == COVERAGE_COLUMNS
+    assert list(table.M) == [M for M in range(17, 32) if M != 24]
+    assert set(table.interval) == {"16-24", "24-32"}
+    assert (table.before_ratio > 1.02).any() and table.served.all() and (table.after_ratio <= 1.02).all()
+    assert set(table.M[table.key_added]) == set(entries) - {16, 24, 32} != set()
+    assert list(table.after_config) == [nearest_entry(entries, M).short() for M in table.M]  # as the loader picks
+    ((shape_columns, coverage),) = coverages(url)
+    assert (shape_columns["N"], shape_columns["timing"]) == (shape[0], "replay")
+    figure = coverage_figure(table, coverage.threshold)
+    assert [trace.name for trace in figure.data] == ["before the check", "after the check", "key added"]
+    assert list(figure.data[1].x) == list(table.M) and list(figure.data[1].y) == list(table.after_ratio)
+    page = render_html(url)
+    assert html.escape(coverage.line()) in page and "the best config timed at each M" in page  # the line, the figure
