@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 from collections import defaultdict
@@ -165,3 +166,73 @@ def test_help_says_it_needs_a_gpu_and_gives_defaults(capsys, monkeypatch):
         "processes compiling ahead of the timing (default: CPU cores - 1)",
     ]:
         assert text in shown
+
+
+# A subset of the space, as a dense landscape records it: 64-row tiles (one row of tiles at M = 1 and
+# 48: their GROUP_SIZE_M 16 twin is timed through its GROUP_SIZE_M 1 schedule, not in the list) and one
+# 16-row tile, whose groups count at M = 48.
+SUBSET = [
+    c for c in search_space(128) if c.block_m == 64 and c.num_warps == 4 and c.num_stages == 3 and c.group_m == 16
+]
+SUBSET += [c for c in search_space(128) if c.block_m == 16 and c.block_n == 64 and c.num_stages == 4][:2]
+
+
+class _Compiles(ReplayBenchmarker):
+    """Notes what it is asked to compile ahead and what it times."""
+
+    def __init__(self, rows) -> None:
+        super().__init__(rows)
+        self.prepared, self.timed = set(), set()
+
+    def prepare(self, problem, configs, *, replace=False):
+        self.prepared |= {(problem, c) for c in configs}
+
+    def measure(self, problem, config, **kwargs):
+        self.timed.add((problem, config))
+        return super().measure(problem, config, **kwargs)
+
+
+def test_a_sweep_of_given_configs_records_those_alone_and_compiles_ahead_what_it_times(tmp_path):
+    bench = _Compiles(synthetic_rows([SHAPE], BATCH_SIZES))
+    with LandscapeWriter(tmp_path / "l.csv") as writer:
+        sweep(bench, _problems(), writer, progress=False, configs=SUBSET)
+    rows = list(read_rows(tmp_path / "l.csv"))
+    assert {(row.problem.M, row.config) for row in rows} == {(M, c) for M in BATCH_SIZES for c in SUBSET}
+    timed = {(row.problem.M, row.config): row.us for row in synthetic_rows([SHAPE], BATCH_SIZES)}
+    # a listed config's row holds its schedule's timing: the GROUP_SIZE_M 1 twin's, as a full sweep's would
+    assert all(row.us == timed[row.problem.M, row.config.schedule_key(row.problem.M)] for row in rows)
+    assert bench.measurements == len({(row.problem.M, row.config.schedule_key(row.problem.M)) for row in rows})
+    assert bench.timed == bench.prepared  # the twin that stands for a listed config's schedule too
+
+
+def test_the_configs_flag_reads_sglang_entries_or_a_config_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tuner.benchmarkers, "GpuBenchmarker", _ReplayGpu)
+    listed, as_file = tmp_path / "list.json", tmp_path / "file.json"
+    listed.write_text(json.dumps([c.as_sglang() for c in SUBSET]))
+    as_file.write_text(json.dumps({str(M): c.as_sglang() for M, c in enumerate(SUBSET, start=1)}))
+    for path in (listed, as_file):
+        out = tmp_path / f"{path.stem}.csv"
+        argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES), "--out",
+                str(out), "--configs", str(path)]  # fmt: skip
+        assert main(argv) == 0
+        assert {row.config for row in read_rows(out)} == set(SUBSET)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not a readable JSON file"),
+        ("[]", "must hold a non-empty JSON list of SGLang entries"),
+        ('[{"BLOCK_SIZE_M": 64}]', "entry 0: a config needs exactly the keys"),
+        (json.dumps([{**SUBSET[0].as_sglang(), "SPLIT_K": 2, "SWAP_AB": False}]), "not in the base space"),
+    ],
+)
+def test_a_configs_file_that_is_not_a_list_of_entries_of_the_space_is_a_usage_error(tmp_path, capsys, content,
+                                                                                      message):  # fmt: skip
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--out", str(tmp_path / "l.csv"), "--configs", str(path)]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --configs") and message in line

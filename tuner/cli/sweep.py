@@ -3,6 +3,10 @@
     python -m tuner.sweep --N 7168 4096 --K 18432 7168 --batch-sizes 1 16 64 256 1024 4096 \\
         --out studies/landscapes/h100.csv
 
+--configs FILE.json times only the configs it lists (SGLang entries; a config file's entries count
+too) instead of the whole space: a dense landscape, at many M between SGLang's batch sizes, over the
+configs that win at them and their neighbours (benchmarks/dense_sweep_plan.py writes such a file).
+
 Timed exactly as the tuner times (tuner.benchmarkers: CUDA graphs over rotating buffers, compilation on
 every CPU core ahead of the GPU). Where M <= BLOCK_SIZE_M the launch does not depend on
 GROUP_SIZE_M: one of those configs is timed and its result recorded for all four. An interrupted
@@ -14,9 +18,11 @@ Exit status: 0 on success, 2 on a usage error, 130 after Ctrl-C (143 after SIGTE
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -36,14 +42,16 @@ def sweep(
     done: set[tuple[Problem, Config]] = frozenset(),
     progress: bool = True,
     space: str = "base",
+    configs: Sequence[Config] | None = None,
 ) -> dict[tuple[Problem, Config], Measurement]:
-    """Measure every (problem, config) of the space not in done; returns what it measured, copies included."""
-    configs = search_space(problems[0].block_k, space)
+    """Measure every (problem, config) of the space (or of configs) not in done; returns what it measured,
+    copies included."""
+    configs = search_space(problems[0].block_k, space) if configs is None else configs
     todo = [(p, c) for c in configs for p in problems if (p, c) not in done]
-    # Compile every distinct schedule up front, in the order it will be timed.
-    for problem, config in todo:
-        if config.schedule_key(problem.M) == config:
-            bench.prepare(problem, [config])
+    # Compile every distinct schedule up front, in the order it will be timed (a subset of the space may
+    # hold a config without the twin that stands for its schedule: the twin is what is timed).
+    for problem, representative in dict.fromkeys((p, c.schedule_key(p.M)) for p, c in todo):
+        bench.prepare(problem, [representative])
     results: dict[tuple[Problem, Config], Measurement] = {}
     for problem, config in tqdm(todo, desc="sweep", unit="cfg", disable=not progress, mininterval=5):
         representative = config.schedule_key(problem.M)
@@ -52,6 +60,34 @@ def sweep(
         results[problem, config] = results[problem, representative]
         writer.write(bench.device_name, problem, config, results[problem, config])
     return results
+
+
+def read_configs(path: str | Path, block_k: int, space: str) -> list[Config]:
+    """The configs a --configs file lists: a JSON list of SGLang entries, or a config file's entries, each
+    a member of the space (in its order, once each); anything else raises ValueError naming it."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--configs {str(path)!r} is not a readable JSON file: {error}") from None
+    entries = list(data.values()) if isinstance(data, dict) else data
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"--configs {str(path)!r} must hold a non-empty JSON list of SGLang entries (or a config "
+                         f"file), but holds {type(data).__name__}.")  # fmt: skip
+    members = set(search_space(block_k, space))
+    configs = []
+    for i, entry in enumerate(entries):
+        try:
+            config = Config.from_sglang(entry)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ValueError(f"--configs {str(path)!r}: entry {i}: {error}") from None
+        if config not in members:
+            hint = " (use --space hopper)" if config.hopper else ""
+            raise ValueError(
+                f"--configs {str(path)!r}: entry {i}, {config.short()}, is not in the {space} space for block_k "
+                f"{block_k}{hint}."
+            )
+        configs.append(config)
+    return list(dict.fromkeys(configs))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--configs",
+        default=None,
+        metavar="FILE.json",
+        help="time only these configs: a JSON list of SGLang entries, or a config file (default: the whole space)",
+    )
+    parser.add_argument(
         "--compile-workers",
         type=int,
         default=None,
@@ -94,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems_by_shape = [
             [Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in args.batch_sizes] for N, K in zip(args.N, args.K)
         ]
+        configs = None if args.configs is None else read_configs(args.configs, args.block_k, args.space)
         done = set()
         try:
             done = {(row.problem, row.config) for row in read_rows(args.out)}
@@ -115,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             for problems in problems_by_shape:
                 started = time.perf_counter()
-                results = sweep(bench, problems, writer, done=done, space=args.space)
+                results = sweep(bench, problems, writer, done=done, space=args.space, configs=configs)
                 p = problems[0]
                 print(f"N={p.N} K={p.K}: {len(results)} rows in {time.perf_counter() - started:.0f} s, "
                       f"{bench.restarts} timing-process restarts so far", flush=True)  # fmt: skip
