@@ -30,6 +30,7 @@ from tuner.study import (
     tune_shape,
 )
 from tuner.study._coverage import RECORD, Evidence, decide, judge
+from tuner.study._search import GpuFailure, WrongResult
 
 SHAPE = (7168, 18432)
 FILE = config_file_name(*SHAPE, DEVICE, "fp8", 128, 128)
@@ -327,3 +328,51 @@ def test_on_a_gpu_the_checks_kernels_count_as_the_check(tmp_path):
         tune_shape(storage, calls, problems, options, tmp_path / "cfg", clock=clock)
     assert sorted({M for M, _ in calls.calls}) == [*range(17, 24), *range(25, 32)]
     assert clock.seconds()[COVERAGE] > 0
+
+
+# --- what stops a check ------------------------------------------------------------------------------
+class _Failing:
+    """A benchmarker of kind whose probe at M = 20 fails the first config with status (None: it fails nothing)."""
+
+    def __init__(self, bench, kind: str, status: str | None = None) -> None:
+        self._bench, self.kind, self._status = bench, kind, status
+
+    def __getattr__(self, name):
+        return getattr(self._bench, name)
+
+    def probe(self, problem, configs, *, rounds, quick=False):
+        result = self._bench.probe(problem, configs, rounds=rounds, quick=quick)
+        if problem.M == 20 and self._status is not None:
+            result[configs[0]] = Measurement(self._status, reason="planted")
+        return result
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "error"),
+    [
+        ("replay", "wrong_result", WrongResult),  # a wrong result is a bug, as in a search
+        ("gpu", "crash", GpuFailure),  # a config that ran at the keys crashes live: stop; the rerun resumes
+        ("gpu", "timeout", GpuFailure),
+    ],
+)
+def test_a_wrong_result_or_a_live_crash_at_a_probe_stops_the_run_and_a_rerun_resumes(tmp_path, dense, kind, status,
+                                                                                    error):  # fmt: skip
+    _, bench = dense
+    with pytest.raises(error, match="M=20"):
+        _tune(tmp_path, _Failing(bench, kind, status), batch_sizes=(16, 24, 32))
+    healthy = Counting(_Failing(bench, kind))
+    storage, problems, names, _, _ = _tune(tmp_path, healthy, batch_sizes=(16, 24, 32))
+    assert {M for M, rounds in healthy.calls if rounds == 1} == {20, 21, 22, 23}  # the M screened before are kept
+    assert all(p.served for p in stored_coverage(storage, problems, names).probes)
+
+
+def test_a_failure_a_landscape_records_at_a_probe_is_a_fact_about_that_config_there(tmp_path, dense):
+    # The loader's pick at M = 20 (key 16's entry: 20 is as near 24, and ties go to the smaller key)
+    # recorded as out of resources there: no error, and M = 20 gets a key with a config that runs.
+    _, bench = dense
+    failing = _Failing(bench, "replay", "out_of_resources")
+    storage, problems, names, _, entries = _tune(tmp_path, failing, batch_sizes=(16, 24))
+    coverage = stored_coverage(storage, problems, names)
+    (probe,) = [p for p in coverage.probes if p.M == 20]
+    assert probe.before == entries[16].short() and probe.before_ratio == math.inf and probe.served
+    assert entries[20] == coverage.added[20] != entries[16]

@@ -22,6 +22,7 @@ from tests.tuner.synthetic import (
     synthetic_hopper_us,
     synthetic_rows,
     synthetic_us,
+    write_dense_landscape,
     write_hopper_landscape,
     write_landscape,
 )
@@ -207,3 +208,14 @@ def test_the_prior_may_come_from_other_files_and_another_device_of_the_same_arch
     assert f"base space, prior from {h100};" in capsys.readouterr().err
     # Two configs: the default and its first neighbour, or the default and the H100's best of the other shape.
     assert min(found["none"]) > 1.1 and found["h100"] == [1.0, 1.0]
+
+
+def test_a_dense_landscape_is_evaluated_at_the_batch_sizes_asked(tmp_path, capsys):
+    # M between the keys are what a coverage check probes; a search evaluated on the keys alone reads
+    # those rows of the same file.
+    dense = write_dense_landscape(tmp_path / "dense.csv", [(512, 1024)], tuple(range(1, 17)))
+    details = tmp_path / "details.csv"
+    argv = [str(dense), "--budgets", "4", "--seeds", "0", "--strategies", "local", "--batch-sizes", "1", "16",
+            "--processes", "1", "--details", str(details)]  # fmt: skip
+    assert main(argv) == 0
+    assert sorted(int(r["M"]) for r in csv.DictReader(details.open())) == [1, 16]
