@@ -136,3 +136,36 @@ def test_cublas_times_the_same_product(session):
     reference = w8a8_block_matmul_reference(a, b, a_scales, b_scales, BLOCK, torch.float32)
     out = _cublas(a, b, a_scales, b_scales, torch.bfloat16)
     assert _relative_error(out, reference) < RELATIVE_TOLERANCE[torch.bfloat16]  # the scales are read as ours
+
+
+def test_a_probe_checks_each_config_at_a_new_m_then_times_it_quickly(session):
+    # M = 37 is neither 1 nor a multiple of 16: a new binary for either config, as a coverage check meets it.
+    problem = Problem(N=512, K=1024, M=37, out_dtype="bfloat16")
+    other = Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3)
+    quick = session.probe(problem, [CONFIG, other], 3, True)
+    full = session.retime(problem, [CONFIG, other], 3)
+    for config in (CONFIG, other):
+        assert len(quick[config]) == 3 and all(us > 0 for us in quick[config])
+        # the quick timing (a quarter of the replay span) agrees with the full one to within a few per cent
+        assert sorted(quick[config])[1] == pytest.approx(sorted(full[config])[1], rel=0.1)
+    reference = session._references[problem]  # no public way to plant a wrong reference
+    session._references[problem] = reference * 1.5
+    try:
+        wrong = session.probe(problem, [CONFIG, other], 3, True)
+    finally:
+        session._references[problem] = reference
+    assert all(result.status == "wrong_result" for result in wrong.values())
+
+
+def test_a_coverage_check_runs_on_the_gpu_and_adds_its_cost_to_its_own_category(tmp_path):
+    from tuner.benchmarkers import COVERAGE, GpuBenchmarker, RunClock
+    from tuner.study import THRESHOLD, TuneOptions, make_storage, stored_coverage, study_name, tune_shape
+
+    problems = [Problem(N=512, K=1024, M=M) for M in (16, 24, 32)]
+    storage, clock = make_storage(f"sqlite:///{tmp_path}/s.db"), RunClock()
+    with GpuBenchmarker(clock=clock) as bench:
+        tune_shape(storage, bench, problems, TuneOptions(trials=4, seed=0, coverage=THRESHOLD), tmp_path, clock=clock)
+        names = {p.M: study_name(p, bench.device_name, bench.kind, bench.software) for p in problems}
+    coverage = stored_coverage(storage, problems, names)
+    assert [p.M for p in coverage.probes] == [*range(17, 24), *range(25, 32)]
+    assert all(p.served for p in coverage.probes) and clock.seconds()[COVERAGE] > 0
