@@ -16,7 +16,7 @@ import pytest
 
 from tests.tuner.fake_gpu import FakeSession, fake_compile
 from tests.tuner.synthetic import DENSE_BATCH_SIZES, DEVICE, write_dense_landscape, write_landscape
-from tuner.benchmarkers import COVERAGE, GPU, GpuBenchmarker, Measurement, ReplayBenchmarker, RunClock
+from tuner.benchmarkers import COVERAGE, GPU, GpuBenchmarker, Measurement, ReplayBenchmarker, Row, RunClock
 from tuner.export import config_file_name, nearest_entry, read_config_file
 from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem
 from tuner.study import (
@@ -29,7 +29,7 @@ from tuner.study import (
     study_name,
     tune_shape,
 )
-from tuner.study._coverage import RECORD, Evidence, decide, judge
+from tuner.study._coverage import RECORD, Evidence, decide, interval, judge, timeable
 from tuner.study._search import GpuFailure, WrongResult
 
 SHAPE = (7168, 18432)
@@ -376,3 +376,15 @@ def test_a_failure_a_landscape_records_at_a_probe_is_a_fact_about_that_config_th
     (probe,) = [p for p in coverage.probes if p.M == 20]
     assert probe.before == entries[16].short() and probe.before_ratio == math.inf and probe.served
     assert entries[20] == coverage.added[20] != entries[16]
+
+
+def test_in_replay_the_candidates_are_those_the_landscape_recorded_at_every_probe():
+    # C lacks a row at M = 20: had it become a key's config nearby, M = 20 could not be judged.
+    problem = Problem(N=512, K=1024, M=16)
+    rows = [Row(DEVICE, problem.at(M), c, "ok", 10.0) for M in range(16, 25) for c in (A, B, C) if (M, c) != (20, C)]
+    found = interval(16, 24, {16: A, 24: B}, [C], probe_batch_sizes((16, 24)))
+    assert found.candidates == (A, B, C) and found.probes == tuple(range(17, 24))
+    assert timeable(ReplayBenchmarker(rows), problem, found).candidates == (A, B)
+    gpu = Counting(ReplayBenchmarker(rows))
+    gpu.measurable = lambda problem: None  # a GPU times any config
+    assert timeable(gpu, problem, found).candidates == (A, B, C)

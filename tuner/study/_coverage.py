@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from optuna.trial import TrialState
 
 from tuner.benchmarkers import COVERAGE, Benchmarker, Measurement, RunClock
 from tuner.export import nearest_entry, read_config_file, write_configs
-from tuner.space import Config, Problem, config_of
+from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem, config_of
 from tuner.study._rows import set_study_attrs
 from tuner.study._search import GpuFailure, WrongResult
 from tuner.study._storage import study_name
@@ -85,8 +85,6 @@ def probe_batch_sizes(keys: Iterable[int]) -> list[int]:
 
 def dense_batch_sizes(high: int = 4096) -> list[int]:
     """The M a dense landscape records: SGLang's batch sizes up to high and what a check probes between them."""
-    from tuner.space import DEFAULT_BATCH_SIZES
-
     keys = [m for m in DEFAULT_BATCH_SIZES if m < high] + [high]
     return sorted({*keys, *probe_batch_sizes(keys)})
 
@@ -398,6 +396,21 @@ def interval(
     return Interval(low=low, high=high, keys=keys, candidates=candidates, probes=probes)
 
 
+def timeable(bench: Benchmarker, problem: Problem, interval: Interval) -> Interval:
+    """The interval with the candidates bench can time at every one of its probe M (the keys' entries kept).
+
+    A GPU times any config; a landscape recorded over part of the space has no latency for the rest,
+    and a candidate it lacks at some M could not be judged there had it become a key nearby.
+    """
+    sets = [bench.measurable(problem.at(M)) for M in interval.probes]
+    kept = [
+        c
+        for c in interval.candidates
+        if c in interval.keys.values() or all(found is None or c in found for found in sets)
+    ]
+    return replace(interval, candidates=tuple(kept))
+
+
 def prepare_probes(bench: Benchmarker, problem: Problem, interval: Interval) -> None:
     """Compile, ahead, what the interval's probes will time at their M (the pool compiles each class once)."""
     for M in interval.probes:
@@ -555,10 +568,10 @@ def check_shape(
             study_id = storage.get_study_id_from_name(names[low])
             stored = storage.get_study_user_attrs(study_id).get(RECORD + str(high))
             leave_out = [int(M) for M in (stored or {}).get("added", {})]
-            found = interval(low, high, entries, bests, probed, leave_out=leave_out)
+            found = timeable(bench, ordered[0], interval(low, high, entries, bests, probed, leave_out=leave_out))
             check = _Check(storage, study_id, bench, ordered[0], found, threshold, clock)
             if not check.resume(stored):  # anew, with every key the file holds now as the loader's
-                found = interval(low, high, entries, bests, probed)
+                found = timeable(bench, ordered[0], interval(low, high, entries, bests, probed))
                 check = _Check(storage, study_id, bench, ordered[0], found, threshold, clock)
             if not check.record["done"]:
                 prepare_probes(bench, ordered[0], found)
