@@ -337,8 +337,8 @@ class ShapeCoverage:
         )
         if unrecorded:
             line += f"; {unrecorded} M without the loader's pick in the landscape, not probed"
-        if self.unchecked:
-            line += f"; not checked (tuned by other workers): {', '.join(f'{a}-{b}' for a, b in self.unchecked)}"
+        if self.unchecked:  # tuned by two workers, or checked only with other batch sizes
+            line += f"; not checked between {', '.join(f'{a} and {b}' for a, b in self.unchecked)}"
         return line
 
 
@@ -428,7 +428,8 @@ def prepare_ahead(
     problems are the shape's batch sizes tuned so far, entries their picks and bests each one's fastest
     configs. Between the small keys the probes are M of other compile classes than the keys' (not
     multiples of 16), so their candidates compile anew; asked for here, they are ready when the check
-    starts. (A study's own compiles, asked for later, go first: this only fills the pool's idle time.)
+    starts. They queue behind the next study's seeds (a compile a study waits for goes first anyway),
+    and a study's start drops what no process took yet: asked again before each study, they go through.
     """
     tuned = sorted(p.M for p in problems)
     probed = probed_batch_sizes(bench, problems[0], tuned)
@@ -463,7 +464,7 @@ class _Check:
         }
 
     def resume(self, stored: Mapping[str, Any] | None) -> bool:
-        """Take over a stored record made on the same basis (finished, or cut short); whether it was."""
+        """Take over a stored record made on the same basis (finished, or cut short); whether it did."""
         if stored is None or stored.get("basis") != self.record["basis"]:
             return False
         self.record = dict(stored)
@@ -475,8 +476,7 @@ class _Check:
         if len(self.entries) > 1:
             for M in self.interval.probes:
                 if str(M) not in evidence:
-                    screened = self._screen(M)  # None: the benchmarker has no latency for the loader's pick here
-                    evidence[str(M)] = None if screened is None else screened
+                    evidence[str(M)] = self._screen(M)  # None: no latency for the loader's pick here (replay)
                     self._save()
         evidence.update({M: Evidence.from_json(e) for M, e in evidence.items() if isinstance(e, dict)})
 
@@ -512,7 +512,7 @@ class _Check:
                 self._failed(problem, config, result)
                 evidence.failed[config.short()] = result.status
             else:
-                evidence.screen[config.short()] = result[0]
+                evidence.screen[config.short()] = round(result[0], 3)
         if not evidence.screen:  # every candidate failed: a live GPU raised above; a landscape recorded it so
             return None
         return evidence

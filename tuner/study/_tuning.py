@@ -406,7 +406,7 @@ def tune_shape(
         bench.prepare(problem, seeds[: options.trials], replace=True)
         if ahead:
             bench.prepare(after, ahead[: options.trials])
-        if options.coverage is not None and results:  # after the study's own: they come first
+        if options.coverage is not None and results:  # behind the next studies' seeds, asked again each study
             prepare_ahead(bench, [r.problem for r in results], {r.problem.M: r.best for r in results}, bests)
         result = tune_problem(
             storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks, clock=clock,
