@@ -388,3 +388,30 @@ def test_in_replay_the_candidates_are_those_the_landscape_recorded_at_every_prob
     gpu = Counting(ReplayBenchmarker(rows))
     gpu.measurable = lambda problem: None  # a GPU times any config
     assert timeable(gpu, problem, found).candidates == (A, B, C)
+
+
+class _Events:
+    """A benchmarker that notes, in order, the M it is asked to compile for and the M it probes."""
+
+    def __init__(self, bench) -> None:
+        self._bench, self.events = bench, []
+
+    def __getattr__(self, name):
+        return getattr(self._bench, name)
+
+    def prepare(self, problem, configs, *, replace=False):
+        self.events.append(("prepare", problem.M))
+
+    def probe(self, problem, configs, *, rounds, quick=False):
+        self.events.append(("probe", problem.M))
+        return self._bench.probe(problem, configs, rounds=rounds, quick=quick)
+
+
+def test_what_the_check_probes_below_64_is_compiled_ahead_while_larger_batch_sizes_are_tuned(tmp_path, dense):
+    # 17-23 are of another compile class than the keys 16 and 32: asked for before the studies of 32 and 48.
+    _, bench = dense
+    events = _Events(bench)
+    _tune(tmp_path, events, batch_sizes=(16, 24, 32, 48))
+    last_study = max(i for i, event in enumerate(events.events) if event == ("prepare", 48))  # its search's own
+    ahead = {M for kind, M in events.events[:last_study] if kind == "prepare"}
+    assert set(range(17, 24)) | set(range(25, 32)) <= ahead
