@@ -186,10 +186,12 @@ def measure_shape(
     l2_bytes: int,
 ) -> list[Point]:
     """Check and time every config at every M of one shape."""
-    weights = make_weight_sets(N, K, block_size, INPUT_DTYPE, rotation_sets_needed(1, N, K, l2_bytes=l2_bytes))
+    n_weights = rotation_sets_needed(1, N, K, l2_bytes=l2_bytes, block_size=block_size)
+    weights = make_weight_sets(N, K, block_size, INPUT_DTYPE, n_weights)
     points = []
     for M in batch_sizes:
-        sets = make_operand_sets(M, weights, block_size, rotation_sets_needed(M, N, K, l2_bytes=l2_bytes), seed=M)
+        n_sets = rotation_sets_needed(M, N, K, l2_bytes=l2_bytes, block_size=block_size)
+        sets = make_operand_sets(M, weights, block_size, n_sets, seed=M)
         reference = w8a8_block_matmul_reference(*sets[0], block_size, torch.float32)
         for index, config in enumerate(configs):
             if (N, K, M, index) in failed:

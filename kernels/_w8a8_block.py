@@ -218,6 +218,17 @@ def _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, partials) -> l
     return steps
 
 
+def _split_view(buffer: torch.Tensor, config: dict[str, int], M: int, N: int) -> torch.Tensor | None:
+    """The (SPLIT_K, M, N) float32 view of a caller's buffer that config's splits write; None for one split."""
+    split_k = config.get("SPLIT_K", 1) if uses_hopper_path(config) else 1
+    if split_k == 1:
+        return None
+    if buffer.dtype != torch.float32 or buffer.numel() < split_k * M * N:
+        raise ValueError(f"partials must be float32 with at least {split_k * M * N} elements, but got {buffer.dtype} "
+                         f"with {buffer.numel()}.")  # fmt: skip
+    return buffer.view(-1)[: split_k * M * N].view(split_k, M, N)
+
+
 def _partials(config: dict[str, int], M: int, N: int, device) -> torch.Tensor | None:
     """The float32 buffer several K splits write, allocated per call as SGLang does; None for one split."""
     split_k = config.get("SPLIT_K", 1) if uses_hopper_path(config) else 1
@@ -257,23 +268,31 @@ def bind_w8a8_block_matmul(
     block_size: list[int],
     output_dtype: torch.dtype = torch.float16,
     config: dict[str, int] | None = None,
+    *,
+    out: torch.Tensor | None = None,
+    partials: torch.Tensor | None = None,
 ) -> tuple[Callable[[], None], torch.Tensor]:
     """Launch once as w8a8_block_matmul does, then return a relaunch with every argument bound, and C.
 
-    Each relaunch writes the same C (and the same split-K buffer). The first launch compiles or
-    loads the binaries, so a relaunch may run inside a CUDA-graph capture; it then calls Triton's
-    compiled launchers directly, a few microseconds of host time, where a full launch checks the
-    operands and binds Triton's arguments again (tens of microseconds: most of the cost of capturing
-    graphs of kernels that run for a few microseconds). Under the interpreter a relaunch is a full
-    launch into the same C.
+    Each relaunch writes the same C (out, if given: a contiguous (M, N) tensor of output_dtype) and
+    the same split-K buffer (partials, if given: float32, at least SPLIT_K * M * N elements). The
+    first launch compiles or loads the binaries, so a relaunch may run inside a CUDA-graph capture;
+    it then calls Triton's compiled launchers directly, a few microseconds of host time, where a full
+    launch checks the operands and binds Triton's arguments again (tens of microseconds: most of the
+    cost of capturing graphs of kernels that run for a few microseconds). Under the interpreter a
+    relaunch is a full launch into the same C.
     """
     block_size = check_inputs(A, B, As, Bs, block_size, output_dtype)
     config = resolve_config(config, *block_size)
     M, K = A.shape
     N = B.shape[0]
-    C = torch.empty((M, N), dtype=output_dtype, device=A.device)
+    if out is not None and (out.shape != (M, N) or out.dtype != output_dtype or not out.is_contiguous()):
+        raise ValueError(f"out must be a contiguous ({M}, {N}) {output_dtype} tensor, but got {tuple(out.shape)} "
+                         f"{out.dtype}.")  # fmt: skip
+    C = torch.empty((M, N), dtype=output_dtype, device=A.device) if out is None else out
     strides = (A.stride(), B.stride(), C.stride(), As.stride(), Bs.stride())
-    steps = _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, _partials(config, M, N, A.device))
+    workspace = _partials(config, M, N, A.device) if partials is None else _split_view(partials, config, M, N)
+    steps = _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, workspace)
     launched = [kernel[grid](*args, **constexprs) for kernel, grid, args, constexprs in steps]
     if all(isinstance(compiled, CompiledKernel) for compiled in launched):
         # Triton's launcher takes every parameter in declaration order, constexprs included.
