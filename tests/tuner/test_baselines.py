@@ -217,12 +217,13 @@ def test_the_command_announces_the_installed_file_and_never_exports_slower(tmp_p
     landscape = write_landscape(tmp_path / "l.csv", [SHAPE], BATCH_SIZES)
     bench = ReplayBenchmarker.from_file(landscape)
     argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES), "--trials", "3",
-            "--replay", str(landscape)]  # fmt: skip
+            "--replay", str(landscape), "--format", "both"]  # fmt: skip
     done = run_tuner(site, tmp_path, *argv)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[2].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
-    assert lines[3] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
+    assert lines[2].startswith("files: SGLang and vLLM's files: --space base")  # one search fills both
+    assert lines[3].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
+    assert lines[4] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
     exported = read_config_file(tmp_path / "cfg" / SGLANG_NAME)
     for M in BATCH_SIZES:
         problem = PROBLEM.at(M)
@@ -247,7 +248,7 @@ def test_missing_tunes_only_the_shapes_an_installed_engine_lacks(tmp_path):
                      "--replay", str(landscape))  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith(f"--missing: 3 of {len(shapes)} shapes have no file for {DEVICE} in SGLang's")
+    assert lines[0].startswith(f"--missing: 3 of {len(shapes)} shapes lack a file or entries for {DEVICE} in SGLang's")
     warning = DEFAULT_CONFIG_WARNING.format("FP8")
     assert lines[1] == f'  tuning N={shapes[0][0]} K={shapes[0][1]}: no file in SGLang\'s folder (it logs "{warning}")'
     assert f'  tuning N={no_vllm[0][0]} K={no_vllm[0][1]}: no file in vLLM\'s folder (it logs "{warning}")' in lines
@@ -262,7 +263,7 @@ def test_missing_with_every_file_installed_tunes_nothing(tmp_path):
     landscape = write_landscape(tmp_path / "l.csv", [SHAPE], [1])
     done = run_tuner(site, tmp_path, "--tp-size", "8", "--missing", "--batch-sizes", "1", "--replay", str(landscape))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"--missing: 0 of {len(shapes)} shapes have no file for {DEVICE}")
+    assert done.stdout.startswith(f"--missing: 0 of {len(shapes)} shapes lack a file or entries for {DEVICE}")
     assert not (tmp_path / "cfg").exists() and not (tmp_path / "s.db").exists()
 
 
