@@ -295,9 +295,11 @@ def bind_w8a8_block_matmul(
     steps = _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, workspace)
     launched = [kernel[grid](*args, **constexprs) for kernel, grid, args, constexprs in steps]
     if all(isinstance(compiled, CompiledKernel) for compiled in launched):
-        # Triton's launcher takes every parameter in declaration order, constexprs included.
+        # Triton's launcher takes a 3-D grid and every parameter in declaration order, constexprs included.
         runners = [
-            functools.partial(compiled[grid], *args, *(constexprs[name] for name in kernel.arg_names[len(args) :]))
+            functools.partial(
+                compiled[(*grid, 1, 1)[:3]], *args, *(constexprs[name] for name in kernel.arg_names[len(args) :])
+            )
             for compiled, (kernel, grid, args, constexprs) in zip(launched, steps)
         ]
     else:  # the interpreter compiles nothing: each relaunch is a full launch
