@@ -271,9 +271,12 @@ def bind_w8a8_block_matmul(
     *,
     out: torch.Tensor | None = None,
     partials: torch.Tensor | None = None,
+    launch: bool = True,
 ) -> tuple[Callable[[], None], torch.Tensor]:
     """Launch once as w8a8_block_matmul does, then return a relaunch with every argument bound, and C.
 
+    With launch False nothing runs: the binaries are compiled or looked up only (to bind the other
+    operand sets of a config one set has launched already, in this process).
     Each relaunch writes the same C (out, if given: a contiguous (M, N) tensor of output_dtype) and
     the same split-K buffer (partials, if given: float32, at least SPLIT_K * M * N elements). The
     first launch compiles or loads the binaries, so a relaunch may run inside a CUDA-graph capture;
@@ -293,7 +296,10 @@ def bind_w8a8_block_matmul(
     strides = (A.stride(), B.stride(), C.stride(), As.stride(), Bs.stride())
     workspace = _partials(config, M, N, A.device) if partials is None else _split_view(partials, config, M, N)
     steps = _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, workspace)
-    launched = [kernel[grid](*args, **constexprs) for kernel, grid, args, constexprs in steps]
+    if launch:
+        launched = [kernel[grid](*args, **constexprs) for kernel, grid, args, constexprs in steps]
+    else:
+        launched = [kernel.warmup(*args, grid=grid, **constexprs) for kernel, grid, args, constexprs in steps]
     if all(isinstance(compiled, CompiledKernel) for compiled in launched):
         # Triton's launcher takes a 3-D grid and every parameter in declaration order, constexprs included.
         runners = [
