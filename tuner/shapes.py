@@ -115,9 +115,14 @@ def model_plan(config: dict[str, Any], tp_size: int | None = None) -> ModelPlan:
     layers of a mixture of experts) and the shared experts. Column-parallel layers split N over the
     ranks, row-parallel ones split K, replicated ones split nothing. Routed experts run in the
     fused-MoE kernel and are only noted; embeddings, lm_head and the router are not block-quantized.
+    DeepSeek-V4.x (o_lora_rank set) has layers of its own, derived in tuner/_deepseek_v4.py.
     """
     tp_size = MODEL_TP_SIZE if tp_size is None else tp_size
     _check_tp_size(tp_size)
+    from tuner import _deepseek_v4  # here, not at the top: it builds on this module's helpers
+
+    if _deepseek_v4.is_deepseek_v4(config):
+        return _deepseek_v4.deepseek_v4_plan(config, tp_size)
     block_shape, input_type, notes = _quantization(config)
     hidden = _field(config, "hidden_size")
     out = _Layers(tp_size, block_shape if input_type else None)
