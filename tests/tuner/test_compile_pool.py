@@ -11,15 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.tuner.fake_gpu import (
-    COMPILE_LOG,
-    COMPILE_S,
-    FakeSession,
-    dying_session,
-    failing_session,
-    logged_compile,
-    visible_devices_compile,
-)
+from tests.tuner.fake_compiler import COMPILE_LOG, COMPILE_S, logged_compile, visible_devices_compile
+from tests.tuner.fake_gpu import FakeSession, dying_session, failing_session
 from tuner.benchmarkers import GpuBenchmarker
 from tuner.space import Config, Problem, search_space
 from tuner.stopping import TuningError

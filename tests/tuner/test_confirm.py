@@ -5,7 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tests.tuner.fake_gpu import LUCKY, LuckySession, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import LUCKY, FakeSession, LuckySession
 from tests.tuner.synthetic import synthetic_rows
 from tuner.analysis import summary_table
 from tuner.benchmarkers import GpuBenchmarker, ReplayBenchmarker
@@ -170,3 +171,22 @@ def test_a_round_from_before_its_basis_was_recorded_is_held_again(tmp_path):
     assert confirmation_of(study.user_attrs)[CONFIRMED] == FILE_PICK.as_sglang()
     result = tune_problem(storage, PROBLEM, bench, TuneOptions(trials=4, seed=0), seeds=[DEFAULT])
     assert result.best != FILE_PICK and confirmation_of(study.user_attrs)[CONFIRM_BASIS]
+
+
+def test_a_study_extended_in_a_new_process_is_confirmed_there(tmp_path):
+    # A rerun with a larger --trials times its new configs in a timing process of its own, which
+    # never launched the first run's: its round used to fail on them (a graph cannot load a kernel),
+    # and the search's best was exported without a comparison with the default.
+    problem = Problem(N=512, K=256, M=16)
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    seeds = [DEFAULT, FAST, FILE_PICK, BASELINE]  # the default, then FAST: both in the first run
+    for trials in (2, 4):
+        with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=FakeSession,
+                            compile_fn=fake_compile) as bench:  # fmt: skip
+            result = tune_problem(storage, problem, bench, TuneOptions(trials=trials, seed=0), seeds)
+            assert bench.restarts == 0
+    (summary,) = optuna.get_all_study_summaries(storage)
+    round_ = confirmation_of(optuna.load_study(study_name=summary.study_name, storage=storage).user_attrs)
+    assert {DEFAULT.short(), FAST.short()} <= set(round_[CONFIRM_ROUND])
+    assert all(len(times) == 5 for times in round_[CONFIRM_ROUND].values()), round_[CONFIRM_REASON]
+    assert result.timed == 4 and result.default_us is not None

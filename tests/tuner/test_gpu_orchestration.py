@@ -12,12 +12,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.tuner.fake_compiler import fake_compile
 from tests.tuner.fake_gpu import (
     HEALTHY_LAUNCHES,
     LAUNCHES_FILE,
     DyingSession,
     FakeSession,
-    fake_compile,
     fake_gpu_s,
     fake_latency,
 )
@@ -25,7 +25,18 @@ from tests.tuner.stoppable import ctrl_c_as_in_a_terminal
 from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, GpuBenchmarker, RunClock
 from tuner.export import read_config_file
 from tuner.space import COMPILE_S, REASON, STATUS, TIMED, Config, Problem, default_config
-from tuner.study import GPU_FAILURE, GpuFailure, TuneOptions, is_timed, make_storage, tune_problem, tune_shape
+from tuner.study import (
+    CONFIRM_REASON,
+    CONFIRM_ROUND,
+    GPU_FAILURE,
+    GpuFailure,
+    TuneOptions,
+    confirmation_of,
+    is_timed,
+    make_storage,
+    tune_problem,
+    tune_shape,
+)
 
 PROBLEM = Problem(N=512, K=256, M=16)
 
@@ -148,10 +159,44 @@ def test_a_gpu_that_dies_stops_the_run_and_spends_no_budget_on_it(tmp_path, monk
     assert not [t for t in trials if is_timed(t) and t.user_attrs[STATUS] in ("crash", "timeout")]
 
 
+def _trials(storage) -> list:
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage).trials
+
+
+def _study(storage) -> optuna.Study:
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+CRASHES = Config(block_m=256, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=5)  # FakeSession's
+
+
+def test_a_config_that_crashes_the_timing_process_costs_one_trial_and_the_round_still_runs(tmp_path):
+    # The crash replaces the timing process; the new one has launched none of the configs measured
+    # before it. The GPU check after the crash and the confirmation round time such configs in CUDA
+    # graphs: a graph that held a kernel's first launch in the process failed (CUDA refuses the
+    # module load while a stream captures), which stopped a healthy run as a dead GPU.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    small = [Config(block_m=m, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3) for m in (16, 32)]
+    seeds = [default_config(128, 128), small[0], CRASHES, small[1]]
+    with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as b:
+        result = tune_problem(storage, PROBLEM, b, TuneOptions(trials=4, seed=0), seeds)
+        assert b.restarts == 1
+    trials = _trials(storage)
+    assert result.timed == 4 and [t.user_attrs[STATUS] for t in trials].count("crash") == 1
+    round_ = confirmation_of(_study(storage).user_attrs)
+    ran = [c for c in seeds if c != CRASHES]
+    assert set(round_[CONFIRM_ROUND]) == {c.short() for c in ran}
+    assert all(len(times) == 5 for times in round_[CONFIRM_ROUND].values()), round_[CONFIRM_REASON]
+    assert result.best == min(ran, key=lambda c: fake_latency(PROBLEM, c))
+
+
 # A process that owns a benchmarker whose compile processes have finished their jobs and wait for more.
 _IDLE_POOL = """
 import multiprocessing, signal, time
-from tests.tuner.fake_gpu import FakeSession, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import FakeSession
 from tuner.benchmarkers import GpuBenchmarker
 from tuner.space import Problem, search_space
 

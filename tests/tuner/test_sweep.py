@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import tuner.benchmarkers
-from tests.tuner.fake_gpu import failing_session, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import failing_session
 from tests.tuner.synthetic import synthetic_rows
 from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker, read_rows
 from tuner.cli.sweep import main, sweep
@@ -110,7 +111,8 @@ import os, sys
 from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker
 from tuner.cli.sweep import sweep
 from tuner.space import Problem
-from tests.tuner.fake_gpu import failing_session, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import failing_session
 from tests.tuner.synthetic import synthetic_rows
 
 class Dies(ReplayBenchmarker):

@@ -60,6 +60,10 @@ def compile_config(problem: Problem, config: Config) -> Measurement | None:
 class CudaTimingSession:
     """Holds one device's operands and reference outputs and times configs on them."""
 
+    # What waits for the device and what times launches in graphs: the CPU tests' fake GPU replaces these.
+    _synchronize = staticmethod(torch.cuda.synchronize)
+    _time = staticmethod(time_launches)
+
     def __init__(self, device_index: int = 0) -> None:
         torch.cuda.set_device(device_index)
         torch.backends.cuda.matmul.allow_tf32 = False  # the reference must be true float32
@@ -72,6 +76,7 @@ class CudaTimingSession:
         self._weights: list = []
         self._operands: dict[Problem, list] = {}
         self._references: dict[Problem, torch.Tensor] = {}
+        self._launched: set[tuple[Problem, Config]] = set()  # run here eagerly: Triton has loaded their modules
         self.gpu_s = 0.0  # the device's time in timed replays so far, for the run's duty cycle
 
     def operands(self, problem: Problem) -> list:
@@ -98,18 +103,25 @@ class CudaTimingSession:
         """Time configs again in interleaved rounds, each starting with a different config.
 
         They ran and passed the check when they were measured, so a failure here is a lost context.
+        They may have been measured by an earlier timing process (a resumed study, a replaced
+        process): each that this one has not launched yet is launched once first, since Triton
+        loads a kernel's module at its first launch in a process, which CUDA refuses while a graph
+        captures.
         """
         sets = self.operands(problem)
         launches = {config: self._launcher(problem, config, sets) for config in configs}
         times: dict[Config, list[float]] = {config: [] for config in configs}
-        for r in range(rounds):
-            for config in [*configs[r % len(configs) :], *configs[: r % len(configs)]]:
-                try:
-                    timing = time_launches(launches[config], len(sets))
-                except Exception as error:  # noqa: BLE001 - the context is suspect
-                    raise ContextLost(f"{type(error).__name__}: {error}") from error
-                self.gpu_s += timing.gpu_us * 1e-6
-                times[config].append(timing.median_us)
+        try:
+            for config in configs:
+                if (problem, config) not in self._launched:
+                    self._launch_once(problem, config, launches[config])
+            for r in range(rounds):
+                for config in [*configs[r % len(configs) :], *configs[: r % len(configs)]]:
+                    timing = self._time(launches[config], len(sets))
+                    self.gpu_s += timing.gpu_us * 1e-6
+                    times[config].append(timing.median_us)
+        except Exception as error:  # noqa: BLE001 - the context is suspect
+            raise ContextLost(f"{type(error).__name__}: {error}") from error
         return times
 
     def _launcher(self, problem: Problem, config: Config, sets: list):
@@ -118,14 +130,20 @@ class CudaTimingSession:
         kernel_config = config.as_sglang()
         return lambda i: w8a8_block_matmul(*sets[i], block_size, out_dtype, kernel_config)
 
+    def _launch_once(self, problem: Problem, config: Config, launch) -> torch.Tensor:
+        """Launch config eagerly and wait for it: compiled and loaded outside any graph, as time_launches requires."""
+        out = launch(0)
+        self._synchronize()
+        self._launched.add((problem, config))
+        return out
+
     def measure(self, problem: Problem, config: Config, prune_above_us: float | None) -> Measurement:
         """Check config once against the reference, then time it in CUDA graphs."""
         sets = self.operands(problem)
         launch = self._launcher(problem, config, sets)
 
         try:
-            out = launch(0)
-            torch.cuda.synchronize()
+            out = self._launch_once(problem, config, launch)
         except Exception as error:  # noqa: BLE001 - classified below, the rest is a lost context
             failure = _classify(error)
             if failure is None:
@@ -136,7 +154,7 @@ class CudaTimingSession:
         if not error < RELATIVE_TOLERANCE[OUTPUT_DTYPES[problem.out_dtype]]:
             return Measurement("wrong_result", reason=f"relative error {error:.3g} vs the float32 reference")
         try:
-            timing = time_launches(launch, len(sets), prune_above_us=prune_above_us)
+            timing = self._time(launch, len(sets), prune_above_us=prune_above_us)
         except Exception as error:  # noqa: BLE001 - a failure while timing leaves the context unknown
             raise ContextLost(f"{type(error).__name__}: {error}") from error
         self.gpu_s += timing.gpu_us * 1e-6
