@@ -16,7 +16,7 @@ from kernels.timing import GraphTiming
 from tuner.benchmarkers import Measurement
 from tuner.benchmarkers._cuda import CudaTimingSession
 from tuner.benchmarkers._gpu import specialization
-from tuner.space import Config, Problem
+from tuner.space import Config, Problem, default_config
 
 
 def fake_latency(problem: Problem, config: Config) -> float:
@@ -151,6 +151,15 @@ class DyingSession(FakeSession):
     def retime(self, problem: Problem, configs: list[Config], rounds: int) -> dict[Config, list[float]]:
         self._use_gpu()
         return super().retime(problem, configs, rounds)
+
+
+class DefaultCrashesSession(FakeSession):
+    """A healthy GPU on which SGLang's default config takes the process down, like an illegal memory access."""
+
+    def _launch(self, problem: Problem, config: Config) -> torch.Tensor:
+        if config == default_config(problem.block_n, problem.block_k):
+            os._exit(3)
+        return super()._launch(problem, config)
 
 
 def failing_session(device_index: int) -> FakeSession:

@@ -16,6 +16,7 @@ from tests.tuner.fake_compiler import fake_compile
 from tests.tuner.fake_gpu import (
     HEALTHY_LAUNCHES,
     LAUNCHES_FILE,
+    DefaultCrashesSession,
     DyingSession,
     FakeSession,
     fake_gpu_s,
@@ -169,6 +170,16 @@ def _study(storage) -> optuna.Study:
     return optuna.load_study(study_name=summary.study_name, storage=storage)
 
 
+class _CountedRetimes(GpuBenchmarker):
+    """The GPU benchmarker, counting its retimes: the confirmation round's and the GPU checks'."""
+
+    retimes = 0
+
+    def retime(self, problem, configs, *, rounds):
+        self.retimes += 1
+        return super().retime(problem, configs, rounds=rounds)
+
+
 CRASHES = Config(block_m=256, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=5)  # FakeSession's
 
 
@@ -190,6 +201,21 @@ def test_a_config_that_crashes_the_timing_process_costs_one_trial_and_the_round_
     assert set(round_[CONFIRM_ROUND]) == {c.short() for c in ran}
     assert all(len(times) == 5 for times in round_[CONFIRM_ROUND].values()), round_[CONFIRM_REASON]
     assert result.best == min(ran, key=lambda c: fake_latency(PROBLEM, c))
+
+
+def test_a_crashed_default_is_not_checked_with_itself(tmp_path):
+    # SGLang's default is a study's first config when nothing else is known; when it crashed there,
+    # the GPU check timed the default again, which crashed again and stopped a healthy run.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    seeds = [default_config(128, 128), Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4,
+                                              num_stages=3)]  # fmt: skip
+    with _CountedRetimes(compile_workers=1, timeout_s=5, session_factory=DefaultCrashesSession,
+                         compile_fn=fake_compile) as b:  # fmt: skip
+        result = tune_problem(storage, PROBLEM, b, TuneOptions(trials=3, seed=0), seeds)
+        assert (b.restarts, b.retimes) == (1, 2)  # the crash; the GPU check, then the confirmation round
+    first = _trials(storage)[0]
+    assert (first.params["BLOCK_SIZE_M"], first.user_attrs[STATUS]) == (64, "crash")  # the default's, counted
+    assert result.timed == 3 and result.best != default_config(128, 128)
 
 
 # A process that owns a benchmarker whose compile processes have finished their jobs and wait for more.
