@@ -7,6 +7,7 @@ they start without importing torch or Triton, as they start in a run (the compil
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from tuner.benchmarkers import Measurement
@@ -25,6 +26,21 @@ def unreliable_compile(problem: Problem, config: Config) -> Measurement | None:
         time.sleep(600)
     if config.num_stages == 4:
         os._exit(7)
+    return fake_compile(problem, config)
+
+
+# The file busy_host_compile creates when the OOM killer takes its process, so that it happens once.
+KILLED_FILE = "FAKE_COMPILE_KILLED"
+
+
+def busy_host_compile(problem: Problem, config: Config) -> Measurement | None:
+    """fake_compile on a busy host: the OOM killer takes the process of the first 2-stage config's compile
+    (SIGKILL, noted in $FAKE_COMPILE_KILLED), and every 4-stage config's compile kills its process."""
+    if config.num_stages == 4:
+        os._exit(7)
+    if config.num_stages == 2 and not os.path.exists(os.environ[KILLED_FILE]):
+        open(os.environ[KILLED_FILE], "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
     return fake_compile(problem, config)
 
 

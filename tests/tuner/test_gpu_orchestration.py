@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_compiler import KILLED_FILE, busy_host_compile, fake_compile
 from tests.tuner.fake_gpu import (
     HEALTHY_LAUNCHES,
     LAUNCHES_FILE,
@@ -25,7 +26,7 @@ from tests.tuner.fake_gpu import (
 from tests.tuner.stoppable import ctrl_c_as_in_a_terminal
 from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, GpuBenchmarker, RunClock
 from tuner.export import read_config_file
-from tuner.space import COMPILE_S, REASON, STATUS, TIMED, Config, Problem, default_config
+from tuner.space import COMPILE_S, REASON, STATUS, TIMED, Config, Problem, config_of, default_config
 from tuner.study import (
     CONFIRM_REASON,
     CONFIRM_ROUND,
@@ -216,6 +217,33 @@ def test_a_crashed_default_is_not_checked_with_itself(tmp_path):
     first = _trials(storage)[0]
     assert (first.params["BLOCK_SIZE_M"], first.user_attrs[STATUS]) == (64, "crash")  # the default's, counted
     assert result.timed == 3 and result.best != default_config(128, 128)
+
+
+def test_a_lost_compile_process_gives_its_claim_back_and_is_no_gpu_failure(tmp_path, monkeypatch):
+    # The OOM killer of a busy host takes the compile of ONCE's config once; ALWAYS's compile kills
+    # its process every time. Read as a GPU crash, the first spent a measurement, ran the GPU check
+    # and stayed failed for the run. Now it gives its claim back and is timed when proposed again;
+    # ALWAYS is tried twice in all, then counted as the config's own compile_error.
+    monkeypatch.setenv(KILLED_FILE, str(tmp_path / "killed"))
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    once = Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=2)
+    always = Config(block_m=32, block_n=128, block_k=128, group_m=1, num_warps=4, num_stages=4)
+    seeds = [default_config(128, 128), once, always, replace(once, block_m=16, num_stages=3)]
+    with _CountedRetimes(compile_workers=1, timeout_s=5, session_factory=FakeSession,
+                         compile_fn=busy_host_compile) as b:  # fmt: skip
+        result = tune_problem(storage, PROBLEM, b, TuneOptions(trials=4, seed=0), seeds)
+        assert (b.restarts, b.retimes) == (0, 1)  # no timing process lost, no GPU check: the round alone
+    assert (tmp_path / "killed").exists()
+    trials = _trials(storage)
+    assert result.timed == 4 == sum(1 for t in trials if is_timed(t))
+
+    def outcomes(config):
+        return [(t.user_attrs[STATUS], is_timed(t)) for t in trials if config_of(t) == config]
+
+    assert outcomes(once) == [("compile_crash", False), ("ok", True)]
+    assert outcomes(always) == [("compile_crash", False), ("compile_error", True)]
+    final = next(t for t in trials if config_of(t) == always and is_timed(t))
+    assert final.user_attrs[REASON] == "the compile process died (status 7) (on each of 2 tries)"
 
 
 # A process that owns a benchmarker whose compile processes have finished their jobs and wait for more.

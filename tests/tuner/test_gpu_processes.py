@@ -89,10 +89,10 @@ def test_a_hung_or_dead_compile_costs_one_measurement_and_its_processes(python):
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["first"] == "ok"
-    assert out["hung"] == "timeout"  # was compile_error on 3.10: another TimeoutError class
+    assert out["hung"] == "compile_timeout"  # was compile_error on 3.10: another TimeoutError class
     assert out["ended_by_hang"] == 1  # the hung process is killed, not left to sleep
     assert out["after_hang"] == ["ok", True]  # compiled in a fresh process
-    assert out["died"] == "crash"
+    assert out["died"] == "compile_crash"
     assert out["ended_by_death"] == 1
     assert out["after_death"] == ["ok", True]
     assert out["closed_twice"] == "ok"

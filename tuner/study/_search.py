@@ -29,6 +29,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import (
+    COMPILE_FAILURES,
+    COMPILE_TRIES,
     FAILURES,
     MEASURED,
     SAMPLING,
@@ -37,6 +39,7 @@ from tuner.benchmarkers import (
     Benchmarker,
     Measurement,
     RunClock,
+    compile_failed,
     roofline_attrs,
 )
 from tuner.samplers import trial_config
@@ -400,6 +403,10 @@ class Search:
             except BaseException as error:
                 self._end(trial, _Decline("error", f"{type(error).__name__}: {error}"[:300]).attrs(), TrialState.FAIL)
                 raise
+            result = _unless_compile_lost(config, result, earlier)
+            if isinstance(result, _Decline):  # the compile process was lost: the claim is given back
+                self._end(trial, result.attrs(), TrialState.FAIL)
+                return
             self._record(trial, config, result)
         if result.status == "wrong_result":
             raise WrongResult(f"{config} computes a wrong result on {self.problem}: {result.reason}")
@@ -466,3 +473,19 @@ def _known_to_run(problem: Problem, failed: Config, earlier: Sequence[FrozenTria
     failures = {failed, *(trial_config(t) for t in earlier if t.user_attrs.get(STATUS) in FAILURES)}
     candidates = [*([incumbent[0]] if incumbent is not None else []), default, smallest]
     return next((c for c in candidates if c not in failures), None)
+
+
+def _unless_compile_lost(config: Config, result: Measurement, earlier: Sequence[FrozenTrial]) -> Measurement | _Decline:
+    """result, unless config's compile process died or hung: then nothing was measured (a _Decline).
+
+    That is the host's failure (a busy host's OOM killer, a slow compile), not yet the config's: the
+    trial gives its claim back, and the config compiles anew when it is proposed again. Once it
+    failed so COMPILE_TRIES times in the study, the failure is the config's own (compile_error),
+    so a config that always kills its compiler is tried a bounded number of times.
+    """
+    if result.status not in COMPILE_FAILURES:
+        return result
+    tries = 1 + sum(1 for t in earlier if trial_config(t) == config and t.user_attrs.get(STATUS) in COMPILE_FAILURES)
+    if tries >= COMPILE_TRIES:
+        return compile_failed(result)
+    return _Decline(result.status, f"{result.reason}; not measured: compiled again when proposed again")
