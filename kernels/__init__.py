@@ -27,6 +27,7 @@ _LAZY = {
     "quantize_per_token_group": "kernels._reference",
     "w8a8_block_matmul_reference": "kernels._reference",
     "w8a8_block_matmul": "kernels._w8a8_block",
+    "bind_w8a8_block_matmul": "kernels._w8a8_block",
     "compile_w8a8_block_matmul": "kernels._w8a8_block",
     "kernel_arguments": "kernels._arguments",
 }

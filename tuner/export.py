@@ -31,20 +31,6 @@ def config_file_name(
     return f"N={N},K={K},device_name={device_name},dtype={input_type}_w8a8,block_shape={block_shape}.json"
 
 
-# Which file names a run writes (docs/contracts.md, "Config file"): the content is the same.
-FORMATS = ("sglang", "vllm", "both")
-
-
-def config_file_names(
-    N: int, K: int, device_name: str, input_type: str, block_n: int, block_k: int, *, file_format: str = "sglang"
-) -> list[str]:
-    """The names a run writes for --format: SGLang's, vLLM's or both, SGLang's first."""
-    if file_format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, but got {file_format!r}.")
-    flavours = {"sglang": (False,), "vllm": (True,), "both": (False, True)}[file_format]
-    return [config_file_name(N, K, device_name, input_type, block_n, block_k, vllm=vllm) for vllm in flavours]
-
-
 # vLLM 0.34.0's Triton kernel (_w8a8_triton_block_scaled_mm) takes the six base keys alone: an entry
 # with SPLIT_K or SWAP_AB fails there with Triton's "Keyword argument SPLIT_K was specified but unrecognised".
 VLLM_TAKES_NO_HOPPER_ENTRIES = (
@@ -56,15 +42,6 @@ VLLM_TAKES_NO_HOPPER_ENTRIES = (
 def is_vllm_name(name: str) -> bool:
     """Whether a file name is vLLM's (no space inside block_shape), whatever else it names."""
     return re.search(r"block_shape=\[\d+,\d+\]\.json$", name) is not None
-
-
-def check_format(file_format: str, space: str) -> None:
-    """Refuse, before any work, a run whose files vLLM would fail on: Hopper-space entries under vLLM's name."""
-    if space == "hopper" and file_format != "sglang":
-        raise ValueError(
-            f"--space hopper writes SPLIT_K/SWAP_AB entries, but --format {file_format} puts them under vLLM's file "
-            f"name, and {VLLM_TAKES_NO_HOPPER_ENTRIES}; use --format sglang, or tune vLLM's file with --space base."
-        )
 
 
 def read_config_file(path: str | Path) -> dict[int, Config]:

@@ -55,18 +55,22 @@ class FakeSession(CudaTimingSession):
         self.device_index = device_index
         self.gpu_s = 0.0
         self._references: dict[Problem, torch.Tensor] = {}
-        self._launched: set[tuple[Problem, Config]] = set()
+        self._outputs: dict[Problem, torch.Tensor] = {}
         self._loaded: set[tuple] = set()  # the device's modules: specializations launched in this process
         self._graph: list[tuple[Problem, Config]] | None = None  # the launches being captured, while one is
 
     def operands(self, problem: Problem) -> list:
         self._references.setdefault(problem, torch.ones(8))
+        self._outputs.setdefault(problem, torch.zeros(8))
         return list(range(SETS))
 
-    def _launcher(self, problem: Problem, config: Config, sets: list):
-        return lambda i: self._launch(problem, config)
+    def _bound_launches(self, problem: Problem, config: Config, sets, *, launch_first: bool = True) -> list:
+        """As binding does: the first set's launch runs now unless launch_first is False; the rest only bind."""
+        if launch_first and sets:
+            self._launch(problem, config)
+        return [lambda: self._launch(problem, config) for _ in sets]
 
-    def _launch(self, problem: Problem, config: Config) -> torch.Tensor:
+    def _launch(self, problem: Problem, config: Config) -> None:
         if config.num_warps == 8 and config.num_stages == 5 and config.block_m == 256:
             os._exit(3)  # a config that takes the process down, like an illegal memory access
         if config.num_warps == 8 and config.num_stages == 5 and config.block_m == 128:
@@ -80,12 +84,12 @@ class FakeSession(CudaTimingSession):
             self._loaded.add(key)
         if self._graph is not None:
             self._graph.append((problem, config))
-        return self._references[problem].clone()
+        self._outputs[problem].copy_(self._references[problem])
 
     def _synchronize(self) -> None:
         pass  # the fake device runs each launch as it is made
 
-    def _time(self, launch, n_sets: int, *, prune_above_us: float | None = None) -> GraphTiming:
+    def _time(self, launch, n_sets: int, *, prune_above_us: float | None = None, **replays) -> GraphTiming:
         """Capture one pass over the sets, then replay it: the config's latency, spent asleep."""
         self._graph = []
         try:
@@ -156,10 +160,10 @@ class DyingSession(FakeSession):
 class DefaultCrashesSession(FakeSession):
     """A healthy GPU on which SGLang's default config takes the process down, like an illegal memory access."""
 
-    def _launch(self, problem: Problem, config: Config) -> torch.Tensor:
+    def _launch(self, problem: Problem, config: Config) -> None:
         if config == default_config(problem.block_n, problem.block_k):
             os._exit(3)
-        return super()._launch(problem, config)
+        super()._launch(problem, config)
 
 
 def failing_session(device_index: int) -> FakeSession:

@@ -288,13 +288,20 @@ BAD_INPUTS = [
         {"--gpus": "a,b"},
         message="error: --gpus must be comma-separated device indices, but got 'a,b'.",
     ),
-    # Hopper entries under vLLM's name would crash vLLM's Triton kernel
+    # Hopper entries under vLLM's name would crash vLLM's Triton kernel: with vLLM's file alone there is none to fill
     BadInput(
         "hopper-space-for-vllm",
-        {"--space": "hopper", "--format": "both"},
-        message="error: --space hopper writes SPLIT_K/SWAP_AB entries, but --format both puts them under vLLM's file "
-        "name, and vLLM's Triton kernel takes no SPLIT_K or SWAP_AB and fails on entries that carry them (SGLang's "
-        "Hopper path alone runs them); use --format sglang, or tune vLLM's file with --space base.",
+        {"--space": "hopper", "--format": "vllm"},
+        message="error: --space hopper writes SPLIT_K/SWAP_AB entries, which only SGLang's file carries, but --format "
+        "vllm writes vLLM's alone (vLLM's Triton kernel takes no SPLIT_K or SWAP_AB); use --format sglang or both, or "
+        "--space base.",
+    ),
+    # vLLM 0.34.0 loads block-scaled files for fp8 alone: an int8 file under its name is never read
+    BadInput(
+        "int8-for-vllm",
+        {"--input-type": "int8", "--format": "vllm"},
+        message="error: --format vllm writes files that no engine reads: vLLM 0.34.0 loads block-scaled config files "
+        "for fp8 only, not int8; use --format sglang.",
     ),
 ]
 
@@ -418,9 +425,10 @@ def test_a_corrupt_config_file_says_what_to_do(bad_runs):
         "--save-path DIR folder for the config files (default: configs/, or studies/replay/configs/ with --replay)",
         "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3, or "
         "sqlite:///studies/replay/tuner.sqlite3 with --replay)",
-        "or both; the content is the same; not vllm or both with --space hopper (default: sglang)",  # --format
+        "or both; vLLM's file gets base-space entries alone, each file confirmed against what its own engine runs "
+        "(default: sglang)",  # --format
         "--input-type {fp8,int8} 8-bit type of A and B (default: the model's quantization config, else fp8)",
-        "--space {base,hopper} base: SGLang's grid of 1280 configs; hopper:",
+        "--space {auto,base,hopper} base: SGLang's grid of configs (1280 at [128, 128] blocks); hopper:",
         "examples: python -m tuner.run --N 7168 --K 18432 one weight shape",  # float16: SGLang's Triton path
         "docs/contracts.md",  # where file names and formats are specified
     ],
@@ -701,9 +709,11 @@ def test_a_dry_run_in_replay_says_what_it_would_use_and_find(tuned, landscape, c
     out = capsys.readouterr().out.splitlines()
     assert out[:2] == ["plan: 1 shape x 2 batch sizes x 8 trials = 16 timed configs in 2 studies",
                        "  N=256    K=512    (given)  M = 1 16"]  # fmt: skip
-    assert out[2:7] == [
+    assert out[2:8] == [
         f"mode: replay of {landscape}, recorded on Synthetic_GPU: no GPU is used",
-        "space: base, 1280 configs per batch size; sampler: auto (local); prior: none",
+        "files: SGLang's file: --space base (SGLang runs Hopper entries on SM90 GPUs alone, and Synthetic_GPU is not "
+        "one), 1280 configs per batch size",
+        "sampler: auto (local); prior: none",
         f"save path: {tmp}/cfg/ (SGLang's file names)",
         f"storage: sqlite:///{tmp}/s.db",
         "2 of 2 studies finished earlier; nothing to time",  # what the storage already holds

@@ -11,9 +11,7 @@ import pytest
 
 from tuner.export import (
     ExportError,
-    check_format,
     config_file_name,
-    config_file_names,
     is_vllm_name,
     nearest_entry,
     provenance_path,
@@ -63,24 +61,6 @@ def test_file_name_is_byte_exact(args, vllm, expected):
 
 SGLANG_NAME = "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128, 128].json"
 VLLM_NAME = "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128,128].json"
-
-
-@pytest.mark.parametrize(
-    ("file_format", "expected"),
-    [
-        ("sglang", [SGLANG_NAME]),  # the default: SGLang's loader
-        ("vllm", [VLLM_NAME]),  # vLLM's loader (get_w8a8_block_fp8_configs) wants no space in block_shape
-        ("both", [SGLANG_NAME, VLLM_NAME]),  # SGLang's first: the file a run reads existing entries from
-    ],
-)
-def test_names_per_format(file_format, expected):
-    args = (7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128)
-    assert config_file_names(*args, file_format=file_format) == expected
-
-
-def test_unknown_format_names_the_flag():
-    with pytest.raises(ValueError, match=r"^--format must be one of sglang, vllm, both, but got 'triton'\.$"):
-        config_file_names(7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128, file_format="triton")
 
 
 # Keys ascend numerically (2 < 16 < 128, not "128" < "16" < "2"), indent=4, trailing newline.
@@ -199,18 +179,8 @@ def test_vllm_names_are_told_apart(name, vllm):
 
 # vLLM 0.34.0's Triton kernel takes the six base keys alone: a Hopper entry under vLLM's name crashes
 # vLLM at its first GEMM of that shape. Triton's interpreter drops unknown keywords silently, so no
-# CPU launch could catch this: the rule itself is tested, up front (flags) and at the write.
-@pytest.mark.parametrize(("file_format", "space"), [("vllm", "hopper"), ("both", "hopper")])
-def test_hopper_space_under_vllms_name_is_refused_up_front(file_format, space):
-    with pytest.raises(ValueError, match=rf"^--space hopper .* --format {file_format} .*use --format sglang"):
-        check_format(file_format, space)
-
-
-@pytest.mark.parametrize(("file_format", "space"), [("sglang", "hopper"), ("vllm", "base"), ("both", "base")])
-def test_other_formats_and_spaces_pass(file_format, space):
-    check_format(file_format, space)  # raises nothing
-
-
+# CPU launch could catch this: the rule itself is tested, up front (tests/tuner/test_engines.py) and
+# at the write.
 @pytest.mark.parametrize("entry", [HOPPER, SPLIT_ONLY, SWAP_ONLY], ids=["split-and-swap", "split", "swap"])
 def test_a_hopper_entry_is_never_written_under_vllms_name(tmp_path, entry):
     path = tmp_path / VLLM_NAME

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from tuner.cli._common import count
+from tuner.engines import Target
 from tuner.samplers import resolve
 from tuner.shapes import ModelPlan
 from tuner.space import Problem, search_space
@@ -51,8 +53,10 @@ def replay_workers_note(devices: list[int]) -> str:
             "a GPU: the multi-GPU path without GPUs")  # fmt: skip
 
 
-def setup_lines(args: argparse.Namespace, devices: list[int], device_name: str | None, save_path: str) -> list[str]:
-    """Replay or live and on what, the space, sampler and prior, and where the files would go."""
+def setup_lines(
+    args: argparse.Namespace, devices: list[int], device_name: str | None, save_path: str, targets: Sequence[Target]
+) -> list[str]:
+    """Replay or live and on what, the space of each file, sampler and prior, and where the files would go."""
     if args.replay is not None:
         lines = [f"mode: replay of {args.replay}, recorded on {device_name}: no GPU is used"]
         lines += [f"note: {replay_workers_note(devices)}"] if args.gpus is not None else []
@@ -61,10 +65,12 @@ def setup_lines(args: argparse.Namespace, devices: list[int], device_name: str |
     else:
         lines = ["mode: live, on a CUDA GPU; none is visible here, so the device, existing files and studies are "
                  "unknown"]  # fmt: skip
+    for target in targets:
+        configs = len(search_space(args.block_k, target.space))
+        lines.append(f"files: {target.describe()}, {configs} configs per batch size")
     sampler = f"{args.sampler} ({resolve(args.sampler)})" if args.sampler == "auto" else args.sampler
-    lines.append(f"space: {args.space}, {len(search_space(args.block_k, args.space))} configs per batch size; "
-                 f"sampler: {sampler}; prior: {'none' if args.no_prior else 'the shipped landscapes'}")  # fmt: skip
-    written = {"sglang": "SGLang's", "vllm": "vLLM's", "both": "SGLang's and vLLM's"}[args.file_format]
+    lines.append(f"sampler: {sampler}; prior: {'none' if args.no_prior else 'the shipped landscapes'}")
+    written = " and ".join(f"{engine.name}'s" for target in targets for engine in target.engines)
     lines.append(f"save path: {save_path}/ ({written} file names)")
     return lines
 

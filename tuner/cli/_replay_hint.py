@@ -130,6 +130,14 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser, land: Co
     return shlex.join([*map(str, argv), "--replay", _shown(land.path)])
 
 
+def _replay_line(args, parser, land: Coverage, batch_sizes, shapes: int) -> str:
+    what = "a partial landscape (its first configs only)" if land.partial else "a landscape"
+    which = "the same run" if shapes == 1 else f"of your {shapes} shapes, N={land.N} K={land.K}"
+    return f"No CUDA GPU is visible; {which} works in replay against {what} recorded on {land.device}: " + _command(
+        args, parser, land, batch_sizes
+    )
+
+
 def _describe(problem: Problem) -> str:
     p = problem
     return f"{p.input_type} N={p.N} K={p.K} block [{p.block_n}, {p.block_k}] -> {p.out_dtype}"
@@ -144,20 +152,17 @@ def replay_hint(
     """One line for a machine without a GPU: the user's run in replay where a landscape of the user's
     space covers it, else which GEMM none covers and the closest shipped example of that space."""
     landscapes = shipped_landscapes() if landscapes is None else landscapes
-    landscapes = [land for land in landscapes if land.space() == args.space]
+    # auto replays either space's landscape (the landscape's device decides which one it tunes), base first.
+    landscapes = [land for land in landscapes if args.space in ("auto", land.space())]
     given = args.batch_sizes is not None or args.batch_size is not None
-    for problems in shapes:
-        wanted = {p.M for p in problems}
-        for land in sorted(landscapes, key=lambda land: (land.partial, -len(land.batch_sizes))):
-            batch_sizes = [M for M in land.batch_sizes if M in wanted or not given]
-            if land.covers(problems[0]) and batch_sizes:
-                what = "a partial landscape (its first configs only)" if land.partial else "a landscape"
-                which = "the same run" if len(shapes) == 1 else f"of your {len(shapes)} shapes, N={land.N} K={land.K}"
-                return (
-                    f"No CUDA GPU is visible; {which} works in replay against {what} recorded on {land.device}: "
-                    + _command(args, parser, land, batch_sizes)
-                )
-    space = "" if args.space == "base" else f" of the {args.space} space"
+    for space in dict.fromkeys(sorted((land.space() for land in landscapes), key=lambda space: space != "base")):
+        for problems in shapes:
+            wanted = {p.M for p in problems}
+            for land in sorted(landscapes, key=lambda land: (land.partial, -len(land.batch_sizes))):
+                batch_sizes = [M for M in land.batch_sizes if M in wanted or not given]
+                if land.space() == space and land.covers(problems[0]) and batch_sizes:
+                    return _replay_line(args, parser, land, batch_sizes, len(shapes))
+    space = "" if args.space in ("auto", "base") else f" of the {args.space} space"
     if not landscapes:
         return f"No CUDA GPU is visible, and this installation ships no landscape{space} to replay."
     first = shapes[0][0]

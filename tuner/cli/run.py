@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuner.baselines import baseline_folders, baseline_lines, split_missing
+from tuner.baselines import baseline_folders, baseline_lines, folders_for, shipped_shapes, split_missing
 from tuner.cli._common import (
     QUANTIZATION_DEFAULTS,
     OneLineParser,
@@ -24,18 +24,12 @@ from tuner.cli._common import (
 from tuner.cli._drop_in import run_record, where_files_go
 from tuner.cli._plan import deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
 from tuner.cli._replay_hint import replay_hint
-from tuner.dispatch import HOPPER_NOTE, deepgemm_note, is_hopper
-from tuner.export import (
-    FORMATS,
-    ExportError,
-    check_format,
-    config_file_names,
-    read_config_file,
-    write_provenance,
-)
+from tuner.dispatch import HOPPER_NOTE, deepgemm_note
+from tuner.engines import FORMATS, SGLANG, SPACE_CHOICES, plan_targets
+from tuner.export import ExportError, read_config_file, write_provenance
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
-from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
+from tuner.space import DEFAULT_BATCH_SIZES, Problem, block_sizes_k
 from tuner.stopping import TuningError, exit_status, stopped_by_ctrl_c
 from tuner.study import DEFAULT_STORAGE, StudyState
 
@@ -113,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         default="sglang",
         dest="file_format",
-        help="write SGLang's file name, vLLM's (no space in block_shape) or both; the content is the same; "
-        "not vllm or both with --space hopper (default: %(default)s)",
+        help="write SGLang's file name, vLLM's (no space in block_shape) or both; vLLM's file gets base-space "
+        "entries alone, each file confirmed against what its own engine runs (default: %(default)s)",
     )
     parser.add_argument(
         "--replay", default=None, metavar="FILE.csv", help="tune against this landscape CSV instead of a GPU"
@@ -130,10 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--space",
-        choices=SPACES,
-        default="base",
-        help="base: SGLang's grid of 1280 configs; hopper: each also at SPLIT_K 1-32 and SWAP_AB, for SGLang's "
-        "Hopper kernel (SM90 GPUs; its file entries need an SGLang with that kernel) (default: %(default)s)",
+        choices=SPACE_CHOICES,
+        default="auto",
+        help="base: SGLang's grid of configs (1280 at [128, 128] blocks); hopper: each also at SPLIT_K 1-32 and "
+        "SWAP_AB, for SGLang's Hopper kernel (SM90 GPUs; its file entries need an SGLang with that kernel); auto: "
+        "hopper for SGLang's file on an SM90 GPU where the installed SGLang has that kernel, else base "
+        "(default: %(default)s)",
     )
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
     parser.add_argument(
@@ -163,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and vLLM's for this GPU; DIR, a folder of them; none (default: %(default)s)",
     )
     parser.add_argument(
+        "--shipped",
+        action="store_true",
+        help="tune the shapes the installed SGLang (or --baseline DIR) holds config files for on this GPU at "
+        "--input-type and --block-n/--block-k: each file is its shape's baseline, never exported slower; with "
+        "--missing, only the batch sizes a file has no entry for",
+    )
+    parser.add_argument(
         "--missing",
         action="store_true",
         help="tune only the shapes of --model or --tp-size that have no file for this GPU in the installed SGLang's "
@@ -189,6 +192,8 @@ def _check_values(args: argparse.Namespace) -> None:
         raise ValueError(f"--seed must be an int from 0 to 2**32 - 1, but got {args.seed}.")
     if args.missing and args.N is not None:
         raise ValueError("--missing chooses among a model's shapes: give --model or --tp-size, not --N/--K.")
+    if args.shipped and (args.N is not None or args.model is not None or args.tp_size is not None):
+        raise ValueError("--shipped tunes the shapes of the installed files: leave out --N/--K, --model and --tp-size.")
 
 
 def _model(args: argparse.Namespace) -> ModelPlan | None:
@@ -224,13 +229,49 @@ def _model(args: argparse.Namespace) -> ModelPlan | None:
 
 
 def _shapes(args: argparse.Namespace, model: ModelPlan | None) -> dict[tuple[int, int], str]:
-    """(N, K) -> the layers that have it, from --N/--K, --model, or DeepSeek-V3 at --tp-size."""
+    """(N, K) -> the layers that have it, from --N/--K, --model, --shipped, or DeepSeek-V3 at --tp-size."""
     if args.N is not None:
         return {(args.N, args.K): "given"}
+    if args.shipped:
+        return _shipped(args)
     if model is not None:
         return model.shapes()
     tp_size = DEEPSEEK_V3_TP_SIZE if args.tp_size is None else args.tp_size
     return dict.fromkeys(deepseek_v3_shapes(tp_size), "deepseek_v3")
+
+
+def _shipped(args: argparse.Namespace) -> dict[tuple[int, int], str]:
+    """The shapes of SGLang's installed files (or --baseline DIR's) for the run's device, input type and block."""
+    folders = folders_for(baseline_folders(args.baseline), (SGLANG,))
+    if not folders:
+        raise ValueError(
+            "--shipped tunes the shapes of the installed SGLang's files (or --baseline DIR's), but "
+            f"{'--baseline none was given' if args.baseline == 'none' else 'no SGLang is installed'}."
+        )
+    device_name = _device_name(args)
+    found = shipped_shapes(folders, device_name, args.input_type, args.block_n, args.block_k)
+    if not found:
+        where = " and ".join(str(folder.path) for folder in folders)
+        raise ValueError(
+            f"--shipped: {where} holds no file for {device_name}, {args.input_type}, block_shape="
+            f"[{args.block_n}, {args.block_k}]; --block-n/--block-k and --input-type choose the files."
+        )
+    return dict.fromkeys(found, "shipped")
+
+
+def _device_name(args: argparse.Namespace) -> str:
+    """The name files carry for the run's device: the landscape's in replay, else the first visible GPU's."""
+    if args.replay is not None:
+        from tuner.benchmarkers import ReplayBenchmarker
+
+        return ReplayBenchmarker.from_file(args.replay).device_name
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--shipped finds the files for this GPU by its name, but no CUDA GPU is visible: run it on "
+                         "the GPU, or with --replay.")  # fmt: skip
+    gpus = _gpu_list(args)
+    return torch.cuda.get_device_name(gpus[0] if gpus else 0).replace(" ", "_")
 
 
 def _problems(args: argparse.Namespace) -> tuple[list[list[Problem]], dict[tuple[int, int], str], ModelPlan | None]:
@@ -239,7 +280,7 @@ def _problems(args: argparse.Namespace) -> tuple[list[list[Problem]], dict[tuple
     _check_values(args)
     shapes = _shapes(args, model)
     batch_sizes = [args.batch_size] if args.batch_size is not None else args.batch_sizes or DEFAULT_BATCH_SIZES
-    search_space(args.block_k, args.space)  # raises if no BLOCK_SIZE_K of the space divides block_k
+    block_sizes_k(args.block_k)  # raises for a block_k no K tile fits
     problems = [[Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in dict.fromkeys(batch_sizes)] for N, K in shapes]
     return problems, shapes, model
 
@@ -307,13 +348,12 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
     from tuner.benchmarkers import ReplayBenchmarker
     from tuner.study import WorkerSpec
 
-    check_format(args.file_format, args.space)
+    input_type = shapes[0][0].input_type
+    plan_targets(args.space, args.file_format, input_type, None)  # what can be refused without the device
     device_name = software = None
-    sm90 = False
     if args.replay is not None:
         replay = ReplayBenchmarker.from_file(args.replay)
         devices, device_name, kind, software = gpus or [0], replay.device_name, "replay", replay.software
-        sm90 = is_hopper(device_name)  # in replay the landscape's device decides
     else:
         import torch
 
@@ -324,7 +364,8 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
             devices = _visible_gpus(gpus)
             device_name = torch.cuda.get_device_name(devices[0]).replace(" ", "_")
             software = gpu_software()  # the workers' own: they run this interpreter
-            sm90 = torch.cuda.get_device_capability(devices[0]) == (9, 0)
+    # In replay the landscape's device decides, as it names the files.
+    targets = tuple(plan_targets(args.space, args.file_format, input_type, device_name))
     folders = baseline_folders(args.baseline)
     if args.missing and device_name is not None:  # in replay the landscape's device decides, as it names the files
         shapes, lines = split_missing(folders, shapes, device_name)
@@ -335,19 +376,12 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         for problems in shapes:
             for problem in problems:
                 replay.require(problem)
-    if args.space == "hopper" and device_name is not None and not sm90:
-        raise ValueError(
-            f"--space hopper tunes SGLang's Hopper kernel, which runs on SM90 GPUs alone, but {device_name} is not "
-            "one; use --space base."
-        )
     save_path = Path(args.save_path or (REPLAY_SAVE_PATH if args.replay is not None else SAVE_PATH))
     check_writable(save_path, "--save-path", folder=True)
     for problems in shapes if device_name is not None else ():
         p = problems[0]
-        names = config_file_names(
-            p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=args.file_format
-        )
-        for path in (save_path / name for name in names):
+        for engine in (engine for target in targets for engine in target.engines):
+            path = save_path / engine.file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
             if path.exists():
                 _existing_file(path)
     spec = WorkerSpec(
@@ -358,8 +392,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         use_prior=not args.no_prior,
         replay=args.replay,
         sampler=args.sampler,
-        space=args.space,
-        file_format=args.file_format,
+        targets=targets,
         baseline=args.baseline,
     )
     storage = _storage(spec.storage_url, dry_run=args.dry_run)
@@ -372,14 +405,15 @@ def _dry_run(args: argparse.Namespace, shapes, names, model: ModelPlan | None, p
     print(plan(shapes, args.trials, names, model))
     if set(names.values()) == {"deepseek_v3"}:
         print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}")
-    print("\n".join(setup_lines(args, devices, device_name, spec.save_path)))
+    print("\n".join(setup_lines(args, devices, device_name, spec.save_path, spec.targets)))
     if device_name is not None:
-        _announce(spec, storage, device_name, kind, software, shapes)
+        _announce(spec, storage, device_name, kind, software, shapes, files=False)
     else:
         from tuner.study import masked_url
 
         print(f"storage: {masked_url(spec.storage_url)}")
-    print(f"estimate: {estimate(sum(len(problems) for problems in shapes) * args.trials, replay=kind == 'replay')}")
+    studies = sum(len(problems) for problems in shapes) * len(spec.targets)
+    print(f"estimate: {estimate(studies * args.trials, replay=kind == 'replay')}")
     dispose = getattr(getattr(storage, "engine", None), "dispose", None)
     if dispose is not None:
         dispose()  # closes SQLite's connections now, so its -wal and -shm files go with them
@@ -486,12 +520,17 @@ def rounds_again_note(names: Sequence[str]) -> str:
             "held again before their export")  # fmt: skip
 
 
-def _announce(spec, storage, device_name: str, kind: str, software: dict[str, str], shapes) -> None:
+def _announce(spec, storage, device_name: str, kind: str, software: dict[str, str], shapes, *, files: bool) -> None:
     """Where the studies live, what of them is done and what made them, before any work starts."""
     from tuner.samplers import resolve
     from tuner.study import failed_rounds, masked_url, study_name, study_states
 
-    names = [study_name(p, device_name, kind, software, spec.space) for problems in shapes for p in problems]
+    names = [
+        study_name(p, device_name, kind, software, target.space)
+        for target in spec.targets
+        for problems in shapes
+        for p in problems
+    ]
     states = list(study_states(storage, names).values())
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
     print(resume_line(states, spec.trials), flush=True)
@@ -499,9 +538,14 @@ def _announce(spec, storage, device_name: str, kind: str, software: dict[str, st
         print(note, flush=True)
     if again := failed_rounds(storage, names):
         print(f"note: {rounds_again_note(again)}", flush=True)
+    if files:  # a dry run said it among the setup lines
+        for target in spec.targets:
+            print(f"files: {target.describe()}", flush=True)
     folders = baseline_folders(spec.baseline)
     first = [problems[0] for problems in shapes]
-    print("\n".join(baseline_lines(spec.baseline, folders, first, device_name, spec.space)), flush=True)
+    for target in spec.targets:
+        lines = baseline_lines(spec.baseline, folders_for(folders, target.engines), first, device_name, target.space)
+        print("\n".join(lines), flush=True)
     note = deepgemm_note(device_name, shapes[0][0].out_dtype)  # in replay, the landscape's device
     if note is not None:
         print(f"note: {note}", flush=True)
@@ -518,7 +562,7 @@ def _execute(
 ) -> int:
     from tuner.study import collect, format_table, run_workers, tune_units
 
-    _announce(spec, storage, device_name, kind, software, shapes)
+    _announce(spec, storage, device_name, kind, software, shapes, files=True)
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
     else:

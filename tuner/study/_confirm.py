@@ -93,12 +93,16 @@ def decide(
     return Confirmation(pick=reference, reason=reason, medians=medians)
 
 
-def contenders(trials: Sequence[FrozenTrial], problem: Problem, references: Sequence[Config]) -> list[Config]:
-    """The study's best few completed configs, the default and the references, where they completed."""
+def contenders(
+    trials: Sequence[FrozenTrial], problem: Problem, references: Sequence[Config], default: Config | None = None
+) -> list[Config]:
+    """The study's best few completed configs, the default (SGLang's unless given) and the references,
+    where they completed."""
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     ran = {config_of(t) for t in complete}
     best = list(dict.fromkeys(config_of(t) for t in complete))[:CONTENDERS]
-    kept_unless_beaten = [default_config(problem.block_n, problem.block_k), *references]
+    default = default if default is not None else default_config(problem.block_n, problem.block_k)
+    kept_unless_beaten = [default, *references]
     return list(dict.fromkeys([*best, *(c for c in kept_unless_beaten if c in ran)]))
 
 
@@ -147,24 +151,27 @@ def confirm(
     bench: Benchmarker,
     *,
     references: Sequence[Config] = (),
+    default: Config | None = None,
     trials: Sequence[FrozenTrial] | None = None,
     rounds: int = ROUNDS,
     clock: RunClock | None = None,
 ) -> Confirmation:
     """Re-time the contenders in interleaved rounds, decide, and record the round on the study in one write.
 
-    trials are the study's as last read (read again if not given).
+    default is what the file's engine runs without a file (SGLang's default unless given); trials
+    are the study's as last read (read again if not given).
     """
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    configs = contenders(trials, problem, references)
+    default = default if default is not None else default_config(problem.block_n, problem.block_k)
+    configs = contenders(trials, problem, references, default)
     times = bench.retime(problem, configs, rounds=rounds)
     if any(times.values()):
-        decision = decide(times, default=default_config(problem.block_n, problem.block_k), references=references)
+        decision = decide(times, default=default, references=references)
     else:  # the timing process was lost: nothing to confirm with, the search's best stands
         search_best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
         medians = {configs[0]: search_best.value}
         decision = Confirmation(pick=configs[0], reason=ROUND_FAILED, medians=medians)
-    default_us = decision.medians.get(default_config(problem.block_n, problem.block_k))
+    default_us = decision.medians.get(default)
     round_ = {
         CONFIRMED: decision.pick.as_sglang(),
         CONFIRMED_US: round(decision.pick_us, 3),

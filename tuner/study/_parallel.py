@@ -20,6 +20,7 @@ from typing import Any
 
 from tuner.baselines import baseline_folders
 from tuner.benchmarkers import Benchmarker, GpuBenchmarker, Measurement, ReplayBenchmarker, RunClock
+from tuner.engines import SGLANG, Target
 from tuner.space import Config, Problem
 from tuner.stopping import TuningError, stopped_by_ctrl_c
 
@@ -38,8 +39,8 @@ class WorkerSpec:
     replay: str | None = None
     compile_workers: int | None = None
     sampler: str = "auto"
-    space: str = "base"
-    file_format: str = "sglang"
+    # Which search fills which engine's file (tuner.engines.plan_targets): each shape is tuned once per target.
+    targets: tuple[Target, ...] = (Target(space="base", engines=(SGLANG,), why="asked for"),)
     baseline: str = "none"  # --baseline: auto, none or a folder of the config files the user already has
 
 
@@ -128,30 +129,35 @@ def tune_units(
     if prior is not None and not prior.shapes:
         print("warning: the installed tuner holds no recorded landscapes (tuner/samplers/landscapes/): warm starts "
               "go without a prior from other shapes.", file=sys.stderr)  # fmt: skip
-    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler, space=spec.space)
+    options = TuneOptions(trials=spec.trials, seed=spec.seed, prior=prior, sampler=spec.sampler)
     folders = baseline_folders(spec.baseline)
     problems = [problem for unit in units for problem in unit]
     outcome = []
     try:
-        if stale := superseded(storage, problems, bench, spec.space):
-            note = (f"note: {len(stale)} of the studies of these problems in the storage were made with other "
-                    f"software or another landscape (e.g. {stale[0]}); they are not reused: tuning anew.")  # fmt: skip
+        budgets, names = {}, {}
+        for target in spec.targets:
+            if stale := superseded(storage, problems, bench, target.space):
+                print(f"note: {len(stale)} of the studies of these problems in the storage were made with other "
+                      f"software or another landscape (e.g. {stale[0]}); they are not reused: tuning anew.",
+                      file=sys.stderr)  # fmt: skip
+            searched = replace(options, space=target.space)
+            for p in problems:
+                budgets[p, target.space] = budget(p, bench, searched)
+                names[p, target.space] = study_name(p, bench.device_name, bench.kind, bench.software, target.space)
+        if note := capped_note(budgets, spec.trials):
             print(note, file=sys.stderr)
-        targets = {problem: budget(problem, bench, options) for problem in problems}
-        if note := capped_note(targets, spec.trials):
-            print(note, file=sys.stderr)
-        names = {p: study_name(p, bench.device_name, bench.kind, bench.software, spec.space) for p in problems}
         states = study_states(storage, names.values())
-        done = sum(min(targets[p], states[names[p]].timed if states[names[p]] else 0) for p in problems)
-        total = sum(targets.values())
+        done = sum(min(budgets[key], states[names[key]].timed if states[names[key]] else 0) for key in budgets)
+        total = sum(budgets.values())
         with held_outside_waits(), tqdm(total=total, initial=done, desc="timed configs", unit="cfg", mininterval=2,
                                         disable=not progress or done == total) as bar:  # fmt: skip
             for unit in units:
-                results, paths = tune_shape(
-                    storage, counted, unit, options, spec.save_path, progress=bar, file_format=spec.file_format,
-                    clock=clock, baseline_folders=folders,
-                )  # fmt: skip
-                outcome.append((results, paths))
+                for target in spec.targets:
+                    results, paths = tune_shape(
+                        storage, counted, unit, replace(options, space=target.space), spec.save_path, progress=bar,
+                        engines=target.engines, clock=clock, baseline_folders=folders,
+                    )  # fmt: skip
+                    outcome.append((results, paths))
     finally:
         close = getattr(bench, "close", None)
         if close is not None:
@@ -162,13 +168,13 @@ def tune_units(
     return outcome
 
 
-def capped_note(targets: dict[Problem, int], trials: int) -> str | None:
-    """One line for the studies whose searchable space holds fewer distinct configs than --trials."""
-    capped = sorted((p for p, target in targets.items() if target < trials), key=lambda p: (p.N, p.K, p.M))
+def capped_note(budgets: dict[tuple[Problem, str], int], trials: int) -> str | None:
+    """One line for the studies (problem, space) whose searchable space holds fewer distinct configs than --trials."""
+    capped = sorted((key for key, n in budgets.items() if n < trials), key=lambda k: (k[0].N, k[0].K, k[0].M, k[1]))
     if not capped:
         return None
-    listed = ", ".join(f"M={p.M}: {targets[p]}" for p in capped[:6]) + (" ..." if len(capped) > 6 else "")
-    return (f"note: {len(capped)} of {len(targets)} studies can time fewer than --trials {trials} distinct configs "
+    listed = ", ".join(f"M={p.M}: {budgets[p, space]}" for p, space in capped[:6]) + (" ..." if len(capped) > 6 else "")
+    return (f"note: {len(capped)} of {len(budgets)} studies can time fewer than --trials {trials} distinct configs "
             f"({listed}); each stops there.")  # fmt: skip
 
 
@@ -211,25 +217,24 @@ def collect(
     """
     import optuna
 
-    from tuner.export import config_file_names, write_configs
+    from tuner.export import write_configs
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
     storage = make_storage(spec.storage_url)  # each study is looked up by its name
     outcome = []
     for problems in shapes:
-        results = []
-        for problem in problems:
-            study = optuna.load_study(
-                study_name=study_name(problem, device_name, kind, software, spec.space), storage=storage
-            )
-            results.append(study_result(study, problem))
         p = problems[0]
-        names = config_file_names(
-            p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=spec.file_format
-        )
-        paths = [Path(spec.save_path) / name for name in names]
-        for path in paths:
-            write_configs(path, {r.problem.M: r.best for r in results})
-        outcome.append((results, paths))
+        for target in spec.targets:
+            results = []
+            for problem in problems:
+                name = study_name(problem, device_name, kind, software, target.space)
+                study = optuna.load_study(study_name=name, storage=storage)
+                default = target.defaults(p.block_n, p.block_k)[0]
+                results.append(study_result(study, problem, default=default))
+            names = [e.file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k) for e in target.engines]
+            paths = [Path(spec.save_path) / name for name in names]
+            for path in paths:
+                write_configs(path, {r.problem.M: r.best for r in results})
+            outcome.append((results, paths))
     return outcome
