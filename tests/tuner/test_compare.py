@@ -111,6 +111,7 @@ def test_each_round_of_a_retime_starts_with_another_config(monkeypatch):
     from kernels.timing import GraphTiming
     from tuner.benchmarkers import _cuda
 
+    problem, (a, b, c) = Problem(N=7168, K=18432, M=1), (TUNED[1], TUNED[256], SHIPPED[1])
     session = object.__new__(_cuda.CudaTimingSession)  # no CUDA context on this machine
     session.gpu_s = 0.0
     monkeypatch.setattr(session, "operands", lambda problem: ["set"], raising=False)
@@ -121,9 +122,8 @@ def test_each_round_of_a_retime_starts_with_another_config(monkeypatch):
         order.append(launch(0))
         return GraphTiming(estimate_us=1.0, median_us=1.0, p20_us=1.0, p80_us=1.0, launches_per_replay=1)
 
-    monkeypatch.setattr(_cuda, "time_launches", fake_time_launches)
-    a, b, c = TUNED[1], TUNED[256], SHIPPED[1]
-    times = session.retime(Problem(N=7168, K=18432, M=1), [a, b, c], 3)
+    monkeypatch.setattr(session, "_time", fake_time_launches, raising=False)
+    times = session.retime(problem, [a, b, c], 3)
     assert order == [a, b, c, b, c, a, c, a, b]
     assert times == {a: [1.0] * 3, b: [1.0] * 3, c: [1.0] * 3}
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 import triton
 
-from tests.tuner.fake_gpu import FakeSession, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import FakeSession
 from tests.tuner.synthetic import synthetic_rows
 from tuner.benchmarkers import HEADER, GpuBenchmarker, ReplayBenchmarker, Row
 from tuner.benchmarkers._gpu import gpu_software

@@ -22,7 +22,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.baselines import BASELINES
-from tuner.benchmarkers import FAILURES, roofline_attrs
+from tuner.benchmarkers import COMPILE_FAILURES, FAILURES, roofline_attrs
 from tuner.export import nearest_entry, read_config_file
 from tuner.space import REASON, STATUS, US, Config, Problem, config_of, default_config
 from tuner.study import (
@@ -71,7 +71,8 @@ SUMMARY_COLUMNS = [
 ]
 # Every value the objective writes into a trial's `status`, in the order a reader wants them, then
 # the trials it never finished: a FAIL without a status was interrupted (its process died).
-STATUSES = ("ok", "pruned", *FAILURES, "repeat", "over_budget", "not_searched", "interrupted", "running")
+STATUSES = ("ok", "pruned", *FAILURES, *COMPILE_FAILURES, "repeat", "over_budget", "not_searched", "interrupted",
+            "running")  # fmt: skip
 # Fewer complete trials than this give importances that are noise, or make the evaluator raise.
 MIN_COMPLETE_FOR_IMPORTANCE = 5
 _CONFIG_FILE_NAME = re.compile(
@@ -419,7 +420,7 @@ def failed_trials(storage: StorageLike) -> pd.DataFrame:
     for r in as_records(storage):
         for t in r.trials:
             status = _status(t)
-            if status in (*FAILURES, "interrupted"):
+            if status in (*FAILURES, *COMPILE_FAILURES, "interrupted"):
                 config = config_of(t)
                 rows.append(
                     {

@@ -64,6 +64,10 @@ def compile_config(problem: Problem, config: Config) -> Measurement | None:
 class CudaTimingSession:
     """Holds one device's operands and reference outputs and times configs on them."""
 
+    # What waits for the device and what times launches in graphs: the CPU tests' fake GPU replaces these.
+    _synchronize = staticmethod(torch.cuda.synchronize)
+    _time = staticmethod(time_launches)
+
     def __init__(self, device_index: int = 0) -> None:
         torch.cuda.set_device(device_index)
         torch.backends.cuda.matmul.allow_tf32 = False  # the reference must be true float32
@@ -114,7 +118,7 @@ class CudaTimingSession:
             launches = {config: self._bound_launches(problem, config, sets) for config in configs}
             for r in range(rounds):
                 for config in [*configs[r % len(configs) :], *configs[: r % len(configs)]]:
-                    timing = time_launches(lambda i, bound=launches[config]: bound[i](), len(sets))
+                    timing = self._time(lambda i, bound=launches[config]: bound[i](), len(sets))
                     self.gpu_s += timing.gpu_us * 1e-6
                     times[config].append(timing.median_us)
         except Exception as error:  # noqa: BLE001 - the context is suspect
@@ -144,7 +148,7 @@ class CudaTimingSession:
         sets = self.operands(problem)
         try:
             launches = self._bound_launches(problem, config, sets[:1])  # one launch, on the first set
-            torch.cuda.synchronize()
+            self._synchronize()
         except Exception as error:  # noqa: BLE001 - classified below, the rest is a lost context
             failure = _classify(error)
             if failure is None:
@@ -156,7 +160,7 @@ class CudaTimingSession:
             return Measurement("wrong_result", reason=f"relative error {error:.3g} vs the float32 reference")
         try:
             launches += self._bound_launches(problem, config, sets[1:], launch_first=False)
-            timing = time_launches(lambda i: launches[i](), len(sets), prune_above_us=prune_above_us, **SEARCH_TIMING)
+            timing = self._time(lambda i: launches[i](), len(sets), prune_above_us=prune_above_us, **SEARCH_TIMING)
         except Exception as error:  # noqa: BLE001 - a failure while timing leaves the context unknown
             raise ContextLost(f"{type(error).__name__}: {error}") from error
         self.gpu_s += timing.gpu_us * 1e-6

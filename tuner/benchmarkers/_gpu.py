@@ -217,7 +217,10 @@ class GpuBenchmarker:
         return Measurement(result.status, result.us, result.reason, compile_s)
 
     def retime(self, problem: Problem, configs: Sequence[Config], *, rounds: int) -> dict[Config, list[float]]:
-        """Time configs (already compiled and measured) again, interleaved, in the timing process."""
+        """Time configs again, interleaved, in the timing process (whichever process measured them).
+
+        Each gets a latency per round, or none at all if the process is lost meanwhile.
+        """
         result = self._ask("retime", (problem, list(configs), rounds), self.timeout_s * max(1, len(configs)) * rounds)
         return result if isinstance(result, dict) else {config: [] for config in configs}
 

@@ -513,10 +513,17 @@ def identity_notes(states: Sequence[StudyState | None], trials: int, sampler: st
     return notes
 
 
+def rounds_again_note(names: Sequence[str]) -> str:
+    """The studies whose confirmation round failed to run in an earlier run: this one holds it again."""
+    studies = "1 study" if len(names) == 1 else f"{len(names)} studies"
+    return (f"the confirmation round of {studies} failed to run earlier (e.g. {names[0]}): "
+            "held again before their export")  # fmt: skip
+
+
 def _announce(spec, storage, device_name: str, kind: str, software: dict[str, str], shapes, *, files: bool) -> None:
     """Where the studies live, what of them is done and what made them, before any work starts."""
     from tuner.samplers import resolve
-    from tuner.study import masked_url, study_name, study_states
+    from tuner.study import failed_rounds, masked_url, study_name, study_states
 
     names = [
         study_name(p, device_name, kind, software, target.space)
@@ -529,6 +536,8 @@ def _announce(spec, storage, device_name: str, kind: str, software: dict[str, st
     print(resume_line(states, spec.trials), flush=True)
     for note in identity_notes(states, spec.trials, resolve(spec.sampler)):
         print(note, flush=True)
+    if again := failed_rounds(storage, names):
+        print(f"note: {rounds_again_note(again)}", flush=True)
     if files:  # a dry run said it among the setup lines
         for target in spec.targets:
             print(f"files: {target.describe()}", flush=True)

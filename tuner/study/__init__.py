@@ -11,10 +11,12 @@ from tuner.study._confirm import (
     CONFIRMATION,
     CONFIRMED,
     CONFIRMED_US,
+    ROUND_FAILED,
     Confirmation,
     confirm,
     confirmation_of,
     decide,
+    failed_rounds,
 )
 from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
 from tuner.study._search import GPU_FAILURE, GpuFailure, Search, WrongResult
@@ -54,10 +56,12 @@ __all__ = [
     "CONFIRM_DEFAULT_US",
     "CONFIRM_REASON",
     "CONFIRM_ROUND",
+    "ROUND_FAILED",
     "Confirmation",
     "confirm",
     "confirmation_of",
     "decide",
+    "failed_rounds",
     "DEFAULT_STORAGE",
     "GPU_FAILURE",
     "MEASURED",

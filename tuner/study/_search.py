@@ -22,13 +22,16 @@ import copy
 import datetime
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import (
+    COMPILE_FAILURES,
+    COMPILE_TRIES,
+    FAILURES,
     MEASURED,
     SAMPLING,
     STORAGE,
@@ -36,10 +39,24 @@ from tuner.benchmarkers import (
     Benchmarker,
     Measurement,
     RunClock,
+    compile_failed,
     roofline_attrs,
 )
 from tuner.samplers import trial_config
-from tuner.space import COMPILE_S, REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config
+from tuner.space import (
+    BLOCK_SIZE_M,
+    BLOCK_SIZE_N,
+    COMPILE_S,
+    NUM_STAGES,
+    REASON,
+    STATUS,
+    TIMED,
+    US,
+    Config,
+    Problem,
+    config_of,
+    default_config,
+)
 from tuner.stopping import TuningError, interruptible, raise_if_held
 from tuner.study._liveness import OWNER, Heartbeats, died_here, has_owner, owner, retire_dead
 from tuner.study._rows import Trials, create_trial, take_waiting, update_trial
@@ -375,7 +392,7 @@ class Search:
                 never = incumbent is None or config in self.never_prune
                 prune_above = None if never else incumbent[1] * self.prune_ratio
                 result = self.bench.measure(self.problem, config, prune_above_us=prune_above)
-                self._check_gpu(trial, config, result, incumbent)
+                self._check_gpu(trial, config, result, earlier)
             except KeyboardInterrupt:
                 # The measurement did not finish: give back the claim, so a rerun times exactly the budget.
                 attrs = _Decline(INTERRUPTED, "stopped by Ctrl-C before its measurement finished").attrs()
@@ -386,6 +403,10 @@ class Search:
             except BaseException as error:
                 self._end(trial, _Decline("error", f"{type(error).__name__}: {error}"[:300]).attrs(), TrialState.FAIL)
                 raise
+            result = _unless_compile_lost(config, result, earlier)
+            if isinstance(result, _Decline):  # the compile process was lost: the claim is given back
+                self._end(trial, result.attrs(), TrialState.FAIL)
+                return
             self._record(trial, config, result)
         if result.status == "wrong_result":
             raise WrongResult(f"{config} computes a wrong result on {self.problem}: {result.reason}")
@@ -408,25 +429,24 @@ class Search:
         if self._on_timed is not None:
             self._on_timed(ended)
 
-    def _check_gpu(
-        self, trial: FrozenTrial, config: Config, result: Measurement, incumbent: tuple[Config, float] | None
-    ) -> None:
+    def _check_gpu(self, trial: FrozenTrial, config: Config, result: Measurement, earlier: list[FrozenTrial]) -> None:
         """After a live crash or timeout, time a config known to run: if it fails too, the GPU is at fault.
 
         A dead or reset GPU (or another tenant's out-of-memory) makes every config crash; counted
         as the configs' failures, they would spend the study's budget and leave it with nothing
-        that ran, for good. So the study's fastest config (else SGLang's default) is timed once
-        more; if that fails too, or failures keep coming CONSECUTIVE_FAILURES times in a row, the
-        trial is recorded as not measured (a rerun retries its config) and the run stops. A
-        replayed failure is a recorded fact about its config, not the state of a device now.
+        that ran, for good. So a config known to run, never the one that failed (see
+        _known_to_run), is timed once more; if that fails too, or failures keep coming
+        CONSECUTIVE_FAILURES times in a row, the trial is recorded as not measured (a rerun retries
+        its config) and the run stops. A replayed failure is a recorded fact about its config, not
+        the state of a device now.
         """
         if result.status in ("ok", "pruned"):
             self._failures = 0
         if self.bench.kind != "gpu" or result.status not in ("crash", "timeout"):
             return
         self._failures += 1
-        known = incumbent[0] if incumbent is not None else default_config(self.problem.block_n, self.problem.block_k)
-        again = self.bench.retime(self.problem, [known], rounds=1).get(known)
+        known = _known_to_run(self.problem, config, earlier)
+        again = known is None or bool(self.bench.retime(self.problem, [known], rounds=1).get(known))
         if again and self._failures < CONSECUTIVE_FAILURES:
             return
         then = f"{self._failures} configs in a row failed" if again else f"{known.short()}, known to run, failed too"
@@ -437,3 +457,35 @@ class Search:
             f"the GPU stopped running kernels on {self.problem}: {why}. Nothing was counted against the budget "
             "for it; check the GPU (nvidia-smi) and rerun the same command to resume."
         )
+
+
+def _known_to_run(problem: Problem, failed: Config, earlier: Sequence[FrozenTrial]) -> Config | None:
+    """What the GPU is checked with once the config `failed` crashed or hung: a config a healthy GPU runs.
+
+    The study's fastest config, else SGLang's default, else the space's smallest tile (a few kB of
+    shared memory at two stages: any device the kernel runs on runs it); the first of those that is
+    not `failed` and did not fail earlier in the study, or None. Never `failed` itself: checked with
+    itself, a default that crashed as a study's first config stopped the run on a healthy GPU.
+    """
+    default = default_config(problem.block_n, problem.block_k)
+    smallest = replace(default, block_m=BLOCK_SIZE_M[0], block_n=BLOCK_SIZE_N[0], group_m=1, num_stages=NUM_STAGES[0])
+    incumbent = best(earlier)
+    failures = {failed, *(trial_config(t) for t in earlier if t.user_attrs.get(STATUS) in FAILURES)}
+    candidates = [*([incumbent[0]] if incumbent is not None else []), default, smallest]
+    return next((c for c in candidates if c not in failures), None)
+
+
+def _unless_compile_lost(config: Config, result: Measurement, earlier: Sequence[FrozenTrial]) -> Measurement | _Decline:
+    """result, unless config's compile process died or hung: then nothing was measured (a _Decline).
+
+    That is the host's failure (a busy host's OOM killer, a slow compile), not yet the config's: the
+    trial gives its claim back, and the config compiles anew when it is proposed again. Once it
+    failed so COMPILE_TRIES times in the study, the failure is the config's own (compile_error),
+    so a config that always kills its compiler is tried a bounded number of times.
+    """
+    if result.status not in COMPILE_FAILURES:
+        return result
+    tries = 1 + sum(1 for t in earlier if trial_config(t) == config and t.user_attrs.get(STATUS) in COMPILE_FAILURES)
+    if tries >= COMPILE_TRIES:
+        return compile_failed(result)
+    return _Decline(result.status, f"{result.reason}; not measured: compiled again when proposed again")
