@@ -36,7 +36,8 @@ from tuner.study import (
     warm_starts,
 )
 from tuner.study._liveness import Heartbeats
-from tuner.study._rows import create_trial
+from tuner.study._rows import new_trial
+from tuner.study._store import StudyRows, TunerStorage
 
 SHAPES = [(512, 1024), (1024, 512)]
 BATCH_SIZES = [1, 16, 64]
@@ -133,9 +134,9 @@ def test_a_worker_that_loses_the_race_to_create_the_storage_tries_again(tmp_path
         tries.append(args)
         if len(tries) == 1:
             raise race
-        return RDBStorage(*args, **kwargs)
+        return TunerStorage(*args, **kwargs)
 
-    monkeypatch.setattr(tuner.study._storage, "RDBStorage", racing)
+    monkeypatch.setattr(tuner.study._storage, "TunerStorage", racing)
     monkeypatch.setattr(tuner.study._storage.time, "sleep", lambda s: None)
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     assert len(tries) == 2 and optuna.get_all_study_summaries(storage) == []
@@ -145,7 +146,7 @@ def test_a_storage_that_stays_unusable_is_one_usage_error(tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
 
-    monkeypatch.setattr(tuner.study._storage, "RDBStorage", broken)
+    monkeypatch.setattr(tuner.study._storage, "TunerStorage", broken)
     monkeypatch.setattr(tuner.study._storage.time, "sleep", lambda s: None)
     with pytest.raises(ValueError, match=r"is not usable: StorageInternalError: An exception is raised"):
         make_storage(f"sqlite:///{tmp_path}/s.db")
@@ -389,8 +390,9 @@ def test_a_live_trial_keeps_beating_and_a_finished_search_stops(tmp_path):
     # running every interval, so a long measurement is never taken for a dead process's.
     storage = make_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=1, grace_s=2)
     study = optuna.create_study(storage=storage, study_name="beats", direction="minimize")
-    trial = create_trial(study._storage, study._study_id, params={}, distributions={}, user_attrs={}, clock=RunClock())
-    with Heartbeats(study._storage) as beats, beats.alive(trial._trial_id):
+    rows = StudyRows(study, RunClock())
+    trial = rows.create(new_trial(state=TrialState.RUNNING))
+    with Heartbeats(rows) as beats, beats.alive(trial._trial_id):
         time.sleep(3.5)
         assert storage._get_stale_trial_ids(study._study_id) == []
     time.sleep(3.5)
