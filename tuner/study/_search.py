@@ -11,9 +11,9 @@ every lower-numbered trial has decided, so no config is timed twice and the budg
 What the storage costs per trial: one read of the study's trials (one small query where nothing
 changed but this process's own trials, see _store.StudyRows), which the sampler sees as it was read
 (a Snapshot); one write that creates the trial with its config and its claim, where no other process
-created a trial since that read; one write with its result. Optuna's
-own loop (study.optimize) committed each parameter and attribute on its own, some 23 commits per
-trial, and read the trials through its ORM 4.7 times.
+created a trial since that read; one write with its result. Optuna's own loop (study.optimize)
+committed each parameter and attribute on its own, some 23 commits per trial, and read the trials
+through its ORM 4.7 times.
 """
 
 from __future__ import annotations
