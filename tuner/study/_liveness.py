@@ -87,11 +87,8 @@ def retire_dead(study: optuna.Study, trials: Iterable[FrozenTrial], *, clock: Ru
     storage = rows.storage
     running = (t for t in trials if t.state == TrialState.RUNNING)
     dead = {t._trial_id: f"its process ({_who(t)}) ended" for t in running if died_here(t)}
-    interval = rows.heartbeat_s
-    if interval is not None:
-        grace = getattr(getattr(storage, "_backend", storage), "grace_period", None) or 2 * interval
-        for trial_id in storage._get_stale_trial_ids(rows.study_id):
-            dead.setdefault(trial_id, f"its process stopped beating (no heartbeat for over {grace} s)")
+    for trial_id in rows.stale_trial_ids():
+        dead.setdefault(trial_id, f"its process stopped beating (no heartbeat for over {rows.grace_s} s)")
     retired = 0
     for trial_id, why in dead.items():
         trial = storage.get_trial(trial_id)
@@ -102,7 +99,7 @@ def retire_dead(study: optuna.Study, trials: Iterable[FrozenTrial], *, clock: Ru
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process retired it, or it ended after all
         retired += 1
-        retry = storage.get_heartbeat_stale_trial_callback() if interval is not None else None
+        retry = storage.get_heartbeat_stale_trial_callback() if rows.heartbeat_s is not None else None
         if retry is not None:
             retry(study, copy.deepcopy(storage.get_trial(trial_id)))
     return retired

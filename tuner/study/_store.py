@@ -96,6 +96,13 @@ class StudyRows:
         self._mine: set[int] = set()
         get = getattr(self.storage, "get_heartbeat_interval", None)
         self.heartbeat_s: int | None = get() if get is not None else None
+        backend = getattr(self.storage, "_backend", self.storage)
+        # Optuna's default grace period is two heartbeat intervals.
+        self.grace_s: int | None = getattr(backend, "grace_period", None) or (self.heartbeat_s and 2 * self.heartbeat_s)
+
+    def stale_trial_ids(self) -> list[int]:
+        """The running trials whose heartbeat is older than grace_s, by the storage's own clock."""
+        return self.storage._get_stale_trial_ids(self.study_id) if self.heartbeat_s is not None else []
 
     def note(self, trial: FrozenTrial) -> FrozenTrial:
         """Record trial as this process wrote it; returns it."""
