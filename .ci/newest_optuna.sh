@@ -19,10 +19,10 @@ pinned=$("$venv/bin/python" -c 'from tuner.study._fence import TESTED_OPTUNA; pr
 # What the fence says of this Optuna's own tables (the version aside).
 fence=$(PYTHONPATH=$PWD "$venv/bin/python" - <<'PY'
 import tempfile
-from tuner.study._fence import _schema_gaps
+from tuner.study._fence import schema_gaps
 from tuner.study._store import TunerStorage
 storage = TunerStorage(f"sqlite:///{tempfile.mkdtemp()}/fence.db")
-print("; ".join(_schema_gaps(storage)) or "its tables match the tested ones")
+print("; ".join(schema_gaps(storage)) or "its tables match the tested ones")
 PY
 )
 PYTHONPATH=$PWD TUNER_ROWS_FENCE=open "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/tuner/test_rows.py

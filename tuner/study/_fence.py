@@ -62,11 +62,12 @@ def row_dialect(rdb: RDBStorage) -> tuple[str | None, str | None]:
         return None, f"its dialect ({dialect}) is neither SQLite nor PostgreSQL"
     if os.environ.get(FORCE) == "open":
         return dialect, None
-    why = [*_version_gaps(rdb), *_schema_gaps(rdb)]
+    why = [*version_gaps(rdb), *schema_gaps(rdb)]
     return (None, "; ".join(why)) if why else (dialect, None)
 
 
-def _version_gaps(rdb: RDBStorage) -> list[str]:
+def version_gaps(rdb: RDBStorage) -> list[str]:
+    """How Optuna's and the database's versions differ from those the row writes were tested on."""
     gaps = []
     minor = ".".join(optuna.__version__.split(".")[:2])
     if minor not in TESTED_OPTUNA:
@@ -79,7 +80,7 @@ def _version_gaps(rdb: RDBStorage) -> list[str]:
     return gaps
 
 
-def _schema_gaps(rdb: RDBStorage) -> list[str]:
+def schema_gaps(rdb: RDBStorage) -> list[str]:
     """How the live tables differ from those the row writes were tested on (empty if they match)."""
     inspector = sqlalchemy.inspect(rdb.engine)
     gaps = []

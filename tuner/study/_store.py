@@ -39,7 +39,7 @@ class TunerStorage(RDBStorage):
         if why is not None:
             self.notes.append(
                 "note: the tuner writes this storage's trials through Optuna's own calls (the same trials and "
-                f"picks, a few times slower per config), as {why}"
+                f"picks, several times slower per config), as {why}"
             )
         if dialect is not None:
             self.rows: Rows = _WRITERS[dialect](self)
