@@ -159,10 +159,16 @@ def search_space(block_k: int, space: str = "base") -> list[Config]:
     if space not in SPACES:
         raise ValueError(f"--space must be one of {SPACES}, but got {space!r}.")
     names = [field.name for field in fields(Config)]
-    axes = [BLOCK_SIZE_M, BLOCK_SIZE_N, block_sizes_k(block_k), GROUP_SIZE_M, NUM_WARPS, NUM_STAGES]
+    axes = {**space_choices(space), "BLOCK_SIZE_K": block_sizes_k(block_k)}
+    return [Config(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
+
+
+def space_choices(space: str = "base") -> dict[str, tuple]:
+    """Each parameter's choices in space by SGLang's key, in Config's order: what defines the space."""
+    choices = dict(zip(SGLANG_KEYS, (BLOCK_SIZE_M, BLOCK_SIZE_N, BLOCK_SIZE_K, GROUP_SIZE_M, NUM_WARPS, NUM_STAGES)))
     if space == "hopper":
-        axes += [SPLIT_K, SWAP_AB]
-    return [Config(**dict(zip(names, values))) for values in itertools.product(*axes)]
+        choices.update(zip(HOPPER_KEYS, (SPLIT_K, SWAP_AB)))
+    return choices
 
 
 def config_of(trial: Any) -> Config | None:

@@ -533,6 +533,8 @@ def _announce(spec, storage, device_name: str, kind: str, software: dict[str, st
     ]
     states = list(study_states(storage, names).values())
     print(f"storage: {masked_url(spec.storage_url)}", flush=True)
+    for note in getattr(storage, "notes", ()):  # a dry run's storage not made yet (in memory) has none
+        print(note, flush=True)
     print(resume_line(states, spec.trials), flush=True)
     for note in identity_notes(states, spec.trials, resolve(spec.sampler)):
         print(note, flush=True)

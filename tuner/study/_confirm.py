@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import Benchmarker, RunClock
 from tuner.space import Config, Problem, config_of, default_config
-from tuner.study._rows import set_study_attrs
+from tuner.study._store import set_study_attrs
 
 # How many of the study's best configs are re-timed, and how many interleaved rounds.
 CONTENDERS = 3
@@ -180,5 +180,5 @@ def confirm(
         CONFIRM_ROUND: {c.short(): [round(t, 3) for t in ts] for c, ts in times.items()},
         CONFIRM_BASIS: [c.short() for c in configs],
     }
-    set_study_attrs(study._storage, study._study_id, {CONFIRMATION: round_}, clock=clock or RunClock())
+    set_study_attrs(study, {CONFIRMATION: round_}, clock=clock or RunClock())
     return decision

@@ -35,7 +35,6 @@ from tuner.study._confirm import (
     is_current,
 )
 from tuner.study._liveness import retire_dead
-from tuner.study._rows import existing_studies, set_study_attrs
 from tuner.study._search import DECIDING_S, Search
 from tuner.study._storage import (
     BUDGET,
@@ -48,6 +47,7 @@ from tuner.study._storage import (
     study_attrs,
     study_name,
 )
+from tuner.study._store import existing_studies, set_study_attrs
 
 
 @dataclass(frozen=True)
@@ -219,11 +219,11 @@ def tune_problem(
             trials = study.get_trials(deepcopy=False)
     entries = {name: config.as_sglang() for name, config in (baselines or {}).items()}
     if entries and (attrs or {}).get(BASELINES) != entries:  # what the report and the end table compare with
-        set_study_attrs(study._storage, study._study_id, {BASELINES: entries}, clock=clock)
+        set_study_attrs(study, {BASELINES: entries}, clock=clock)
     already = sum(1 for t in trials if is_timed(t))
     if already < target:
         if attrs is not None and (attrs.get(BUDGET) or 0) < options.trials:  # a larger --trials extends it
-            set_study_attrs(study._storage, study._study_id, {BUDGET: options.trials}, clock=clock)
+            set_study_attrs(study, {BUDGET: options.trials}, clock=clock)
         bench.prepare(problem, seeds[: target - already])  # compile the seeds all at once
         search = Search(
             study,
