@@ -120,7 +120,10 @@ def _config_files(items: Sequence[str]) -> dict[str, dict[int, Config]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tuner.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tuner.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a flag is spelled out, never taken from its prefix
     )
     parser.add_argument("--N", type=int, required=True, help="weight rows (output features)")
     parser.add_argument("--K", type=int, required=True, help="weight columns (input features)")
