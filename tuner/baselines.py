@@ -101,19 +101,31 @@ def installed_folders() -> list[ConfigFolder]:
     return folders
 
 
-def baseline_folders(choice: str) -> list[ConfigFolder]:
+# --missing looks for each shape's file in the folders of --baseline: without one it could tell nothing.
+_MISSING_NEEDS_A_FOLDER = (
+    "--missing needs the installed SGLang or vLLM (none is installed for this Python, or --baseline none was "
+    "given); --baseline DIR names a folder of config files."
+)
+
+
+def baseline_folders(choice: str, *, missing: bool = False) -> list[ConfigFolder]:
     """The folders --baseline names: auto (the installed SGLang's and vLLM's), none, or a folder.
 
     A folder the user names may hold files under either engine's naming; SGLang's is read first.
+    missing: for --missing, which looks in them; then no folder at all is a usage error, found
+    from the flags alone (a dry run and a machine without a GPU find it too).
     """
     if choice == "none":
-        return []
-    if choice == "auto":
-        return installed_folders()
-    path = Path(choice)
-    if not path.is_dir():
+        folders = []
+    elif choice == "auto":
+        folders = installed_folders()
+    elif Path(choice).is_dir():
+        folders = [ConfigFolder(label="--baseline", path=Path(choice), namings=("sglang", "vllm"))]
+    else:
         raise ValueError(f"--baseline must be auto, none or a folder of config files, but got {choice!r}.")
-    return [ConfigFolder(label="--baseline", path=path, namings=("sglang", "vllm"))]
+    if missing and not folders:
+        raise ValueError(_MISSING_NEEDS_A_FOLDER)
+    return folders
 
 
 def find_baselines(
@@ -178,9 +190,8 @@ def split_missing(
     A shape is skipped only when every folder holds its file: where one engine lacks it, that
     engine runs the default config, and the run tunes it against the other engine's file.
     """
-    if not folders:
-        raise ValueError("--missing needs the installed SGLang or vLLM (none is installed for this Python, or "
-                         "--baseline none was given); --baseline DIR names a folder of config files.")  # fmt: skip
+    if not folders:  # every shape would pass for covered
+        raise ValueError(_MISSING_NEEDS_A_FOLDER)
     missing, lines = [], []
     for problems in shapes:
         lacking = [folder.label for folder in folders if folder.file_for(problems[0], device_name) is None]

@@ -284,6 +284,19 @@ def test_bad_baseline_flags_are_one_line_and_exit_2(tmp_path, capsys, argv, mess
     assert not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+@pytest.mark.parametrize("baseline", [["--baseline", "none"], []], ids=["baseline-none", "no-engine-installed"])
+def test_missing_without_a_folder_to_look_in_is_refused_before_a_gpu_is_asked_for(site, tmp_path, monkeypatch, capsys,
+                                                                                  baseline, dry):  # fmt: skip
+    # Live, with or without a GPU: the flags alone decide it, so a dry run and a machine without a GPU
+    # refuse it with the run's own line (site: neither SGLang nor vLLM is installed).
+    monkeypatch.chdir(tmp_path)
+    assert run_main(["--tp-size", "8", "--missing", *baseline, *(["--dry-run"] if dry else [])]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --missing needs the installed SGLang or vLLM"), err
+    assert list(tmp_path.iterdir()) == [site]
+
+
 def test_split_missing_needs_a_folder():
     with pytest.raises(ValueError, match="--missing needs"):
         split_missing([], [[PROBLEM]], DEVICE)

@@ -16,8 +16,9 @@ from tuner.study._confirm import (
     confirmation_of,
     decide,
 )
-from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
+from tuner.study._parallel import WorkerSpec, capped_note, collect, run_workers, split_work, tune_units
 from tuner.study._search import GPU_FAILURE, GpuFailure, Search, WrongResult
+from tuner.study._sqlite import REPLAY_STORAGE, check_new_file, check_storage_file, sqlite_file, storage_place
 from tuner.study._storage import (
     DEFAULT_STORAGE,
     StudyState,
@@ -38,6 +39,7 @@ from tuner.study._tuning import (
     TuneOptions,
     budget,
     format_table,
+    schedules,
     searchable,
     split_seed,
     study_result,
@@ -59,6 +61,7 @@ __all__ = [
     "confirmation_of",
     "decide",
     "DEFAULT_STORAGE",
+    "REPLAY_STORAGE",
     "GPU_FAILURE",
     "MEASURED",
     "GpuFailure",
@@ -70,6 +73,9 @@ __all__ = [
     "WrongResult",
     "best",
     "budget",
+    "capped_note",
+    "check_new_file",
+    "check_storage_file",
     "collect",
     "format_table",
     "is_timed",
@@ -80,9 +86,12 @@ __all__ = [
     "open_study",
     "raise_unusable",
     "run_workers",
+    "schedules",
     "searchable",
     "split_seed",
     "split_work",
+    "sqlite_file",
+    "storage_place",
     "study_name",
     "study_result",
     "study_states",
