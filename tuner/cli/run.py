@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tuner.baselines import baseline_folders, baseline_lines, split_missing
@@ -30,8 +31,8 @@ from tuner.export import (
     ExportError,
     check_format,
     config_file_names,
+    other_out_dtype,
     read_config_file,
-    write_provenance,
 )
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
@@ -356,6 +357,8 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         for path in (save_path / name for name in names):
             if path.exists():
                 _existing_file(path)
+                if warning := other_out_dtype(path, [q.M for q in problems], p.out_dtype):
+                    print(f"warning: {warning}", file=sys.stderr, flush=True)
     spec = WorkerSpec(
         storage_url=args.storage,
         save_path=str(save_path),
@@ -526,6 +529,7 @@ def _execute(
     from tuner.study import collect, format_table, run_workers, tune_units
 
     _announce(spec, storage, where, device_name, kind, software, shapes)
+    spec = replace(spec, made_by=run_record(spec.replay, devices, device_name, shapes[0][0].out_dtype))
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
     else:
@@ -534,10 +538,7 @@ def _execute(
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
         outcome = collect(spec, device_name, kind, software, shapes)
-    made_by = run_record(spec.replay, devices, device_name)
     for results, paths in outcome:
-        for path in paths:
-            write_provenance(path, {r.problem.M: r.best for r in results}, made_by)
         print("", *paths, format_table(results), sep="\n")
     print("\n" + where_files_go([path for _, paths in outcome for path in paths], device_name))
     if any(r.best.hopper for results, _ in outcome for r in results):

@@ -41,6 +41,7 @@ class WorkerSpec:
     space: str = "base"
     file_format: str = "sglang"
     baseline: str = "none"  # --baseline: auto, none or a folder of the config files the user already has
+    made_by: dict[str, str] | None = None  # the provenance of the entries it writes (tuner.export.write_configs)
 
 
 def _cost(problems: Sequence[Problem]) -> float:
@@ -149,7 +150,7 @@ def tune_units(
             for unit in units:
                 results, paths = tune_shape(
                     storage, counted, unit, options, spec.save_path, progress=bar, file_format=spec.file_format,
-                    clock=clock, baseline_folders=folders,
+                    clock=clock, baseline_folders=folders, made_by=spec.made_by,
                 )  # fmt: skip
                 outcome.append((results, paths))
     finally:
@@ -230,6 +231,6 @@ def collect(
         )
         paths = [Path(spec.save_path) / name for name in names]
         for path in paths:
-            write_configs(path, {r.problem.M: r.best for r in results})
+            write_configs(path, {r.problem.M: r.best for r in results}, spec.made_by)
         outcome.append((results, paths))
     return outcome

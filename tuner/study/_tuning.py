@@ -367,8 +367,10 @@ def tune_shape(
     file_format: str = "sglang",
     clock: RunClock | None = None,
     baseline_folders: Sequence[ConfigFolder] = (),
+    made_by: Mapping[str, str] | None = None,
 ) -> tuple[list[StudyResult], list[Path]]:
-    """Tune every batch size of one (N, K), smallest first, merging each best into the config file(s).
+    """Tune every batch size of one (N, K), smallest first, merging each best into the config file(s),
+    with made_by as its provenance (tuner.export.write_configs).
 
     The next batch size's seeds that do not depend on this one's result (an existing file's entry,
     the default, the prior) compile while this one is searched. The files of baseline_folders for
@@ -405,7 +407,7 @@ def tune_shape(
         )  # fmt: skip
         with clock.timing(CONFIG_FILES):
             for path in paths:
-                write_configs(path, {problem.M: result.best})
+                write_configs(path, {problem.M: result.best}, made_by)
         results.append(result)
     return results, paths
 
