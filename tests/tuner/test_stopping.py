@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, paced, stored_so_far
+from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, ctrl_c_at_exit, paced, stored_so_far
 from tests.tuner.synthetic import write_landscape
 from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
 from tuner.study import is_timed
@@ -139,6 +139,37 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
     trials = [t for study in stored_so_far(url).values() for t in study]
     assert trials and not [t for t in trials if t.state == TrialState.RUNNING]  # none left running for good
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["at-its-end", "while-it-stops"])
+def test_a_ctrl_c_as_a_run_ends_prints_no_traceback(tmp_path, stopped):
+    # A Ctrl-C in the process's last moments (its work done, or a first Ctrl-C already taken): Python
+    # would print a traceback from its clean-up callbacks and still exit 0.
+    url = f"sqlite:///{tmp_path}/s.db"
+    landscape = write_landscape(tmp_path / "l.csv", [(256, 512)], [1, 16])
+    argv = [sys.executable, "-m", "tuner.run", "--N", "256", "--K", "512", "--batch-sizes", "1", "16", "--trials",
+            "40" if stopped else "4", "--replay", str(landscape), "--storage", url, "--save-path",
+            str(tmp_path / "cfg"), "--no-prior"]  # fmt: skip
+    env = ctrl_c_at_exit({**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    run = subprocess.Popen(argv, cwd=tmp_path, env=paced(env) if stopped else env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    try:
+        if stopped:
+            deadline = time.monotonic() + 60
+            while not any(stored_so_far(url).values()):
+                assert run.poll() is None and time.monotonic() < deadline, "the run ended, or stored nothing in 60 s"
+                time.sleep(0.2)
+            run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    if stopped:
+        assert run.returncode == 130, err
+        assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored"), err
+    else:
+        assert run.returncode == 0, err
+        assert out.splitlines()[-1].startswith("replay of ")  # it ended as a run ends
 
 
 def _state(pid: int) -> str | None:
