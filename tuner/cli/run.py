@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         metavar="CONFIG.json",
-        help="a Hugging Face config.json: tune its linear layers at --tp-size",
+        help="a Hugging Face config.json (or the model's folder holding it): tune its block-quantized linear layers "
+        "at --tp-size",
     )
     parser.add_argument(
         "--gpus",
@@ -208,7 +209,7 @@ def _model(args: argparse.Namespace) -> ModelPlan | None:
         )
     model = model_plan(load_model_config(args.model), args.tp_size) if args.model is not None else None
     quantization = dict(QUANTIZATION_DEFAULTS)
-    if model is not None and model.input_type is not None:  # a block-quantized model: its own blocks
+    if model is not None:  # the model's own blocks
         quantization = {
             "input_type": model.input_type,
             "block_n": model.block_shape[0],
