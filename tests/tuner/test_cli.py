@@ -598,23 +598,32 @@ NO_GPU = [
         f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 16 "
         f"--replay {FULL}",
     ),
-    # no landscape of this shape: say so, naming it, and give the closest example with the user's budget
+    # no landscape of this shape: say so, naming it, and give the closest example of the same types with the
+    # user's budget (a bfloat16 landscape of a nearer shape would tune what SGLang sends to DeepGEMM)
     NoGpu(
         "other-shape",
         "--N 5120 --K 25600 --trials 200",
         "No CUDA GPU is visible, and no shipped landscape covers fp8 N=5120 K=25600 block "
         "[128, 128] -> float16; the closest example runs in replay",
-        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
-        f"--replay {FULL}",
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 200 "
+        f"--replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
     ),
-    # the shape of the partial landscape, but another output dtype: that landscape is the closest
+    # the shape of the partial landscape, but another output dtype: the closest float16 one comes first
     NoGpu(
         "other-out-dtype",
         "--N 24576 --K 1536",
         "No CUDA GPU is visible, and no shipped landscape covers fp8 N=24576 K=1536 block "
         "[128, 128] -> float16; the closest example runs in replay",
-        f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
-        f"--replay {PARTIAL}",
+        f"{RUN} --N 5120 --K 6400 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
+        f"--replay studies/landscapes/h100_fp8_fp16_5120x6400.csv.gz",
+    ),
+    # README's first command on a machine without a GPU: its own shape replays in float16
+    NoGpu(
+        "readme-first-command",
+        "--N 576 --K 7168 --trials 32",
+        "No CUDA GPU is visible; the same run works in replay against a landscape recorded on NVIDIA_H100",
+        f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
+        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz",
     ),
     # int8 is recorded nowhere: the closest is one of the 13 shapes in fp8, with the same output dtype
     NoGpu(
@@ -625,13 +634,16 @@ NO_GPU = [
         f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
         f"--seed 3 --replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
     ),
-    # float16, the default, of DeepSeek-V3's list: a float16 landscape covers one of its shapes
+    # float16, the default, of DeepSeek-V3's list at TP 8: float16 landscapes cover two of its shapes, each named
     NoGpu(
         "float16-of-many-shapes",
-        "--trials 16",
-        "No CUDA GPU is visible; of your 13 shapes, N=576 K=7168 works in replay",
+        "--tp-size 8 --trials 16",
+        "No CUDA GPU is visible; of your 13 shapes, N=576 K=7168 and N=4608 K=7168 work in replay against "
+        "landscapes recorded on NVIDIA_H100_80GB_HBM3, one command each",
         f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 16 "
-        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz",
+        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz && "
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 16 "
+        f"--replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
     ),
     # the Hopper space: the Hopper grid covers the shape; the sampler, storage and save path are the user's
     NoGpu(
