@@ -17,7 +17,14 @@ from optuna.trial import TrialState
 
 from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, ctrl_c_at_exit, paced, stored_so_far
 from tests.tuner.synthetic import write_landscape
-from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
+from tuner.stopping import (
+    Terminated,
+    exit_status,
+    held_outside_waits,
+    interruptible,
+    raise_if_held,
+    stopped_by,
+)
 from tuner.study import is_timed
 
 
@@ -100,6 +107,15 @@ def test_exit_status_is_what_a_shell_reports_for_the_signal(error, status):
                 raise UnboundLocalError("local variable 'frozen_trial' referenced before assignment")  # noqa: B904
         except UnboundLocalError as wrapped:
             assert exit_status(wrapped) == status
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(KeyboardInterrupt(), "stopped by Ctrl-C"), (Terminated(), "stopped by SIGTERM")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_is_named_by_what_sent_it(error, reason):
+    assert stopped_by(error) == reason
 
 
 @pytest.mark.parametrize("parent", ["alive", "gone"])
