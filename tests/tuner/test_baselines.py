@@ -221,8 +221,9 @@ def test_the_command_announces_the_installed_file_and_never_exports_slower(tmp_p
     done = run_tuner(site, tmp_path, *argv)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[2].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
-    assert lines[3] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
+    at = next(i for i, line in enumerate(lines) if line.startswith("baseline:"))  # after the storage's lines
+    assert lines[at].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
+    assert lines[at + 1] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
     exported = read_config_file(tmp_path / "cfg" / SGLANG_NAME)
     for M in BATCH_SIZES:
         problem = PROBLEM.at(M)
