@@ -19,6 +19,10 @@ from kernels._config import (
     uses_hopper_path,
 )
 
+# Which project this `kernels` is: other packages take the name too, and the tuner's commands read this
+# line, without importing the package, to tell this one from theirs (tuner/cli/_launch.py).
+PROJECT = "w8a8-block-tuner"
+
 _LAZY = {
     "INPUT_DTYPES": "kernels._checks",
     "OUTPUT_DTYPES": "kernels._checks",

@@ -13,23 +13,14 @@ from typing import Any
 from tuner.shapes import ModelPlan, _count, _dense_mlp, _field, _Layers, _quantization
 
 
-def text_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The model's fields in one dict: DeepSeek-V4.1 nests them under text_config, its quantization_config
-    beside it at the top level; where both levels have a field the top level's wins, as in SGLang."""
-    text = config.get("text_config")
-    if text is None:
-        return config
-    if not isinstance(text, dict):
-        raise ValueError(f"the model config's text_config must be a JSON object, but is {text!r}.")
-    return {**text, **{name: value for name, value in config.items() if name != "text_config"}}
-
-
 def is_deepseek_v4(config: dict[str, Any]) -> bool:
     """Whether the config is DeepSeek-V4.x's: its grouped low-rank output projection (o_lora_rank) is V4's own."""
-    return "o_lora_rank" in text_config(config)
+    return "o_lora_rank" in config
 
 
-def deepseek_v4_plan(config: dict[str, Any], tp_size: int) -> ModelPlan:
+def deepseek_v4_plan(
+    config: dict[str, Any], tp_size: int, *, model_type: str = "deepseek_v4", notes: tuple[str, ...] | list[str] = ()
+) -> ModelPlan:
     """Every block-quantized linear layer SGLang builds for a DeepSeek-V4.x config, at tp_size.
 
     In a decoder layer's order: engram.wkv where Engram layers exist, wqkv_a, wq_b, indexer.wq_b
@@ -37,15 +28,14 @@ def deepseek_v4_plan(config: dict[str, Any], tp_size: int) -> ModelPlan:
     engram.wkv, wqkv_a, indexer.wq_b. Column-parallel (N split): wq_b by heads, gate_up_proj.
     Row-parallel (K split): wo_b by output groups, down_proj. All else is noted.
     """
-    config = text_config(config)
-    block_shape, input_type, notes = _quantization(config)
+    block_shape, input_type = _quantization(config)
     hidden = _field(config, "hidden_size")
-    out = _Layers(tp_size, block_shape if input_type else None)
+    out = _Layers(tp_size, block_shape)
     _engram(config, hidden, out)
     _attention(config, hidden, out)
     experts_note = _experts(config, hidden, out)
     return ModelPlan(
-        model=str(config.get("model_type", "deepseek_v4")),
+        model=model_type,
         tp_size=tp_size,
         block_shape=block_shape,
         input_type=input_type,

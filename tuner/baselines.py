@@ -97,19 +97,31 @@ def folders_for(folders: Iterable[ConfigFolder], engines: Iterable[Engine]) -> l
     return [folder for folder in folders if folder.label in names]
 
 
-def baseline_folders(choice: str) -> list[ConfigFolder]:
+# --missing looks for each shape's file in the folders of --baseline: without one it could tell nothing.
+_MISSING_NEEDS_A_FOLDER = (
+    "--missing needs the installed SGLang or vLLM (none is installed for this Python, or --baseline none was "
+    "given); --baseline DIR names a folder of config files."
+)
+
+
+def baseline_folders(choice: str, *, missing: bool = False) -> list[ConfigFolder]:
     """The folders --baseline names: auto (the installed SGLang's and vLLM's), none, or a folder.
 
     A folder the user names may hold files under either engine's naming; SGLang's is read first.
+    missing: for --missing, which looks in them; then no folder at all is a usage error, found
+    from the flags alone (a dry run and a machine without a GPU find it too).
     """
     if choice == "none":
-        return []
-    if choice == "auto":
-        return installed_folders()
-    path = Path(choice)
-    if not path.is_dir():
+        folders = []
+    elif choice == "auto":
+        folders = installed_folders()
+    elif Path(choice).is_dir():
+        folders = [ConfigFolder(label=USER_FOLDER, path=Path(choice), namings=("sglang", "vllm"))]
+    else:
         raise ValueError(f"--baseline must be auto, none or a folder of config files, but got {choice!r}.")
-    return [ConfigFolder(label=USER_FOLDER, path=path, namings=("sglang", "vllm"))]
+    if missing and not folders:
+        raise ValueError(_MISSING_NEEDS_A_FOLDER)
+    return folders
 
 
 def shipped_shapes(
@@ -198,9 +210,8 @@ def split_missing(
     keyed 2048 to 4096 serves decode at M = 1 with its M = 2048 entry). Those problems are tuned,
     against the files that exist.
     """
-    if not folders:
-        raise ValueError("--missing needs the installed SGLang or vLLM (none is installed for this Python, or "
-                         "--baseline none was given); --baseline DIR names a folder of config files.")  # fmt: skip
+    if not folders:  # every shape would pass for covered
+        raise ValueError(_MISSING_NEEDS_A_FOLDER)
     input_type = shapes[0][0].input_type
     readers = [folder for folder in folders if input_type in folder.input_types]
     if not readers:

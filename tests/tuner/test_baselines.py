@@ -223,9 +223,10 @@ def test_the_command_announces_the_installed_file_and_never_exports_slower(tmp_p
     done = run_tuner(site, tmp_path, *argv)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[2].startswith("files: SGLang and vLLM's files: --space base")  # one search fills both
-    assert lines[3].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
-    assert lines[4] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
+    at = next(i for i, line in enumerate(lines) if line.startswith("baseline:"))  # after the storage's lines
+    assert lines[at - 1].startswith("files: SGLang and vLLM's files: --space base")  # one search fills both
+    assert lines[at].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
+    assert lines[at + 1] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
     exported = read_config_file(tmp_path / "cfg" / SGLANG_NAME)
     for M in BATCH_SIZES:
         problem = PROBLEM.at(M)
@@ -285,6 +286,19 @@ def test_bad_baseline_flags_are_one_line_and_exit_2(tmp_path, capsys, argv, mess
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {message}"), err
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+@pytest.mark.parametrize("baseline", [["--baseline", "none"], []], ids=["baseline-none", "no-engine-installed"])
+def test_missing_without_a_folder_to_look_in_is_refused_before_a_gpu_is_asked_for(site, tmp_path, monkeypatch, capsys,
+                                                                                  baseline, dry):  # fmt: skip
+    # Live, with or without a GPU: the flags alone decide it, so a dry run and a machine without a GPU
+    # refuse it with the run's own line (site: neither SGLang nor vLLM is installed).
+    monkeypatch.chdir(tmp_path)
+    assert run_main(["--tp-size", "8", "--missing", *baseline, *(["--dry-run"] if dry else [])]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --missing needs the installed SGLang or vLLM"), err
+    assert list(tmp_path.iterdir()) == [site]
 
 
 def test_split_missing_needs_a_folder():

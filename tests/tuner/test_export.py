@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from tuner.export import (
+    OUT_DTYPE,
     ExportError,
     config_file_name,
     is_vllm_name,
     nearest_entry,
+    other_out_dtype,
     provenance_path,
     read_config_file,
     render,
@@ -208,8 +210,7 @@ def _records(path: Path) -> dict[str, dict]:
 
 def test_provenance_sits_beside_the_file_and_is_not_taken_for_a_config(tmp_path):
     path = tmp_path / SGLANG_NAME
-    write_configs(path, {1: FAST, 16: WIDE})
-    write_provenance(path, {1: FAST, 16: WIDE}, MADE_BY)
+    write_configs(path, {1: FAST, 16: WIDE}, MADE_BY)
     assert sorted(p.name for p in tmp_path.iterdir()) == [SGLANG_NAME, SGLANG_NAME + ".provenance"]
     assert [p.name for p in tmp_path.glob("*.json")] == [SGLANG_NAME]  # `cp *.json` leaves the record out
     assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}, "16": {**MADE_BY, "entry": WIDE.as_sglang()}}
@@ -218,24 +219,53 @@ def test_provenance_sits_beside_the_file_and_is_not_taken_for_a_config(tmp_path)
 
 def test_provenance_follows_the_merge(tmp_path):
     path = tmp_path / SGLANG_NAME
-    write_configs(path, {1: FAST, 16: WIDE})
-    write_provenance(path, {1: FAST, 16: WIDE}, MADE_BY)
+    write_configs(path, {1: FAST, 16: WIDE}, MADE_BY)
     later = {**MADE_BY, "date": "d2"}
-    write_configs(path, {16: DEFAULT, 64: DEFAULT})  # a second run replaced M=16 and added M=64
-    write_provenance(path, {64: DEFAULT}, later)  # ... and stopped before recording M=16
+    write_configs(path, {16: DEFAULT})  # another tool (or a run killed between the two writes) replaced M=16
+    write_configs(path, {64: DEFAULT}, later)  # the next run's record drops the stale one of M=16
     records = _records(path)
     assert records == {"1": {**MADE_BY, "entry": FAST.as_sglang()}, "64": {**later, "entry": DEFAULT.as_sglang()}}
-    # A record for an entry the file does not hold (another writer replaced it first) is not written.
-    write_provenance(path, {1: WIDE}, later)
-    assert _records(path)["1"] == {**MADE_BY, "entry": FAST.as_sglang()}
+
+
+def test_a_file_written_by_other_means_gets_records_for_the_entries_it_holds(tmp_path):
+    path = tmp_path / SGLANG_NAME
+    write_configs(path, {1: FAST, 16: WIDE})  # e.g. a copy of the file an engine loads now
+    write_provenance(path, {1: FAST, 16: DEFAULT}, MADE_BY)  # the file holds WIDE at 16: no record of DEFAULT
+    assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}}
+    assert path.read_bytes() == render({1: FAST, 16: WIDE}).encode()
 
 
 def test_an_unreadable_provenance_record_is_replaced(tmp_path):
     path = tmp_path / SGLANG_NAME
     write_configs(path, {1: FAST})
     provenance_path(path).write_text("{not json")
-    write_provenance(path, {1: FAST}, MADE_BY)
+    write_configs(path, {1: FAST}, MADE_BY)
     assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}}
+
+
+@pytest.mark.parametrize(
+    ("recorded", "warned"),
+    [
+        ({1: "bfloat16", 16: "bfloat16", 64: "float16"}, "for bfloat16 output at M = 1 16"),
+        ({1: "float32", 16: "bfloat16"}, "for float32 output at M = 1; for bfloat16 output at M = 16"),
+        ({1: "float16", 16: "float16"}, None),  # the same dtype: an ordinary rerun
+        ({}, None),  # records of before the dtype was recorded judge nothing
+    ],
+)
+def test_a_run_for_another_out_dtype_is_told_which_entries_it_replaces(tmp_path, recorded, warned):
+    path = tmp_path / SGLANG_NAME
+    write_configs(path, {1: FAST, 16: WIDE, 64: DEFAULT, 256: DEFAULT}, MADE_BY)
+    for M, dtype in recorded.items():
+        write_configs(path, {M: read_config_file(path)[M]}, {**MADE_BY, OUT_DTYPE: dtype})
+    line = other_out_dtype(path, [1, 16, 64], "float16")  # 256 stays: this run does not tune it
+    if warned is None:
+        assert line is None
+    else:
+        assert line == (
+            f"{path} holds entries made {warned} (so its provenance says), which this float16 run replaces: the file "
+            "name carries no output dtype; give another --save-path to keep both."
+        )
+    assert other_out_dtype(tmp_path / "absent.json", [1], "float16") is None
 
 
 _FULL_ENTRY = DEFAULT.as_sglang()

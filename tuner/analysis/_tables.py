@@ -31,10 +31,10 @@ from tuner.study import (
     CONFIRMED,
     CONFIRMED_US,
     best,
+    check_storage_file,
     confirmation_of,
     is_timed,
     latency_of,
-    masked_url,
     raise_unusable,
 )
 
@@ -120,12 +120,10 @@ StorageLike = str | BaseStorage | Sequence[StudyRecord]
 def open_storage(url: str) -> RDBStorage:
     """Open an existing storage for reading; a URL that names nothing or cannot connect raises ValueError.
 
-    A missing SQLite file is refused rather than created, so a typo never yields an empty report.
+    A missing SQLite file, or one that holds no Optuna storage, is refused as it is (Optuna would make
+    the one and write its tables into the other), so a typo never yields an empty report.
     """
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///").split("?", 1)[0]
-        if not Path(path).is_file():
-            raise ValueError(f"--storage {masked_url(url)!r}: no SQLite file at {path!r}.")
+    check_storage_file(url)
     try:
         return RDBStorage(url)
     except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from tuner.baselines import baseline_folders, baseline_lines, folders_for, shipped_shapes, split_missing
@@ -22,22 +23,21 @@ from tuner.cli._common import (
     gemm_setup,
 )
 from tuner.cli._drop_in import run_record, where_files_go
-from tuner.cli._plan import deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
+from tuner.cli._plan import budgets, deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
 from tuner.cli._replay_hint import replay_hint
 from tuner.dispatch import HOPPER_NOTE, deepgemm_note
 from tuner.engines import FORMATS, SGLANG, SPACE_CHOICES, plan_targets
-from tuner.export import ExportError, read_config_file, write_provenance
+from tuner.export import ExportError, other_out_dtype, read_config_file
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, Problem, block_sizes_k
 from tuner.stopping import TuningError, exit_status, stopped_by_ctrl_c
-from tuner.study import DEFAULT_STORAGE, StudyState
+from tuner.study import DEFAULT_STORAGE, REPLAY_STORAGE, StudyState, check_new_file, sqlite_file, storage_place
 
 # Where config files and studies go without --save-path and --storage: a replay's are kept apart
 # from real tuning results.
 SAVE_PATH = "configs"
 REPLAY_SAVE_PATH = "studies/replay/configs"
-REPLAY_STORAGE = "sqlite:///studies/replay/tuner.sqlite3"
 
 # --help's closing lines: one command per common use.
 EPILOG = """examples:
@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=None,
         metavar="CONFIG.json",
-        help="a Hugging Face config.json: tune its linear layers at --tp-size",
+        help="a Hugging Face config.json (or the model's folder holding it): tune its block-quantized linear layers "
+        "at --tp-size",
     )
     parser.add_argument(
         "--gpus",
@@ -179,7 +180,9 @@ _SEED_LIMIT = 2**32
 
 
 def _check_values(args: argparse.Namespace) -> None:
-    """Name the flag in every bad value, before Problem (whose messages name its fields) sees any."""
+    """Name the flag in every bad value or combination that the flags alone decide, before Problem (whose
+    messages name its fields) sees any, and before the run asks for a GPU: a run and its dry run, with or
+    without a GPU, refuse the same input with the same line."""
     positive = [("--N", args.N), ("--K", args.K), ("--batch-size", args.batch_size), ("--trials", args.trials)]
     positive += [("--batch-sizes", M) for M in args.batch_sizes or ()]
     for flag, value in positive:
@@ -194,6 +197,8 @@ def _check_values(args: argparse.Namespace) -> None:
         raise ValueError("--missing chooses among a model's shapes: give --model or --tp-size, not --N/--K.")
     if args.shipped and (args.N is not None or args.model is not None or args.tp_size is not None):
         raise ValueError("--shipped tunes the shapes of the installed files: leave out --N/--K, --model and --tp-size.")
+    baseline_folders(args.baseline, missing=args.missing)
+    plan_targets(args.space, args.file_format, args.input_type, None)  # what can be refused without the device
 
 
 def _model(args: argparse.Namespace) -> ModelPlan | None:
@@ -209,7 +214,7 @@ def _model(args: argparse.Namespace) -> ModelPlan | None:
         )
     model = model_plan(load_model_config(args.model), args.tp_size) if args.model is not None else None
     quantization = dict(QUANTIZATION_DEFAULTS)
-    if model is not None and model.input_type is not None:  # a block-quantized model: its own blocks
+    if model is not None:  # the model's own blocks
         quantization = {
             "input_type": model.input_type,
             "block_n": model.block_shape[0],
@@ -325,17 +330,21 @@ def _existing_file(path: Path) -> None:
         ) from None
 
 
-def _storage(url: str, *, dry_run: bool):
-    """The run's storage; a dry run creates nothing: a SQLite file not there yet reads as an empty storage."""
-    from tuner.study import make_storage
+def _storage(url: str, *, dry_run: bool) -> tuple[object, list[str]]:
+    """The run's storage, and the lines that say where it is; a dry run creates nothing: a SQLite file not
+    there yet reads as an empty storage."""
+    from tuner.study import make_storage, masked_url
 
-    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url.startswith("sqlite:///") else None
-    if dry_run and path is not None and not path.exists():
+    path = sqlite_file(url)
+    lines = [f"storage: {masked_url(url)}" + (f" ({path.absolute()})" if path and not path.is_absolute() else "")]
+    if path is None or path.exists():
+        return make_storage(url), lines  # an unusable URL is a usage error, raised before any work
+    check_writable(path, "--storage", folder=False)
+    if dry_run:
         import optuna
 
-        check_writable(path, "--storage", folder=False)
-        return optuna.storages.InMemoryStorage()
-    return make_storage(url)  # an unusable URL is a usage error, raised before any work
+        return optuna.storages.InMemoryStorage(), [*lines, f"no storage at {path.absolute()} yet: the run creates it"]
+    return make_storage(url), [*lines, f"created new storage {path.absolute()}"]
 
 
 def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[int] | None) -> tuple | None:
@@ -348,8 +357,6 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
     from tuner.benchmarkers import ReplayBenchmarker
     from tuner.study import WorkerSpec
 
-    input_type = shapes[0][0].input_type
-    plan_targets(args.space, args.file_format, input_type, None)  # what can be refused without the device
     device_name = software = None
     if args.replay is not None:
         replay = ReplayBenchmarker.from_file(args.replay)
@@ -365,7 +372,7 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
             device_name = torch.cuda.get_device_name(devices[0]).replace(" ", "_")
             software = gpu_software()  # the workers' own: they run this interpreter
     # In replay the landscape's device decides, as it names the files.
-    targets = tuple(plan_targets(args.space, args.file_format, input_type, device_name))
+    targets = tuple(plan_targets(args.space, args.file_format, args.input_type, device_name))
     folders = baseline_folders(args.baseline)
     if args.missing and device_name is not None:  # in replay the landscape's device decides, as it names the files
         shapes, lines = split_missing(folders, shapes, device_name)
@@ -384,6 +391,8 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
             path = save_path / engine.file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
             if path.exists():
                 _existing_file(path)
+                if warning := other_out_dtype(path, [q.M for q in problems], p.out_dtype):
+                    print(f"warning: {warning}", file=sys.stderr, flush=True)
     spec = WorkerSpec(
         storage_url=args.storage,
         save_path=str(save_path),
@@ -395,25 +404,29 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         targets=targets,
         baseline=args.baseline,
     )
-    storage = _storage(spec.storage_url, dry_run=args.dry_run)
-    return spec, devices, device_name, kind, software, shapes, storage
+    storage, where = _storage(spec.storage_url, dry_run=args.dry_run)
+    return spec, devices, device_name, kind, software, shapes, storage, where
 
 
 def _dry_run(args: argparse.Namespace, shapes, names, model: ModelPlan | None, prepared: tuple) -> None:
     """What the run would do, with what it would use and find, and how long it would take at most."""
-    spec, devices, device_name, kind, software, shapes, storage = prepared  # shapes: what --missing left
-    print(plan(shapes, args.trials, names, model))
+    from tuner.benchmarkers import ReplayBenchmarker
+    from tuner.study import capped_note
+
+    spec, devices, device_name, kind, software, shapes, storage, where = prepared  # shapes: what --missing left
+    replay = ReplayBenchmarker.from_file(args.replay) if args.replay is not None else None
+    capped = budgets(shapes, args.trials, [target.space for target in spec.targets], replay)
+    print(plan(shapes, capped, args.trials, names, model))
     if set(names.values()) == {"deepseek_v3"}:
         print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}")
     print("\n".join(setup_lines(args, devices, device_name, spec.save_path, spec.targets)))
     if device_name is not None:
-        _announce(spec, storage, device_name, kind, software, shapes, files=False)
+        _announce(spec, storage, where, device_name, kind, software, shapes, files=False)
     else:
-        from tuner.study import masked_url
-
-        print(f"storage: {masked_url(spec.storage_url)}")
-    studies = sum(len(problems) for problems in shapes) * len(spec.targets)
-    print(f"estimate: {estimate(studies * args.trials, replay=kind == 'replay')}")
+        print("\n".join(where))
+    if note := capped_note(capped, args.trials):
+        print(note)
+    print(f"estimate: {estimate(sum(capped.values()), replay=kind == 'replay')}")
     dispose = getattr(getattr(storage, "engine", None), "dispose", None)
     if dispose is not None:
         dispose()  # closes SQLite's connections now, so its -wal and -shm files go with them
@@ -444,6 +457,8 @@ def _main(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
         if args.storage is None:
             args.storage = REPLAY_STORAGE if args.replay is not None else DEFAULT_STORAGE
+        else:  # one the user named: a file the run can keep, in a folder that exists (a mistyped path is not)
+            check_new_file(args.storage)
         shapes, names, model = _problems(args)
         gpus = _gpu_list(args)
         if args.replay is None and not args.dry_run:
@@ -470,17 +485,19 @@ def _main(argv: Sequence[str] | None) -> int:
     return _execute(*prepared)
 
 
-def resume_line(states: Sequence[StudyState | None], trials: int) -> str:
+def resume_line(states: Sequence[StudyState | None], trials: int, where: str) -> str:
     """What a rerun finds done, from each study's state (None: not made yet): a resume is never silent.
 
     A study is finished when it timed --trials configs, or every distinct config its space holds.
+    Where nothing is begun, the line says where it looked (where: tuner.study.storage_place), since
+    a user who expected studies there has likely named another storage.
     """
     finished = sum(1 for s in states if s is not None and s.finished(trials))
     begun = sum(1 for s in states if s is not None and 0 < s.timed and not s.finished(trials))
     if finished == len(states):
         return f"{finished} of {len(states)} studies finished earlier; nothing to time"
     if finished == begun == 0:
-        return f"{len(states)} studies, none begun earlier"
+        return f"{len(states)} studies, none begun earlier in {where}"
     line = f"{finished} of {len(states)} studies finished earlier"
     if begun:
         line += f", {begun} resume{'s' if begun == 1 else ''} where {'it' if begun == 1 else 'they'} stopped"
@@ -520,10 +537,12 @@ def rounds_again_note(names: Sequence[str]) -> str:
             "held again before their export")  # fmt: skip
 
 
-def _announce(spec, storage, device_name: str, kind: str, software: dict[str, str], shapes, *, files: bool) -> None:
+def _announce(
+    spec, storage, where: list[str], device_name: str, kind: str, software: dict[str, str], shapes, *, files: bool
+) -> None:
     """Where the studies live, what of them is done and what made them, before any work starts."""
     from tuner.samplers import resolve
-    from tuner.study import failed_rounds, masked_url, study_name, study_states
+    from tuner.study import failed_rounds, study_name, study_states
 
     names = [
         study_name(p, device_name, kind, software, target.space)
@@ -532,10 +551,10 @@ def _announce(spec, storage, device_name: str, kind: str, software: dict[str, st
         for p in problems
     ]
     states = list(study_states(storage, names).values())
-    print(f"storage: {masked_url(spec.storage_url)}", flush=True)
+    print("\n".join(where), flush=True)
     for note in getattr(storage, "notes", ()):  # a dry run's storage not made yet (in memory) has none
         print(note, flush=True)
-    print(resume_line(states, spec.trials), flush=True)
+    print(resume_line(states, spec.trials, storage_place(spec.storage_url)), flush=True)
     for note in identity_notes(states, spec.trials, resolve(spec.sampler)):
         print(note, flush=True)
     if again := failed_rounds(storage, names):
@@ -561,10 +580,12 @@ def _execute(
     software: dict[str, str],
     shapes: list[list[Problem]],
     storage,
+    where: list[str],
 ) -> int:
     from tuner.study import collect, format_table, run_workers, tune_units
 
-    _announce(spec, storage, device_name, kind, software, shapes, files=True)
+    _announce(spec, storage, where, device_name, kind, software, shapes, files=True)
+    spec = replace(spec, made_by=run_record(spec.replay, devices, device_name, shapes[0][0].out_dtype))
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
     else:
@@ -573,10 +594,7 @@ def _execute(
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
         outcome = collect(spec, device_name, kind, software, shapes)
-    made_by = run_record(spec.replay, devices, device_name)
     for results, paths in outcome:
-        for path in paths:
-            write_provenance(path, {r.problem.M: r.best for r in results}, made_by)
         print("", *paths, format_table(results), sep="\n")
     print("\n" + where_files_go([path for _, paths in outcome for path in paths], device_name))
     if any(r.best.hopper for results, _ in outcome for r in results):

@@ -78,7 +78,10 @@ def _measured(bench: Benchmarker, problem: Problem, config: Config) -> Measureme
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tuner.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tuner.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a flag is spelled out, never taken from its prefix
     )
     parser.add_argument("--N", type=int, nargs="+", required=True, help="weight rows, one per shape")
     parser.add_argument("--K", type=int, nargs="+", required=True, help="weight columns, paired with --N")

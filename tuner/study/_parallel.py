@@ -4,6 +4,10 @@ The storage is the only coordinator: each worker takes whole shapes (or contiguo
 sizes when there are fewer shapes than workers), balanced by estimated cost, and writes its trials
 to the shared storage; config files merge under a lock as studies finish, and the parent writes
 every file once more from the storage at the end, so no entry depends on a worker's last write.
+
+The parent alone takes Ctrl-C and SIGTERM for the run and passes a stop on to its workers, which
+stop as a single process does (tuner.stopping); a worker whose parent dies, even of SIGKILL, stops
+too, so no worker goes on with the job (and the GPU) on its own.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,7 +27,15 @@ from tuner.baselines import baseline_folders
 from tuner.benchmarkers import Benchmarker, GpuBenchmarker, Measurement, ReplayBenchmarker, RunClock
 from tuner.engines import SGLANG, Target
 from tuner.space import Config, Problem
-from tuner.stopping import TuningError, stopped_by_ctrl_c
+from tuner.stopping import (
+    TuningError,
+    die_with_parent,
+    exit_status,
+    held_outside_waits,
+    ignore_ctrl_c,
+    interruptible,
+    stopped_by_ctrl_c,
+)
 
 _SPAWN = mp.get_context("spawn")
 
@@ -42,6 +55,7 @@ class WorkerSpec:
     # Which search fills which engine's file (tuner.engines.plan_targets): each shape is tuned once per target.
     targets: tuple[Target, ...] = (Target(space="base", engines=(SGLANG,), why="asked for"),)
     baseline: str = "none"  # --baseline: auto, none or a folder of the config files the user already has
+    made_by: dict[str, str] | None = None  # the provenance of the entries it writes (tuner.export.write_configs)
 
 
 def _cost(problems: Sequence[Problem]) -> float:
@@ -155,7 +169,7 @@ def tune_units(
                 for target in spec.targets:
                     results, paths = tune_shape(
                         storage, counted, unit, replace(options, space=target.space), spec.save_path, progress=bar,
-                        engines=target.engines, clock=clock, baseline_folders=folders,
+                        engines=target.engines, clock=clock, baseline_folders=folders, made_by=spec.made_by,
                     )  # fmt: skip
                     outcome.append((results, paths))
     finally:
@@ -178,13 +192,21 @@ def capped_note(budgets: dict[tuple[Problem, str], int], trials: int) -> str | N
             f"({listed}); each stops there.")  # fmt: skip
 
 
-def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]) -> None:
-    """One worker process. Ctrl-C reaches every process of the terminal: the parent alone reports it."""
+def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]], parent_pid: int) -> None:
+    """One worker process: it stops on the SIGTERM its parent passes on, or sends it when the parent dies.
+
+    Ctrl-C reaches every process of the terminal: the parent alone takes it, and passes it on as
+    SIGTERM, which a worker takes as a single process takes Ctrl-C (at its next safe point, a second
+    one at once). The parent started it with Ctrl-C blocked, so none is taken before it is ignored.
+    """
+    ignore_ctrl_c()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    die_with_parent(parent_pid, signal.SIGTERM)
     try:
         tune_units(spec, device_index, units)
     except BaseException as error:
         if stopped_by_ctrl_c(error):
-            sys.exit(130)
+            sys.exit(exit_status(error))
         if isinstance(error, TuningError):  # as the single-process run reports it: one line
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             sys.exit(1)
@@ -192,20 +214,54 @@ def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Proble
 
 
 def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Sequence[Problem]]) -> list[int]:
-    """Run one process per device over its share of the work; returns their exit codes."""
+    """Run one process per device over its share of the work; returns their exit codes.
+
+    Ctrl-C or SIGTERM while they run is passed on to every worker (see _worker), and once they have
+    all stopped it is raised here as in a single process (KeyboardInterrupt, or Terminated), so the
+    command reports it as usual; a further one while they stop is passed on too, to act at once.
+    """
     plan = split_work(shapes, len(devices))
     if spec.replay is None and spec.compile_workers is None:
         spec = replace(spec, compile_workers=max(1, (os.cpu_count() or 2) // len(devices) - 1))
-    processes = []
-    for device, units in zip(devices, plan):
-        if not units:
-            continue
-        process = _SPAWN.Process(target=_worker, args=(spec, device, units), name=f"tuner-worker-{device}")
-        process.start()
-        processes.append(process)
-    for process in processes:
-        process.join()
+    processes: list[Any] = []
+    try:
+        with held_outside_waits():
+            for device, units in zip(devices, plan):
+                if not units:
+                    continue
+                process = _SPAWN.Process(
+                    target=_worker, args=(spec, device, units, os.getpid()), name=f"tuner-worker-{device}"
+                )
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # until the worker ignores it
+                try:
+                    process.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                processes.append(process)
+            _join(processes)
+    except KeyboardInterrupt:
+        _stop(processes)
+        raise
     return [process.exitcode for process in processes]
+
+
+def _join(processes: Sequence[Any]) -> None:
+    """Wait for every process to end; Ctrl-C or SIGTERM cuts the wait short (a KeyboardInterrupt)."""
+    with interruptible():
+        for process in processes:
+            process.join()
+
+
+def _stop(processes: Sequence[Any]) -> None:
+    """Stop the workers that still run, and wait for them: each stops at its next safe point."""
+    while alive := [process for process in processes if process.is_alive()]:
+        for process in alive:
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            with held_outside_waits():
+                _join(alive)
+        except KeyboardInterrupt:  # another stop: passed on, and the workers act on it at once
+            continue
 
 
 def collect(
@@ -235,6 +291,6 @@ def collect(
             names = [e.file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k) for e in target.engines]
             paths = [Path(spec.save_path) / name for name in names]
             for path in paths:
-                write_configs(path, {r.problem.M: r.best for r in results})
+                write_configs(path, {r.problem.M: r.best for r in results}, spec.made_by)
             outcome.append((results, paths))
     return outcome

@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.baselines import BASELINES, USER_FOLDER, Baseline, ConfigFolder, find_baselines, folders_for
 from tuner.benchmarkers import CONFIG_FILES, SAMPLING, STORAGE, Benchmarker, RunClock
 from tuner.engines import SGLANG, Engine
-from tuner.export import nearest_entry, read_config_file, write_configs, write_provenance
+from tuner.export import nearest_entry, read_config_file, write_configs
 from tuner.samplers import PRIOR_DEVICE, Prior, dedupe, make_sampler, resolve, same_schedule, warm_start_seeds
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
@@ -378,8 +378,10 @@ def tune_shape(
     engines: Sequence[Engine] = (SGLANG,),
     clock: RunClock | None = None,
     baseline_folders: Sequence[ConfigFolder] = (),
+    made_by: Mapping[str, str] | None = None,
 ) -> tuple[list[StudyResult], list[Path]]:
-    """Tune every batch size of one (N, K), smallest first, merging each best into the engines' config files.
+    """Tune every batch size of one (N, K), smallest first, merging each best into the engines' config files,
+    with made_by as its provenance (tuner.export.write_configs).
 
     The next batch size's seeds that do not depend on this one's result (an existing file's entry,
     the default, the prior) compile while this one is searched. The files of baseline_folders that
@@ -419,7 +421,7 @@ def tune_shape(
         )  # fmt: skip
         with clock.timing(CONFIG_FILES):
             for path in paths:
-                write_configs(path, {problem.M: result.best})
+                write_configs(path, {problem.M: result.best}, made_by)
         results.append(result)
     return results, paths
 
@@ -438,8 +440,7 @@ def start_from_baseline(path: Path, engine: Engine, baselines: Sequence[Baseline
         return
     entries = {M: c for M, c in own[0].entries.items() if engine.takes_hopper_entries or not c.hopper}
     if entries:
-        write_configs(path, entries)
-        write_provenance(path, entries, {"made_by": f"copied from {own[0].path}, the file {engine.name} loads now"})
+        write_configs(path, entries, {"made_by": f"copied from {own[0].path}, the file {engine.name} loads now"})
 
 
 def format_table(results: Sequence[StudyResult]) -> str:
