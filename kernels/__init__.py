@@ -19,6 +19,10 @@ from kernels._config import (
     uses_hopper_path,
 )
 
+# Which project this `kernels` is: other packages take the name too, and the tuner's commands read this
+# line, without importing the package, to tell this one from theirs (tuner/cli/_launch.py).
+PROJECT = "w8a8-block-tuner"
+
 _LAZY = {
     "INPUT_DTYPES": "kernels._checks",
     "OUTPUT_DTYPES": "kernels._checks",
@@ -27,6 +31,7 @@ _LAZY = {
     "quantize_per_token_group": "kernels._reference",
     "w8a8_block_matmul_reference": "kernels._reference",
     "w8a8_block_matmul": "kernels._w8a8_block",
+    "bind_w8a8_block_matmul": "kernels._w8a8_block",
     "compile_w8a8_block_matmul": "kernels._w8a8_block",
     "kernel_arguments": "kernels._arguments",
 }

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import triton
 import triton.language as tl
+from triton.compiler import CompiledKernel
 
 from kernels._arguments import kernel_arguments
 from kernels._checks import check_inputs, resolve_config
@@ -192,38 +196,43 @@ def _launch(kernel, grid: tuple[int, ...], args: tuple, constexprs: dict, *, com
         kernel[grid](*args, **constexprs)
 
 
-def _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config, *, compile_only: bool = False) -> None:
-    """Run config's kernels on tensors, or with compile_only on dtypes in their place.
+def _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, partials) -> list[tuple]:
+    """The launches that compute C with config, in order, as (kernel, grid, args, constexprs).
 
-    One function serves both, with the integer arguments of kernel_arguments, so a compile
-    specialises every argument as the launch does (strides None: contiguous operands).
+    One function serves launching, compiling (dtypes in place of tensors) and binding, with the
+    integer arguments of kernel_arguments, so a compile specialises every argument as the launch
+    does (strides None: contiguous operands). partials is where several K splits write their float32
+    sums (a (SPLIT_K, M, N) buffer, or its dtype when compiling); unused otherwise.
     """
     tiles = triton.cdiv(M, config["BLOCK_SIZE_M"]) * triton.cdiv(N, config["BLOCK_SIZE_N"])
     ints, constexprs = kernel_arguments(M, N, K, list(block_size), config, strides)
-
-    def args(c):
-        return (A, B, c, As, Bs, *ints)
-
     if not uses_hopper_path(config):
-        _launch(_w8a8_block_matmul_kernel, (tiles,), args(C), constexprs, compile_only=compile_only)
-        return
+        return [(_w8a8_block_matmul_kernel, (tiles,), (A, B, C, As, Bs, *ints), constexprs)]
     # One split writes C; several write float32 partials that a second kernel sums into C.
     split_k = config["SPLIT_K"]
-    if split_k == 1:
-        split_out = C
-    elif compile_only:
-        split_out = torch.float32
-    else:
-        split_out = torch.empty((split_k, M, N), dtype=torch.float32, device=C.device)
-    _launch(_w8a8_block_matmul_split_kernel, (tiles, split_k), args(split_out), constexprs, compile_only=compile_only)
+    split_out = C if split_k == 1 else partials
+    steps = [(_w8a8_block_matmul_split_kernel, (tiles, split_k), (A, B, split_out, As, Bs, *ints), constexprs)]
     if split_k > 1:
-        _launch(
-            _sum_splits_kernel,
-            (triton.cdiv(M * N, _SUM_BLOCK_SIZE),),
-            (split_out, C, M * N),
-            {"SPLIT_K": split_k, "BLOCK_SIZE": _SUM_BLOCK_SIZE},
-            compile_only=compile_only,
-        )
+        sum_constexprs = {"SPLIT_K": split_k, "BLOCK_SIZE": _SUM_BLOCK_SIZE}
+        steps.append((_sum_splits_kernel, (triton.cdiv(M * N, _SUM_BLOCK_SIZE),), (partials, C, M * N), sum_constexprs))
+    return steps
+
+
+def _split_view(buffer: torch.Tensor, config: dict[str, int], M: int, N: int) -> torch.Tensor | None:
+    """The (SPLIT_K, M, N) float32 view of a caller's buffer that config's splits write; None for one split."""
+    split_k = config.get("SPLIT_K", 1) if uses_hopper_path(config) else 1
+    if split_k == 1:
+        return None
+    if buffer.dtype != torch.float32 or buffer.numel() < split_k * M * N:
+        raise ValueError(f"partials must be float32 with at least {split_k * M * N} elements, but got {buffer.dtype} "
+                         f"with {buffer.numel()}.")  # fmt: skip
+    return buffer.view(-1)[: split_k * M * N].view(split_k, M, N)
+
+
+def _partials(config: dict[str, int], M: int, N: int, device) -> torch.Tensor | None:
+    """The float32 buffer several K splits write, allocated per call as SGLang does; None for one split."""
+    split_k = config.get("SPLIT_K", 1) if uses_hopper_path(config) else 1
+    return torch.empty((split_k, M, N), dtype=torch.float32, device=device) if split_k > 1 else None
 
 
 def w8a8_block_matmul(
@@ -245,8 +254,68 @@ def w8a8_block_matmul(
     N = B.shape[0]
     C = torch.empty((M, N), dtype=output_dtype, device=A.device)
     strides = (A.stride(), B.stride(), C.stride(), As.stride(), Bs.stride())
-    _matmul(A, B, C, As, Bs, M, N, K, block_size, strides, config)
+    partials = _partials(config, M, N, A.device)
+    for kernel, grid, args, constexprs in _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, partials):
+        _launch(kernel, grid, args, constexprs, compile_only=False)
     return C
+
+
+def bind_w8a8_block_matmul(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    As: torch.Tensor,
+    Bs: torch.Tensor,
+    block_size: list[int],
+    output_dtype: torch.dtype = torch.float16,
+    config: dict[str, int] | None = None,
+    *,
+    out: torch.Tensor | None = None,
+    partials: torch.Tensor | None = None,
+    launch: bool = True,
+) -> tuple[Callable[[], None], torch.Tensor]:
+    """Launch once as w8a8_block_matmul does, then return a relaunch with every argument bound, and C.
+
+    With launch False nothing runs: the binaries are compiled or looked up only (to bind the other
+    operand sets of a config one set has launched already, in this process).
+    Each relaunch writes the same C (out, if given: a contiguous (M, N) tensor of output_dtype) and
+    the same split-K buffer (partials, if given: float32, at least SPLIT_K * M * N elements). The
+    first launch compiles or loads the binaries, so a relaunch may run inside a CUDA-graph capture;
+    it then calls Triton's compiled launchers directly, a few microseconds of host time, where a full
+    launch checks the operands and binds Triton's arguments again (tens of microseconds: most of the
+    cost of capturing graphs of kernels that run for a few microseconds). Under the interpreter a
+    relaunch is a full launch into the same C.
+    """
+    block_size = check_inputs(A, B, As, Bs, block_size, output_dtype)
+    config = resolve_config(config, *block_size)
+    M, K = A.shape
+    N = B.shape[0]
+    if out is not None and (out.shape != (M, N) or out.dtype != output_dtype or not out.is_contiguous()):
+        raise ValueError(f"out must be a contiguous ({M}, {N}) {output_dtype} tensor, but got {tuple(out.shape)} "
+                         f"{out.dtype}.")  # fmt: skip
+    C = torch.empty((M, N), dtype=output_dtype, device=A.device) if out is None else out
+    strides = (A.stride(), B.stride(), C.stride(), As.stride(), Bs.stride())
+    workspace = _partials(config, M, N, A.device) if partials is None else _split_view(partials, config, M, N)
+    steps = _steps(A, B, C, As, Bs, M, N, K, block_size, strides, config, workspace)
+    if launch:
+        launched = [kernel[grid](*args, **constexprs) for kernel, grid, args, constexprs in steps]
+    else:
+        launched = [kernel.warmup(*args, grid=grid, **constexprs) for kernel, grid, args, constexprs in steps]
+    if all(isinstance(compiled, CompiledKernel) for compiled in launched):
+        # Triton's launcher takes a 3-D grid and every parameter in declaration order, constexprs included.
+        runners = [
+            functools.partial(
+                compiled[(*grid, 1, 1)[:3]], *args, *(constexprs[name] for name in kernel.arg_names[len(args) :])
+            )
+            for compiled, (kernel, grid, args, constexprs) in zip(launched, steps)
+        ]
+    else:  # the interpreter compiles nothing: each relaunch is a full launch
+        runners = [functools.partial(kernel[grid], *args, **constexprs) for kernel, grid, args, constexprs in steps]
+
+    def relaunch() -> None:
+        for run in runners:
+            run()
+
+    return relaunch, C
 
 
 def compile_w8a8_block_matmul(
@@ -267,4 +336,5 @@ def compile_w8a8_block_matmul(
     block_n, block_k = block_size
     config = resolve_config(config, block_n, block_k)
     dtypes = (input_dtype, input_dtype, output_dtype, torch.float32, torch.float32)  # pointers as their dtypes
-    _matmul(*dtypes, M, N, K, (block_n, block_k), None, config, compile_only=True)  # contiguous operands
+    for kernel, grid, args, constexprs in _steps(*dtypes, M, N, K, (block_n, block_k), None, config, torch.float32):
+        _launch(kernel, grid, args, constexprs, compile_only=True)  # contiguous operands

@@ -54,11 +54,21 @@ def time_config(M: int, N: int, K: int, config: dict, weights, l2: int) -> float
     return time_launches(launch, len(sets), target_replay_us=2000.0, replays=20).median_us
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags, under the name it is run by (argparse would say `bench.py`), spelled out in full."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kernels.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
     parser.add_argument("--skip-check", action="store_true", help="only time")
     parser.add_argument("--repeats", type=int, default=3, help="independent timings per point (median shown)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernels.bench needs a CUDA GPU.")
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, "

@@ -35,9 +35,19 @@ class GraphTiming:
     gpu_us: float = 0.0
 
 
-def rotation_sets_needed(M: int, N: int, K: int, *, l2_bytes: int, max_sets: int = 64) -> int:
-    """How many operand sets a rotation needs so that every launch reads its inputs from DRAM."""
-    return max(2, min(max_sets, math.ceil(2 * l2_bytes / (M * K + N * K + 4 * M * N))))
+def rotation_sets_needed(
+    M: int, N: int, K: int, *, l2_bytes: int, block_size: Sequence[int] = (128, 128), max_sets: int = 64
+) -> int:
+    """How many operand sets a rotation needs so that every launch reads its inputs from DRAM.
+
+    What rotates is each set's inputs: A and B (one byte an element) and their float32 scales. The
+    output does not: every launch of a timing writes the same C, as a graph that allocates it per
+    launch reuses one block. So the sets' inputs together must exceed twice the L2.
+    """
+    block_n, block_k = block_size
+    groups = -(-K // block_k)
+    per_set = M * K + N * K + 4 * (M * groups + -(-N // block_n) * groups)
+    return max(2, min(max_sets, math.ceil(2 * l2_bytes / per_set)))
 
 
 def make_weight_sets(

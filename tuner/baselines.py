@@ -10,11 +10,12 @@ for tuning alone.
 
 from __future__ import annotations
 
-import importlib.util
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner.engines import SGLANG, VLLM, Engine, package_folder
 from tuner.export import config_file_name, nearest_entry, read_config_file
 from tuner.space import INPUT_TYPES, Config, Problem, search_space
 
@@ -24,13 +25,13 @@ from tuner.space import INPUT_TYPES, Config, Problem, search_space
 # vLLM 0.34.0 beside vllm/model_executor/layers/quantization/utils/fp8_utils.py.
 SGLANG_CONFIG_FOLDERS = ("kernels/ops/gemm/configs", "srt/layers/quantization/configs")
 VLLM_CONFIG_FOLDER = "model_executor/layers/quantization/utils/configs"
-# vLLM 0.34.0 loads block-scaled config files for fp8 alone (it ships int8 files that its code never loads).
-VLLM_INPUT_TYPES = ("fp8",)
 # What SGLang 0.5.23 logs when the file its loader looks for does not exist (os.path.exists is False):
 # the shapes `--missing` tunes. vLLM 0.34.0 logs the same words for fp8.
 DEFAULT_CONFIG_WARNING = "Using default W8A8 Block {} kernel config. Performance might be sub-optimal!"
 # Study user attribute: each baseline file's name -> its entry at the study's M (the report reads it).
 BASELINES = "baselines"
+# The label of the folder --baseline DIR names: its files serve whichever engine's file is tuned.
+USER_FOLDER = "--baseline"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,17 +72,6 @@ class Baseline:
         return nearest_entry(self.entries, M)
 
 
-def _package_folder(name: str) -> Path | None:
-    """Where the top-level package name would be imported from, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):  # a broken installation, or a module in sys.modules without a spec
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def installed_folders() -> list[ConfigFolder]:
     """The config folders of the SGLang and vLLM this Python would import, SGLang's first.
 
@@ -89,31 +79,70 @@ def installed_folders() -> list[ConfigFolder]:
     no file: its shapes count as missing rather than as covered.
     """
     folders = []
-    sglang = _package_folder("sglang")
+    sglang = package_folder("sglang")
     if sglang is not None:
         candidates = [sglang / folder for folder in SGLANG_CONFIG_FOLDERS]
         path = next((c for c in candidates if c.is_dir()), candidates[0])
-        folders.append(ConfigFolder(label="SGLang", path=path, namings=("sglang",)))
-    vllm = _package_folder("vllm")
+        folders.append(ConfigFolder(label=SGLANG.name, path=path, namings=("sglang",)))
+    vllm = package_folder("vllm")
     if vllm is not None:
         path = vllm / VLLM_CONFIG_FOLDER
-        folders.append(ConfigFolder(label="vLLM", path=path, namings=("vllm",), input_types=VLLM_INPUT_TYPES))
+        folders.append(ConfigFolder(label=VLLM.name, path=path, namings=("vllm",), input_types=VLLM.input_types))
     return folders
 
 
-def baseline_folders(choice: str) -> list[ConfigFolder]:
+def folders_for(folders: Iterable[ConfigFolder], engines: Iterable[Engine]) -> list[ConfigFolder]:
+    """The folders whose files these engines read: their installed folders, and any folder the user named."""
+    names = {engine.name for engine in engines} | {USER_FOLDER}
+    return [folder for folder in folders if folder.label in names]
+
+
+# --missing looks for each shape's file in the folders of --baseline: without one it could tell nothing.
+_MISSING_NEEDS_A_FOLDER = (
+    "--missing needs the installed SGLang or vLLM (none is installed for this Python, or --baseline none was "
+    "given); --baseline DIR names a folder of config files."
+)
+
+
+def baseline_folders(choice: str, *, missing: bool = False) -> list[ConfigFolder]:
     """The folders --baseline names: auto (the installed SGLang's and vLLM's), none, or a folder.
 
     A folder the user names may hold files under either engine's naming; SGLang's is read first.
+    missing: for --missing, which looks in them; then no folder at all is a usage error, found
+    from the flags alone (a dry run and a machine without a GPU find it too).
     """
     if choice == "none":
-        return []
-    if choice == "auto":
-        return installed_folders()
-    path = Path(choice)
-    if not path.is_dir():
+        folders = []
+    elif choice == "auto":
+        folders = installed_folders()
+    elif Path(choice).is_dir():
+        folders = [ConfigFolder(label=USER_FOLDER, path=Path(choice), namings=("sglang", "vllm"))]
+    else:
         raise ValueError(f"--baseline must be auto, none or a folder of config files, but got {choice!r}.")
-    return [ConfigFolder(label="--baseline", path=path, namings=("sglang", "vllm"))]
+    if missing and not folders:
+        raise ValueError(_MISSING_NEEDS_A_FOLDER)
+    return folders
+
+
+def shipped_shapes(
+    folders: Iterable[ConfigFolder], device_name: str, input_type: str, block_n: int, block_k: int
+) -> list[tuple[int, int]]:
+    """The (N, K) the folders hold files for on device_name at this input type and block shape (for --shipped)."""
+    shapes: dict[tuple[int, int], None] = {}
+    for folder in folders:
+        names = sorted(path.name for path in folder.path.glob("N=*.json")) if folder.path.is_dir() else []
+        for name in names:
+            match = _FILE_NAME.fullmatch(name)
+            if match is None or input_type not in folder.input_types:
+                continue
+            N, K, device, dtype, bn, bk = match.groups()
+            if (device, dtype, int(bn), int(bk)) == (device_name, input_type, block_n, block_k):
+                shapes[int(N), int(K)] = None
+    return sorted(shapes)
+
+
+# A config file's name under either engine's naming (tuner.export.config_file_name).
+_FILE_NAME = re.compile(r"N=(\d+),K=(\d+),device_name=(.+),dtype=(\w+)_w8a8,block_shape=\[(\d+), ?(\d+)\]\.json")
 
 
 def find_baselines(
@@ -172,25 +201,48 @@ def baseline_lines(
 def split_missing(
     folders: Sequence[ConfigFolder], shapes: Sequence[Sequence[Problem]], device_name: str
 ) -> tuple[list[Sequence[Problem]], list[str]]:
-    """The shapes (each its problems) that an engine of folders has no file for, and lines that say
-    which shapes are tuned and which skipped, and why (for --missing).
+    """The problems an engine of folders has no entry for, per shape, and lines that say which shapes
+    are tuned at which batch sizes, which skipped, and why (for --missing).
 
-    A shape is skipped only when every folder holds its file: where one engine lacks it, that
-    engine runs the default config, and the run tunes it against the other engine's file.
+    A batch size counts as covered only where every folder whose engine loads the input type holds
+    the shape's file with an entry at that very batch size: where one engine lacks the file, it runs
+    its default config; where the file lacks the key, it runs the entry of the nearest key (a file
+    keyed 2048 to 4096 serves decode at M = 1 with its M = 2048 entry). Those problems are tuned,
+    against the files that exist.
     """
-    if not folders:
-        raise ValueError("--missing needs the installed SGLang or vLLM (none is installed for this Python, or "
-                         "--baseline none was given); --baseline DIR names a folder of config files.")  # fmt: skip
+    if not folders:  # every shape would pass for covered
+        raise ValueError(_MISSING_NEEDS_A_FOLDER)
+    input_type = shapes[0][0].input_type
+    readers = [folder for folder in folders if input_type in folder.input_types]
+    if not readers:
+        names = " and ".join(folder.label for folder in folders)
+        raise ValueError(f"--missing: {names} load no {input_type} config files (vLLM 0.34.0 loads fp8 alone), so no "
+                         "shape can be missing from them.")  # fmt: skip
     missing, lines = [], []
     for problems in shapes:
-        lacking = [folder.label for folder in folders if folder.file_for(problems[0], device_name) is None]
-        if lacking:
-            missing.append(problems)
-            warning = DEFAULT_CONFIG_WARNING.format(problems[0].input_type.upper())
-            lines.append(f"  tuning {_shape(problems[0])}: no file in {' or '.join(lacking)}'s folder "
-                         f"(it logs \"{warning}\")")  # fmt: skip
+        lacking: dict[int, list[str]] = {}
+        why = []
+        for folder in readers:
+            path = folder.file_for(problems[0], device_name)
+            try:
+                keys = read_config_file(path) if path is not None else {}
+            except ValueError:  # a file the engine reads and this tuner cannot (other keys): counts as covering
+                keys = {p.M: None for p in problems}
+            absent = [p.M for p in problems if p.M not in keys]
+            if path is None:
+                warning = DEFAULT_CONFIG_WARNING.format(input_type.upper())
+                why.append(f'no file in {folder.label}\'s folder (it logs "{warning}")')
+            elif absent:
+                why.append(f"{folder.label}'s file has no entry at M {' '.join(map(str, absent))} (its keys: "
+                           f"{' '.join(map(str, sorted(keys)))}; the nearest key's entry runs there)")  # fmt: skip
+            for M in absent:
+                lacking.setdefault(M, []).append(folder.label)
+        todo = [p for p in problems if p.M in lacking]
+        if todo:
+            missing.append(todo)
+            lines.append(f"  tuning {_shape(problems[0])}: {'; '.join(why)}")
         else:
-            lines.append(f"  skipping {_shape(problems[0])}: every folder holds its file")
-    engines = " and ".join(f"{folder.label}'s {folder.path}" for folder in folders)
-    head = f"--missing: {len(missing)} of {len(shapes)} shapes have no file for {device_name} in {engines}"
+            lines.append(f"  skipping {_shape(problems[0])}: every folder holds its file, with an entry at every M")
+    engines = " and ".join(f"{folder.label}'s {folder.path}" for folder in readers)
+    head = f"--missing: {len(missing)} of {len(shapes)} shapes lack a file or entries for {device_name} in {engines}"
     return missing, [head, *lines]

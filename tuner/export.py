@@ -1,6 +1,7 @@
 """SGLang's (and vLLM's) config files: byte-exact names, merged and written atomically under a lock.
 
-Beside each file a provenance record (`<file name>.provenance`, JSON) says what made each entry;
+Beside each file a provenance record (`<file name>.provenance`, JSON) says what made each entry,
+written with the file each time, so a run stopped at any point leaves no entry unaccounted for;
 its name does not end in .json, so copying a folder's *.json into a loader's folder leaves it out.
 """
 
@@ -11,7 +12,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,20 +32,6 @@ def config_file_name(
     return f"N={N},K={K},device_name={device_name},dtype={input_type}_w8a8,block_shape={block_shape}.json"
 
 
-# Which file names a run writes (docs/contracts.md, "Config file"): the content is the same.
-FORMATS = ("sglang", "vllm", "both")
-
-
-def config_file_names(
-    N: int, K: int, device_name: str, input_type: str, block_n: int, block_k: int, *, file_format: str = "sglang"
-) -> list[str]:
-    """The names a run writes for --format: SGLang's, vLLM's or both, SGLang's first."""
-    if file_format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, but got {file_format!r}.")
-    flavours = {"sglang": (False,), "vllm": (True,), "both": (False, True)}[file_format]
-    return [config_file_name(N, K, device_name, input_type, block_n, block_k, vllm=vllm) for vllm in flavours]
-
-
 # vLLM 0.34.0's Triton kernel (_w8a8_triton_block_scaled_mm) takes the six base keys alone: an entry
 # with SPLIT_K or SWAP_AB fails there with Triton's "Keyword argument SPLIT_K was specified but unrecognised".
 VLLM_TAKES_NO_HOPPER_ENTRIES = (
@@ -56,15 +43,6 @@ VLLM_TAKES_NO_HOPPER_ENTRIES = (
 def is_vllm_name(name: str) -> bool:
     """Whether a file name is vLLM's (no space inside block_shape), whatever else it names."""
     return re.search(r"block_shape=\[\d+,\d+\]\.json$", name) is not None
-
-
-def check_format(file_format: str, space: str) -> None:
-    """Refuse, before any work, a run whose files vLLM would fail on: Hopper-space entries under vLLM's name."""
-    if space == "hopper" and file_format != "sglang":
-        raise ValueError(
-            f"--space hopper writes SPLIT_K/SWAP_AB entries, but --format {file_format} puts them under vLLM's file "
-            f"name, and {VLLM_TAKES_NO_HOPPER_ENTRIES}; use --format sglang, or tune vLLM's file with --space base."
-        )
 
 
 def read_config_file(path: str | Path) -> dict[int, Config]:
@@ -134,15 +112,20 @@ def _replace_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_configs(path: str | Path, entries: Mapping[int, Config]) -> dict[int, Config]:
-    """Merge entries into the file at path (replacing those batch sizes, keeping the rest), atomically.
+def write_configs(
+    path: str | Path, entries: Mapping[int, Config], made_by: Mapping[str, str] | None = None
+) -> dict[int, Config]:
+    """Merge entries into the file at path (replacing those batch sizes, keeping the rest), atomically,
+    and record made_by for them in the provenance record beside it (see _record), under the same lock.
 
     A concurrent writer waits for the lock, so no entry written by another process is lost; a
     crash leaves either the old file or the new one. An existing file that is not a valid config
     file raises ValueError and is left untouched; a file that cannot be written raises ExportError.
+    made_by None writes no record (a record's stale entries are dropped by the next that is written).
     Returns the merged entries.
     """
     path = Path(path)
+    written = path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path.parent):
@@ -151,13 +134,18 @@ def write_configs(path: str | Path, entries: Mapping[int, Config]) -> dict[int, 
             if is_vllm_name(path.name) and any(config.hopper for config in merged.values()):
                 raise ExportError(f"{path} is vLLM's file name, and {VLLM_TAKES_NO_HOPPER_ENTRIES}.")
             _replace_atomically(path, render(merged))
+            if made_by is not None:
+                written = provenance_path(path)
+                _record(path, merged, entries, made_by)
     except OSError as error:
-        raise ExportError(f"cannot write {path}: {error.strerror or error}") from error
+        raise ExportError(f"cannot write {written}: {error.strerror or error}") from error
     return merged
 
 
 # The provenance record beside each config file: what made each entry (see the module's docstring).
 PROVENANCE_SUFFIX = ".provenance"
+# The key of a record that names the output dtype its entry was tuned for, which no file name carries.
+OUT_DTYPE = "out_dtype"
 
 
 def provenance_path(path: str | Path) -> Path:
@@ -166,35 +154,73 @@ def provenance_path(path: str | Path) -> Path:
     return path.with_name(path.name + PROVENANCE_SUFFIX)
 
 
-def write_provenance(path: str | Path, entries: Mapping[int, Config], made_by: Mapping[str, str]) -> None:
-    """Record made_by for each of entries that the config file at path holds now, under the file's lock.
+def _records(path: Path, held: Mapping[int, Config]) -> dict[str, dict]:
+    """The provenance records of the file at path that describe the entries it holds (held), by batch size.
 
-    Each batch size's record carries the entry it describes: a record whose entry the file no longer
-    holds (another run replaced it since) is dropped, so the record never credits the wrong run,
-    however runs interleave or stop. An unreadable record is replaced; the config file is not touched.
+    Each record carries the entry it describes: one whose entry the file no longer holds (another run,
+    or another tool, replaced it since) is no record of it. An unreadable record file holds none.
     """
-    path, record = Path(path), provenance_path(path)
+    try:
+        records = json.loads(provenance_path(path).read_text())["entries"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(records, dict):
+        return {}
+    return {
+        key: value
+        for key, value in records.items()
+        if key.isdigit()
+        and int(key) in held
+        and isinstance(value, dict)
+        and value.get("entry") == held[int(key)].as_sglang()
+    }
+
+
+def _record(path: Path, held: Mapping[int, Config], entries: Mapping[int, Config], made_by: Mapping[str, str]) -> None:
+    """Record made_by for entries, which the file at path now holds among held; the caller holds the lock.
+
+    So the record never credits the wrong run, however runs interleave or stop.
+    """
+    kept = _records(path, held)
+    kept.update({str(M): {**made_by, "entry": config.as_sglang()} for M, config in entries.items()})
+    about = f"What made each entry of {path.name}; not a config file: keep it out of the loaders' folders."
+    ordered = dict(sorted(kept.items(), key=lambda item: int(item[0])))
+    _replace_atomically(provenance_path(path), json.dumps({"about": about, "entries": ordered}, indent=4) + "\n")
+
+
+def write_provenance(path: str | Path, entries: Mapping[int, Config], made_by: Mapping[str, str]) -> None:
+    """Record made_by for those of entries that the config file at path holds now, under the file's lock:
+    for a file written by other means than write_configs (e.g. copied). The config file is not touched."""
+    path = Path(path)
     try:
         with _locked(path.parent):
             held = read_config_file(path) if path.exists() else {}
-            try:
-                old = json.loads(record.read_text())["entries"]
-            except (OSError, ValueError, KeyError, TypeError):
-                old = None
-            old = old if isinstance(old, dict) else {}
-            new = {str(M): {**made_by, "entry": config.as_sglang()} for M, config in entries.items()}
-            kept = {}
-            for records in (old, new):  # a new record wins where it describes the entry the file holds
-                for key, value in records.items():
-                    held_entry = held.get(int(key)) if key.isdigit() else None
-                    if (
-                        held_entry is not None
-                        and isinstance(value, dict)
-                        and value.get("entry") == held_entry.as_sglang()
-                    ):
-                        kept[key] = value
-            about = f"What made each entry of {path.name}; not a config file: keep it out of the loaders' folders."
-            ordered = dict(sorted(kept.items(), key=lambda item: int(item[0])))
-            _replace_atomically(record, json.dumps({"about": about, "entries": ordered}, indent=4) + "\n")
+            ours = {M: config for M, config in entries.items() if held.get(M) == config}
+            _record(path, held, ours, made_by)
     except OSError as error:
-        raise ExportError(f"cannot write {record}: {error.strerror or error}") from error
+        raise ExportError(f"cannot write {provenance_path(path)}: {error.strerror or error}") from error
+
+
+def other_out_dtype(path: str | Path, batch_sizes: Iterable[int], out_dtype: str) -> str | None:
+    """A line for a run about to replace entries that its provenance records made for another output dtype.
+
+    SGLang's and vLLM's file names carry no output dtype, so a run for another dtype into the same
+    folder would replace them without a word. None where nothing would be replaced so (a file that
+    does not exist, or entries without a record of their dtype).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    records = _records(path, read_config_file(path))
+    others: dict[str, list[int]] = {}
+    for M in sorted(set(batch_sizes)):
+        made_for = records.get(str(M), {}).get(OUT_DTYPE)
+        if made_for is not None and made_for != out_dtype:
+            others.setdefault(made_for, []).append(M)
+    if not others:
+        return None
+    held = "; ".join(f"for {dtype} output at M = {' '.join(map(str, Ms))}" for dtype, Ms in others.items())
+    return (
+        f"{path} holds entries made {held} (so its provenance says), which this {out_dtype} run replaces: the file "
+        "name carries no output dtype; give another --save-path to keep both."
+    )

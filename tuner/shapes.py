@@ -15,8 +15,10 @@ _DEEPSEEK_V3_UNSPLIT = ((576, 7168), (24576, 7168), (32768, 512), (7168, 16384),
 _DEEPSEEK_V3_N_SPLIT = ((36864, 7168), (24576, 7168), (32768, 512), (24576, 1536), (4096, 7168))
 _DEEPSEEK_V3_K_SPLIT = ((7168, 18432), (7168, 16384), (7168, 2048))
 
-# quant_method -> the kernel's input type, for the methods whose weights come in [block_n, block_k] blocks.
+# quant_method -> the kernel's input type, for the methods whose weights come in [block_n, block_k] blocks
+# given as weight_block_size; compressed-tensors gives its blocks per config group (see _compressed_tensors).
 _BLOCK_METHODS = {"fp8": "fp8", "blockwise_int8": "int8"}
+COMPRESSED_TENSORS = "compressed-tensors"
 
 
 def deepseek_v3_shapes(tp_size: int) -> list[tuple[int, int]]:
@@ -38,8 +40,13 @@ def deepseek_v3_shapes(tp_size: int) -> list[tuple[int, int]]:
 
 
 def load_model_config(path: str | Path) -> dict[str, Any]:
-    """A Hugging Face config.json, or ValueError saying why it cannot be used."""
+    """A Hugging Face config.json (of a model's folder, e.g. a downloaded snapshot, where a folder is given),
+    or ValueError saying why it cannot be used."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"--model {str(path)!r} is a folder without a config.json; give the model's config.json.")
+        path = path / "config.json"
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError:
@@ -65,14 +72,13 @@ class ModelPlan:
     """A model's block-quantized linear layers at one TP size, and notes on what is not tuned here.
 
     layers holds (name, N, K) per linear layer, in the model's order; two layers may share a shape.
-    input_type is the kernel input the quantization config implies ("fp8" or "int8"), or None when
-    the model is not block-quantized, in which case block_shape is the default [128, 128].
+    input_type is the kernel input the quantization config implies ("fp8" or "int8").
     """
 
     model: str
     tp_size: int
     block_shape: tuple[int, int]
-    input_type: str | None
+    input_type: str
     layers: tuple[tuple[str, int, int], ...]
     notes: tuple[str, ...] = ()
 
@@ -84,8 +90,8 @@ class ModelPlan:
         _check_tp_size(self.tp_size)
         if len(self.block_shape) != 2 or not all(_positive_int(b) for b in self.block_shape):
             raise ValueError(f"block_shape must be two positive ints, but got {self.block_shape!r}.")
-        if self.input_type not in (None, *_BLOCK_METHODS.values()):
-            raise ValueError(f"input_type must be None, 'fp8' or 'int8', but got {self.input_type!r}.")
+        if self.input_type not in _BLOCK_METHODS.values():
+            raise ValueError(f"input_type must be 'fp8' or 'int8', but got {self.input_type!r}.")
         if not self.layers:
             raise ValueError("a model plan needs at least one layer, but got none.")
         for name, N, K in self.layers:
@@ -102,8 +108,7 @@ class ModelPlan:
     def headline(self) -> str:
         """The plan's first line: the model, its TP size and block shape, and how much there is to tune."""
         bn, bk = self.block_shape
-        quant = f"({self.input_type})" if self.input_type else "(default: the model is not block-quantized)"
-        return (f"model: {self.model}, tp_size={self.tp_size}, block_shape=[{bn}, {bk}] {quant}, "
+        return (f"model: {self.model}, tp_size={self.tp_size}, block_shape=[{bn}, {bk}] ({self.input_type}), "
                 f"{len(self.layers)} linear layers in {len(self.shapes())} shapes")  # fmt: skip
 
 
@@ -115,19 +120,29 @@ def model_plan(config: dict[str, Any], tp_size: int | None = None) -> ModelPlan:
     layers of a mixture of experts) and the shared experts. Column-parallel layers split N over the
     ranks, row-parallel ones split K, replicated ones split nothing. Routed experts run in the
     fused-MoE kernel and are only noted; embeddings, lm_head and the router are not block-quantized.
+    A multimodal config's language model is read from its text_config (see _language_model). A model
+    whose linear layers the block kernel never runs (not quantized, or not in blocks) raises ValueError:
+    a plan of it would tune configs that no engine loads for it. DeepSeek-V4.x (o_lora_rank set) has
+    layers of its own, derived in tuner/_deepseek_v4.py.
     """
     tp_size = MODEL_TP_SIZE if tp_size is None else tp_size
     _check_tp_size(tp_size)
-    block_shape, input_type, notes = _quantization(config)
+    model_type = str(config.get("model_type", "model"))
+    config, notes = _language_model(config)
+    from tuner import _deepseek_v4  # here, not at the top: it builds on this module's helpers
+
+    if _deepseek_v4.is_deepseek_v4(config):
+        return _deepseek_v4.deepseek_v4_plan(config, tp_size, model_type=model_type, notes=notes)
+    block_shape, input_type = _quantization(config)
     hidden = _field(config, "hidden_size")
-    out = _Layers(tp_size, block_shape if input_type else None)
+    out = _Layers(tp_size, block_shape)
     if config.get("kv_lora_rank") is not None:
         _mla_attention(config, hidden, out)
     else:
         _gqa_attention(config, hidden, out)
     moe_notes = _mlps(config, hidden, out)
     return ModelPlan(
-        model=str(config.get("model_type", "model")),
+        model=model_type,
         tp_size=tp_size,
         block_shape=block_shape,
         input_type=input_type,
@@ -157,39 +172,99 @@ def _count(config: dict[str, Any], name: str) -> int:
     return value
 
 
-def _quantization(config: dict[str, Any]) -> tuple[tuple[int, int], str | None, list[str]]:
-    """(block_shape, input_type, notes) from quantization_config; input_type None: not block-quantized."""
+def _language_model(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The config of the language model whose layers are tuned, and a note where it is nested.
+
+    A multimodal model's config (Llama 4, Gemma 3, Mistral 3, ...) holds its language model under
+    text_config, as Hugging Face's get_text_config() reads it, and its quantization_config at the top
+    level unless the nested one has its own.
+    """
+    text = config.get("text_config")
+    if text is None:
+        return config, []
+    if not isinstance(text, dict):
+        raise ValueError(f"the model config's text_config must be a JSON object, but is {text!r}.")
+    note = "the config nests its language model under text_config: its layers are the ones planned"
+    if "quantization_config" not in text and "quantization_config" in config:
+        text = {**text, "quantization_config": config["quantization_config"]}
+        note += ", with the top-level quantization_config"
+    return text, [note + "; other towers (vision, audio) are not tuned here."]
+
+
+def _quantization(config: dict[str, Any]) -> tuple[tuple[int, int], str]:
+    """(block_shape, input_type) from quantization_config; ValueError where the block kernel never runs the model.
+
+    vLLM and SGLang send a linear layer to the block-scaled W8A8 kernel only where its weights are
+    quantized in [block_n, block_k] blocks: fp8 or blockwise_int8 with weight_block_size, or
+    compressed-tensors' block strategy. Per-tensor or per-channel FP8, AWQ, GPTQ and unquantized
+    weights run on other GEMMs, whose configs are not these.
+    """
     quant = config.get("quantization_config")
-    default = f"block_shape=[{DEFAULT_BLOCK_SHAPE[0]}, {DEFAULT_BLOCK_SHAPE[1]}]"
+    never = "the block-scaled W8A8 kernel never runs its linear layers, so there is nothing of it to tune"
     if quant is None:
-        return DEFAULT_BLOCK_SHAPE, None, [
-            f"the config has no quantization_config, so the model is not block-quantized: its shapes are "
-            f"listed with the default {default}."
-        ]  # fmt: skip
+        raise ValueError(f"the model config has no quantization_config: the model is not quantized, and {never}.")
     if not isinstance(quant, dict):
         raise ValueError(f"the model config's quantization_config must be a JSON object, but is {quant!r}.")
     method = quant.get("quant_method")
+    if method == COMPRESSED_TENSORS:
+        return _compressed_tensors(quant, never)
+    if method not in _BLOCK_METHODS:
+        raise ValueError(f"the model config's quantization_config has quant_method {method!r}, not block "
+                         f"quantization: {never}.")  # fmt: skip
     block = quant.get("weight_block_size")
-    if method not in _BLOCK_METHODS or block is None:
-        what = f"quant_method {method!r}" + (" without weight_block_size" if method in _BLOCK_METHODS else "")
-        return DEFAULT_BLOCK_SHAPE, None, [
-            f"quantization_config has {what}, which is not block quantization: the shapes are listed with "
-            f"the default {default}."
-        ]  # fmt: skip
+    if block is None:
+        raise ValueError(
+            f"the model config's quantization_config has quant_method {method!r} without weight_block_size, i.e. "
+            f"one scale per tensor or channel, not per block: {never}."
+        )
     if not (isinstance(block, list) and len(block) == 2 and all(_positive_int(b) for b in block)):
         raise ValueError(
             f"the model config's quantization_config.weight_block_size must be [block_n, block_k], two positive "
             f"ints, but is {block!r}."
         )
-    return (block[0], block[1]), _BLOCK_METHODS[method], []
+    return (block[0], block[1]), _BLOCK_METHODS[method]
+
+
+def _compressed_tensors(quant: dict[str, Any], never: str) -> tuple[tuple[int, int], str]:
+    """compressed-tensors' FP8 blocks: every config group's weights 8-bit floats in blocks of one
+    block_structure [block_n, block_k], its input activations 8-bit floats too (vLLM 0.34.0 runs such
+    layers, CompressedTensorsW8A8Fp8 with a block structure, on the block kernel)."""
+    groups = quant.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        raise ValueError(f"the model config's compressed-tensors quantization_config has no config_groups: {never}.")
+    blocks = set()
+    for name, group in groups.items():
+        weights = group.get("weights") if isinstance(group, dict) else None
+        inputs = group.get("input_activations") if isinstance(group, dict) else None
+        weights = weights if isinstance(weights, dict) else {}
+        if (weights.get("strategy"), weights.get("num_bits"), weights.get("type")) != ("block", 8, "float"):
+            got = f"strategy {weights.get('strategy')!r}, {weights.get('num_bits')}-bit {weights.get('type')}"
+            raise ValueError(f"the model config's compressed-tensors group {name!r} quantizes weights with {got}, "
+                             f"not 8-bit float blocks: {never}.")  # fmt: skip
+        if not isinstance(inputs, dict) or (inputs.get("num_bits"), inputs.get("type")) != (8, "float"):
+            raise ValueError(f"the model config's compressed-tensors group {name!r} leaves input activations "
+                             f"unquantized (weights alone in FP8): {never}.")  # fmt: skip
+        block = weights.get("block_structure")
+        if not (isinstance(block, list) and len(block) == 2 and all(_positive_int(b) for b in block)):
+            raise ValueError(f"the model config's compressed-tensors group {name!r} needs block_structure [block_n, "
+                             f"block_k], two positive ints, but has {block!r}.")  # fmt: skip
+        blocks.add(tuple(block))
+    if len(blocks) > 1:
+        shapes = ", ".join(str(list(b)) for b in sorted(blocks))
+        raise ValueError(
+            f"the model config's compressed-tensors groups use {len(blocks)} block structures ({shapes}); tune each "
+            "block shape with --N/--K."
+        )
+    (block,) = blocks
+    return block, "fp8"
 
 
 class _Layers:
     """Collects linear layers at one TP size, checking each split the way the serving engines do."""
 
-    def __init__(self, tp_size: int, block_shape: tuple[int, int] | None) -> None:
+    def __init__(self, tp_size: int, block_shape: tuple[int, int]) -> None:
         self.tp_size = tp_size
-        self.block_shape = block_shape  # None: not block-quantized, so blocks cannot straddle ranks
+        self.block_shape = block_shape
         self.layers: list[tuple[str, int, int]] = []
         self.notes: list[str] = []
 
@@ -203,7 +278,7 @@ class _Layers:
         """One layer; n_parts are the per-rank N of each weight merged into a column-parallel layer,
         k_part the per-rank K of a row-parallel one, both left out for replicated layers."""
         self.layers.append((name, N, K))
-        if self.block_shape is None or self.tp_size == 1:
+        if self.tp_size == 1:
             return
         # vLLM and SGLang refuse to load a TP split that cuts through quantization blocks.
         block_n, block_k = self.block_shape
@@ -318,7 +393,7 @@ def _mlps(config: dict[str, Any], hidden: int, out: _Layers) -> list[str]:
         f"K={expert_size} each, before any split) run in the fused-MoE kernel, which has its own configs; "
         "they are not tuned here."
     ]
-    if out.block_shape is not None and out.tp_size > 1:
+    if out.tp_size > 1:
         block_n, block_k = out.block_shape
         per_rank, rest = divmod(expert_size, out.tp_size)
         if rest or per_rank % block_n or per_rank % block_k:

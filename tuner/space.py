@@ -31,6 +31,7 @@ SAMPLER = "sampler"
 BLOCK_SIZE_M = (16, 32, 64, 128, 256)
 BLOCK_SIZE_N = (32, 64, 128, 256)
 BLOCK_SIZE_K = (64, 128)
+MIN_BLOCK_K = 16  # the smallest tl.dot tile: no block_k below it has a BLOCK_SIZE_K
 GROUP_SIZE_M = (1, 16, 32, 64)
 NUM_WARPS = (4, 8)
 NUM_STAGES = (2, 3, 4, 5)
@@ -137,22 +138,37 @@ def default_config(block_n: int, block_k: int) -> Config:
     return Config.from_sglang(kernels.default_config(block_n, block_k))
 
 
+def block_sizes_k(block_k: int) -> tuple[int, ...]:
+    """The BLOCK_SIZE_K a quantization block allows: SGLang's grid's sizes that divide block_k, else block_k.
+
+    SGLang's kernels step their scale pointers once every block_k // BLOCK_SIZE_K K tiles, so a K tile
+    must divide block_k; its grid offers 64 and 128. A block_k below 64 ([32, 32] blocks) leaves
+    block_k itself, one scale group per K tile (the smallest tl.dot tile is 16 deep).
+    """
+    if not isinstance(block_k, int) or block_k < MIN_BLOCK_K or block_k & (block_k - 1):
+        raise ValueError(f"block_k must be a power of two of at least {MIN_BLOCK_K}, but got {block_k!r}.")
+    return tuple(bk for bk in BLOCK_SIZE_K if block_k % bk == 0) or (block_k,)
+
+
 def search_space(block_k: int, space: str = "base") -> list[Config]:
-    """SGLang's 1280 configs (fewer when block_k < 128: BLOCK_SIZE_K must divide block_k).
+    """SGLang's 1280 configs at block_k 128; fewer at smaller blocks (see block_sizes_k).
 
     The hopper space is each of them at every SPLIT_K and SWAP_AB: twelve times as many, the base
     space among them (SPLIT_K 1, no swap).
     """
     if space not in SPACES:
         raise ValueError(f"--space must be one of {SPACES}, but got {space!r}.")
-    block_ks = [bk for bk in BLOCK_SIZE_K if block_k % bk == 0]
-    if not block_ks:
-        raise ValueError(f"block_k must be a multiple of one of {BLOCK_SIZE_K}, but got {block_k}.")
     names = [field.name for field in fields(Config)]
-    axes = [BLOCK_SIZE_M, BLOCK_SIZE_N, block_ks, GROUP_SIZE_M, NUM_WARPS, NUM_STAGES]
+    axes = {**space_choices(space), "BLOCK_SIZE_K": block_sizes_k(block_k)}
+    return [Config(**dict(zip(names, values))) for values in itertools.product(*axes.values())]
+
+
+def space_choices(space: str = "base") -> dict[str, tuple]:
+    """Each parameter's choices in space by SGLang's key, in Config's order: what defines the space."""
+    choices = dict(zip(SGLANG_KEYS, (BLOCK_SIZE_M, BLOCK_SIZE_N, BLOCK_SIZE_K, GROUP_SIZE_M, NUM_WARPS, NUM_STAGES)))
     if space == "hopper":
-        axes += [SPLIT_K, SWAP_AB]
-    return [Config(**dict(zip(names, values))) for values in itertools.product(*axes)]
+        choices.update(zip(HOPPER_KEYS, (SPLIT_K, SWAP_AB)))
+    return choices
 
 
 def config_of(trial: Any) -> Config | None:

@@ -113,6 +113,11 @@ def exit_status(error: BaseException | None) -> int:
     return 128 + (signal.SIGTERM if isinstance(_stop(error), Terminated) else signal.SIGINT)
 
 
+def stopped_by(error: BaseException | None) -> str:
+    """What stopped the work, as a stopped trial's reason says it: SIGTERM's Terminated is no Ctrl-C."""
+    return "stopped by SIGTERM" if isinstance(_stop(error), Terminated) else "stopped by Ctrl-C"
+
+
 def _stop(error: BaseException | None) -> KeyboardInterrupt | None:
     while error is not None:
         if isinstance(error, KeyboardInterrupt):

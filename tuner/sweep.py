@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from tuner.cli.sweep import main
+from tuner.cli._launch import launch
 
 if __name__ == "__main__":
-    sys.exit(main())
+    launch("tuner.cli.sweep")

@@ -169,3 +169,31 @@ def test_a_coverage_check_runs_on_the_gpu_and_adds_its_cost_to_its_own_category(
     coverage = stored_coverage(storage, problems, names)
     assert [p.M for p in coverage.probes] == [*range(17, 24), *range(25, 32)]
     assert all(p.served for p in coverage.probes) and clock.seconds()[COVERAGE] > 0
+
+
+@pytest.mark.parametrize(
+    ("block", "entry"),
+    [
+        ([128, 128], CONFIG.as_sglang()),
+        ([128, 128], {**CONFIG.as_sglang(), "SPLIT_K": 4, "SWAP_AB": True}),  # two kernels, a split buffer
+        ([32, 32], {**CONFIG.as_sglang(), "BLOCK_SIZE_K": 32}),
+        ([32, 32], {**CONFIG.as_sglang(), "BLOCK_SIZE_K": 32, "SPLIT_K": 2, "SWAP_AB": False}),
+    ],
+)
+def test_a_bound_relaunch_computes_what_a_launch_does_and_captures(block, entry):
+    """Bound launches call Triton's compiled launchers directly: right on odd sizes, and inside a graph."""
+    M, N, K = 13, 1000, 1000  # partial tiles and a K tail at either block
+    x, w = torch.randn(M, K, device="cuda"), torch.randn(N, K, device="cuda")
+    a, a_scales = quantize_per_token_group(x, block[1], torch.float8_e4m3fn)
+    b, b_scales = quantize_blockwise(w, block, torch.float8_e4m3fn)
+    reference = w8a8_block_matmul_reference(a, b, a_scales, b_scales, block, torch.float32)
+    relaunch, out = kernels.bind_w8a8_block_matmul(a, b, a_scales, b_scales, block, torch.float16, entry)
+    torch.cuda.synchronize()
+    assert _relative_error(out, reference) < RELATIVE_TOLERANCE[torch.float16]
+    out.fill_(float("nan"))
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        relaunch()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert _relative_error(out, reference) < RELATIVE_TOLERANCE[torch.float16]

@@ -106,15 +106,25 @@ def test_gpu_time_counts_every_replay(clock, us_per_launch, prune_above_us, gpu_
 
 
 @pytest.mark.parametrize(
-    ("M", "N", "K", "sets"),
+    ("M", "N", "K", "block", "l2"),
     [
-        (1, 7168, 18432, 2),  # 132 MB of weights: two sets already exceed twice a 50 MB L2
-        (1, 512, 512, 64),  # a tiny problem needs many sets, capped at max_sets
-        (64, 4096, 1024, 20),  # 100 MiB / 5.06 MiB per set (A, B and a 4-byte C), rounded up
+        (1, 1024, 2048, (128, 128), 2**20),  # weights dominate: 2 MiB a set, two sets exceed twice a 1 MiB L2
+        (1, 64, 128, (128, 128), 2**20),  # a tiny problem needs more sets than max_sets allows: capped
+        (300, 200, 700, (128, 128), 2**20),  # activations matter: A is larger than B
+        (33, 160, 1000, (32, 32), 2**19),  # [32, 32] blocks: their scales are a part of each set worth counting
     ],
 )
-def test_rotation_sets_exceed_twice_the_l2(M, N, K, sets):
-    l2 = 50 * 2**20
-    assert timing.rotation_sets_needed(M, N, K, l2_bytes=l2) == sets
-    per_set = M * K + N * K + 4 * M * N
-    assert sets == 64 or sets * per_set >= 2 * l2
+def test_the_rotating_inputs_exceed_twice_the_l2(M, N, K, block, l2):
+    # Counted on real operand sets: the bytes of every distinct input tensor the rotation reads.
+    import torch
+
+    n = timing.rotation_sets_needed(M, N, K, l2_bytes=l2, block_size=block, max_sets=16)
+    weights = timing.make_weight_sets(N, K, block, torch.int8, n, device="cpu")
+    sets = timing.make_operand_sets(M, weights, block, n)
+
+    def touched(sets) -> int:
+        tensors = {t.data_ptr(): t for s in sets for t in s}
+        return sum(t.numel() * t.element_size() for t in tensors.values())
+
+    assert n == 16 or touched(sets) >= 2 * l2  # enough to flush twice the L2 ...
+    assert n == 2 or touched(sets[:-1]) < 2 * l2  # ... and no more sets than needed

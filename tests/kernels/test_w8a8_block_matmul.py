@@ -16,6 +16,8 @@ SHAPES = [
     (67, 128, 384, [128, 128], (32, 128, 128), 8),  # GROUP_SIZE_M larger than the 3 rows of tiles
     (13, 96, 200, [64, 64], (16, 32, 64), 1),  # a [64, 64] quantization block; N and K tails
     (48, 160, 128, [64, 128], (16, 32, 32), 4),  # block_n != block_k; 4 K steps per scale group
+    (29, 150, 200, [32, 32], (16, 64, 32), 1),  # [32, 32] blocks: a BLOCK_SIZE_N of two scale columns; K tail
+    (3, 100, 1000, [32, 32], (32, 32, 16), 2),  # two K tiles per 32-group; a K tail of 8 in the last group
 ]
 
 
@@ -43,6 +45,21 @@ def test_every_block_size_k_of_the_space(block_size_k):
               "GROUP_SIZE_M": 16, "num_warps": 8, "num_stages": 4}  # fmt: skip
     out = w8a8_block_matmul(a, b, a_scales, b_scales, [128, 128], torch.float32, config)
     ref = w8a8_block_matmul_reference(a, b, a_scales, b_scales, [128, 128], torch.float32)
+    assert relative_error(out, ref) < RELATIVE_TOLERANCE[torch.float32]
+
+
+@pytest.mark.parametrize("block_size", [[128, 128], [32, 32]])
+def test_a_bound_relaunch_computes_the_product_again(block_size):
+    # bind_w8a8_block_matmul launches once, then relaunches into the same output: both right.
+    a, b, a_scales, b_scales = random_operands(11, 90, 200, block_size, torch.float8_e4m3fn)
+    config = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": block_size[1] // 2, "GROUP_SIZE_M": 1,
+              "num_warps": 4, "num_stages": 2, "SPLIT_K": 2, "SWAP_AB": True}  # fmt: skip
+    ref = w8a8_block_matmul_reference(a, b, a_scales, b_scales, block_size, torch.float32)
+    relaunch, out = kernels._w8a8_block.bind_w8a8_block_matmul(a, b, a_scales, b_scales, block_size, torch.float32,
+                                                               config)  # fmt: skip
+    assert relative_error(out, ref) < RELATIVE_TOLERANCE[torch.float32]
+    out.fill_(float("nan"))
+    relaunch()
     assert relative_error(out, ref) < RELATIVE_TOLERANCE[torch.float32]
 
 

@@ -9,16 +9,28 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 
+# Hooks that Python loads in each process of a run whose PYTHONPATH names this folder (see its sitecustomize).
+HOOKS = Path(__file__).parent / "paced"
+
+
+def _hooked(env: dict[str, str], **variables: str) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(HOOKS), env.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path, **variables}
+
 
 def paced(env: dict[str, str], delay_s: float = 0.02) -> dict[str, str]:
-    """env for a replay run that a test stops mid-way: each measurement takes delay_s (see paced/).
+    """env for a replay run that a test stops mid-way: each measurement takes delay_s.
 
     Unpaced, a run of a hundred measurements ends in about a second and can finish between two
     looks of the test that means to stop it. Only for a run stopped after it began tuning: the
     pacing loads with Python's site module, where a Ctrl-C is a fatal error of the interpreter.
     """
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent / "paced"), env.get("PYTHONPATH")]))
-    return {**env, "PYTHONPATH": path, "TUNER_TEST_REPLAY_DELAY_S": str(delay_s)}
+    return _hooked(env, TUNER_TEST_REPLAY_DELAY_S=str(delay_s))
+
+
+def ctrl_c_at_exit(env: dict[str, str]) -> dict[str, str]:
+    """env for a run that gets a Ctrl-C in its process's last moments, after its work is over."""
+    return _hooked(env, TUNER_TEST_CTRL_C_AT_EXIT="1")
 
 
 def ctrl_c_as_in_a_terminal() -> None:

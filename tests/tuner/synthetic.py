@@ -2,7 +2,8 @@
 
 Also the storage that the report, dashboard and notebook tests read: one shape tuned in replay by
 the real command line, made once per test session; and fresh databases on the PostgreSQL server
-that TUNER_TEST_POSTGRES names (.ci/postgres.sh starts one).
+that TUNER_TEST_POSTGRES names (.ci/postgres.sh starts one) and on the MariaDB server that
+TUNER_TEST_MYSQL names (.ci/mariadb.sh starts one).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import optuna
 import pytest
 import sqlalchemy
 
@@ -194,3 +196,32 @@ def fresh_database(server: str, name: str) -> str:
 def postgres_database(name: str) -> str:
     """A fresh database on the test server, so each test starts from an empty storage."""
     return fresh_database(POSTGRES, name)
+
+
+MYSQL = os.environ.get("TUNER_TEST_MYSQL")
+NO_MYSQL = "needs TUNER_TEST_MYSQL (.ci/mariadb.sh starts a server)"
+
+
+def mysql_database(name: str) -> str:
+    """A fresh database on the MariaDB test server, so each test starts from an empty storage."""
+    engine = sqlalchemy.create_engine(MYSQL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return MYSQL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def widened_sqlite(path: Path) -> str:
+    """The URL of a fresh SQLite storage whose trials table holds one column more than Optuna made.
+
+    Real DDL on a real file: what a newer Optuna's tables could look like to this code, so the
+    tuner's row writes do not serve it (tuner.study._fence) and its trials go through Optuna's calls.
+    """
+    url = f"sqlite:///{path}"
+    optuna.storages.RDBStorage(url).engine.dispose()
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE trials ADD COLUMN note TEXT")
+    engine.dispose()
+    return url

@@ -7,7 +7,9 @@ released wheels lay them out; nothing about finding them is faked.
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,12 +219,14 @@ def test_the_command_announces_the_installed_file_and_never_exports_slower(tmp_p
     landscape = write_landscape(tmp_path / "l.csv", [SHAPE], BATCH_SIZES)
     bench = ReplayBenchmarker.from_file(landscape)
     argv = ["--N", str(SHAPE[0]), "--K", str(SHAPE[1]), "--batch-sizes", *map(str, BATCH_SIZES), "--trials", "3",
-            "--replay", str(landscape)]  # fmt: skip
+            "--replay", str(landscape), "--format", "both"]  # fmt: skip
     done = run_tuner(site, tmp_path, *argv)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[2].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
-    assert lines[3] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
+    at = next(i for i, line in enumerate(lines) if line.startswith("baseline:"))  # after the storage's lines
+    assert lines[at - 1].startswith("files: SGLang and vLLM's files: --space base")  # one search fills both
+    assert lines[at].startswith(f"baseline: the files for {DEVICE} in SGLang's {site / 'sglang'}")
+    assert lines[at + 1] == f"  N=256 K=512: {SGLANG_NAME} (SGLang), {VLLM_NAME} (vLLM)"
     exported = read_config_file(tmp_path / "cfg" / SGLANG_NAME)
     for M in BATCH_SIZES:
         problem = PROBLEM.at(M)
@@ -247,7 +251,7 @@ def test_missing_tunes_only_the_shapes_an_installed_engine_lacks(tmp_path):
                      "--replay", str(landscape))  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith(f"--missing: 3 of {len(shapes)} shapes have no file for {DEVICE} in SGLang's")
+    assert lines[0].startswith(f"--missing: 3 of {len(shapes)} shapes lack a file or entries for {DEVICE} in SGLang's")
     warning = DEFAULT_CONFIG_WARNING.format("FP8")
     assert lines[1] == f'  tuning N={shapes[0][0]} K={shapes[0][1]}: no file in SGLang\'s folder (it logs "{warning}")'
     assert f'  tuning N={no_vllm[0][0]} K={no_vllm[0][1]}: no file in vLLM\'s folder (it logs "{warning}")' in lines
@@ -262,7 +266,7 @@ def test_missing_with_every_file_installed_tunes_nothing(tmp_path):
     landscape = write_landscape(tmp_path / "l.csv", [SHAPE], [1])
     done = run_tuner(site, tmp_path, "--tp-size", "8", "--missing", "--batch-sizes", "1", "--replay", str(landscape))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"--missing: 0 of {len(shapes)} shapes have no file for {DEVICE}")
+    assert done.stdout.startswith(f"--missing: 0 of {len(shapes)} shapes lack a file or entries for {DEVICE}")
     assert not (tmp_path / "cfg").exists() and not (tmp_path / "s.db").exists()
 
 
@@ -284,6 +288,19 @@ def test_bad_baseline_flags_are_one_line_and_exit_2(tmp_path, capsys, argv, mess
     assert not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+@pytest.mark.parametrize("baseline", [["--baseline", "none"], []], ids=["baseline-none", "no-engine-installed"])
+def test_missing_without_a_folder_to_look_in_is_refused_before_a_gpu_is_asked_for(site, tmp_path, monkeypatch, capsys,
+                                                                                  baseline, dry):  # fmt: skip
+    # Live, with or without a GPU: the flags alone decide it, so a dry run and a machine without a GPU
+    # refuse it with the run's own line (site: neither SGLang nor vLLM is installed).
+    monkeypatch.chdir(tmp_path)
+    assert run_main(["--tp-size", "8", "--missing", *baseline, *(["--dry-run"] if dry else [])]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --missing needs the installed SGLang or vLLM"), err
+    assert list(tmp_path.iterdir()) == [site]
+
+
 def test_split_missing_needs_a_folder():
     with pytest.raises(ValueError, match="--missing needs"):
         split_missing([], [[PROBLEM]], DEVICE)
@@ -291,3 +308,59 @@ def test_split_missing_needs_a_folder():
 
 def test_the_baselines_entries_are_members_of_the_space_they_compete_in():
     assert FAST in search_space(128) and SLOW in search_space(128)  # else the tests above would prove nothing
+
+
+def test_missing_tunes_the_batch_sizes_a_sparse_file_lacks_and_keeps_its_other_keys(tmp_path):
+    # A file keyed 2048 and up serves decode at M = 1 with its M = 2048 entry: M = 1 is missing there.
+    site = tmp_path / "site"
+    shapes = deepseek_v3_shapes(8)
+    files = {config_file_name(*shape, DEVICE, "fp8", 128, 128): {1: FAST, 2048: FAST} for shape in shapes}
+    files[config_file_name(*SHAPE, DEVICE, "fp8", 128, 128)] = {2048: SLOW, 4096: SLOW}
+    install(site, "sglang", files)
+    landscape = write_landscape(tmp_path / "l.csv", [SHAPE], [1, 2048])  # the other shapes are not tuned
+    done = run_tuner(site, tmp_path, "--shipped", "--missing", "--batch-sizes", "1", "2048", "--trials", "2",
+                     "--replay", str(landscape))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"--missing: 1 of {len(shapes) + 1} shapes lack a file or entries for {DEVICE}")
+    assert "  tuning N=256 K=512: SGLang's file has no entry at M 1 (its keys: 2048 4096; the nearest key's" in (
+        "\n".join(lines)
+    )
+    exported = read_config_file(tmp_path / "cfg" / SGLANG_NAME)
+    assert set(exported) == {1, 2048, 4096} and exported[2048] == exported[4096] == SLOW  # tuned 1 only, kept the rest
+    provenance = json.loads((tmp_path / "cfg" / (SGLANG_NAME + ".provenance")).read_text())["entries"]
+    assert provenance["4096"]["made_by"].startswith("copied from ") and provenance["1"]["made_by"].startswith(
+        "python -m tuner.run"
+    )
+
+
+def test_shipped_tunes_the_shapes_of_the_installed_files_at_their_block_shape(tmp_path):
+    site = tmp_path / "site"
+    b32 = {config_file_name(*shape, DEVICE, "fp8", 32, 32): {1: default_config(32, 32)} for shape in [SHAPE, (64, 96)]}
+    install(site, "sglang", {**b32, SGLANG_NAME: {1: FAST}})  # and a [128, 128] file, which --block-k 32 leaves out
+    landscape = write_landscape(tmp_path / "l.csv", [SHAPE, (64, 96)], [1], block=(32, 32))
+    argv = ["--shipped", "--block-n", "32", "--block-k", "32", "--batch-sizes", "1", "--trials", "2",
+            "--replay", str(landscape)]  # fmt: skip
+    done = run_tuner(site, tmp_path, *argv, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "  N=64     K=96     (shipped)  M = 1" in done.stdout and "  N=256    K=512    (shipped)  M = 1" in done.stdout
+    )
+    done = run_tuner(site, tmp_path, *argv)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "cfg").glob("*.json")) == sorted(b32)
+    none = run_tuner(site, tmp_path, "--shipped", "--block-n", "64", "--block-k", "64", "--replay", str(landscape))
+    assert (
+        none.returncode == 2 and none.stderr.startswith("error: --shipped: ") and "block_shape=[64, 64]" in none.stderr
+    )
+
+
+def test_vllms_file_is_confirmed_against_vllms_own_default(tmp_path):
+    # vLLM runs num_stages 2 without a file: that, not SGLang's default, is what its file must beat.
+    landscape = write_landscape(tmp_path / "l.csv", [SHAPE], [1])
+    done = run_tuner(tmp_path / "site", tmp_path, "--N", "256", "--K", "512", "--batch-sizes", "1", "--trials", "2",
+                     "--format", "vllm", "--replay", str(landscape))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    vllm_default = Config.from_sglang({**default_config(128, 128).as_sglang(), "num_stages": 2})
+    row = next(line.split() for line in done.stdout.splitlines() if re.match(r"\s+1\s+\d", line))
+    assert row[3] == f"{synthetic_us(PROBLEM, vllm_default):.1f}"  # the "default us" column is vLLM's default

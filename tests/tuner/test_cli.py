@@ -104,7 +104,11 @@ def test_every_study_timed_exactly_the_budget(tuned):
 
 def test_run_starts_with_its_storage_and_what_is_done(tuned):
     tmp, _, result = tuned
-    assert result.stdout.splitlines()[:2] == [f"storage: sqlite:///{tmp}/s.db", "2 studies, none begun earlier"]
+    assert result.stdout.splitlines()[:3] == [
+        f"storage: sqlite:///{tmp}/s.db",
+        f"created new storage {tmp}/s.db",  # a mistyped path would show here
+        f"2 studies, none begun earlier in {tmp}/s.db",
+    ]
 
 
 def test_rerun_times_nothing_new(tuned):
@@ -134,14 +138,14 @@ def _state(timed: int, sampler: str = "local", budget: int = 8, schedules: int =
         ([_state(8), _state(3), None], "1 of 3 studies finished earlier, 1 resumes where it stopped"),
         ([_state(8), None, None], "1 of 3 studies finished earlier"),
         ([_state(2), _state(3), None], "0 of 3 studies finished earlier, 2 resume where they stopped"),
-        ([None, None, None], "3 studies, none begun earlier"),  # a fresh run
+        ([None, None, None], "3 studies, none begun earlier in /s/t.db"),  # a fresh run, or another storage
         ([_state(12), _state(8), _state(9)], "3 of 3 studies finished earlier; nothing to time"),  # a smaller budget
         # a space that holds 5 distinct configs is finished at 5, whatever --trials says
         ([_state(5, schedules=5), _state(8)], "2 of 2 studies finished earlier; nothing to time"),
     ],
 )
 def test_resume_line(states, line):
-    assert resume_line(states, 8) == line
+    assert resume_line(states, 8, "/s/t.db") == line
 
 
 @pytest.mark.parametrize(
@@ -276,6 +280,18 @@ BAD_INPUTS = [
     BadInput("replay-lacks-shape", {"--replay": "{tmp}/other.csv"}, _other_shape),
     # an Optuna storage URL with no driver
     BadInput("storage-unknown-scheme", {"--storage": "notadb://x"}),
+    # an in-memory SQLite database ends with the process: nothing could resume its studies, no worker share them
+    BadInput(
+        "storage-in-memory",
+        {"--storage": "sqlite:///:memory:"},
+        message="error: --storage sqlite:///:memory: is an in-memory SQLite database, which is gone when the process "
+        "ends: nothing could resume its studies or read them; give a file, e.g. sqlite:///studies/tuner.sqlite3.",
+    ),
+    BadInput("storage-in-memory-no-path", {"--storage": "sqlite://"}),
+    # a folder that does not exist is a mistyped path, not a wish for new folders and a fresh storage
+    BadInput("storage-folder-missing", {"--storage": "sqlite:///{tmp}/nonexistent/dir/x.sqlite3"}),
+    # three slashes meant as absolute: a path from the working folder, whose folders do not exist there
+    BadInput("storage-relative-folder-missing", {"--storage": "sqlite:///nonexistent/dir/x.sqlite3"}),
     # --save-path under a regular file cannot be created
     BadInput("save-path-not-writable", {"--save-path": "{tmp}/file/cfg"}, _regular_file),
     # an existing config file that is not valid JSON must stop the run, not be overwritten, and say what to do
@@ -288,13 +304,20 @@ BAD_INPUTS = [
         {"--gpus": "a,b"},
         message="error: --gpus must be comma-separated device indices, but got 'a,b'.",
     ),
-    # Hopper entries under vLLM's name would crash vLLM's Triton kernel
+    # Hopper entries under vLLM's name would crash vLLM's Triton kernel: with vLLM's file alone there is none to fill
     BadInput(
         "hopper-space-for-vllm",
-        {"--space": "hopper", "--format": "both"},
-        message="error: --space hopper writes SPLIT_K/SWAP_AB entries, but --format both puts them under vLLM's file "
-        "name, and vLLM's Triton kernel takes no SPLIT_K or SWAP_AB and fails on entries that carry them (SGLang's "
-        "Hopper path alone runs them); use --format sglang, or tune vLLM's file with --space base.",
+        {"--space": "hopper", "--format": "vllm"},
+        message="error: --space hopper writes SPLIT_K/SWAP_AB entries, which only SGLang's file carries, but --format "
+        "vllm writes vLLM's alone (vLLM's Triton kernel takes no SPLIT_K or SWAP_AB); use --format sglang or both, or "
+        "--space base.",
+    ),
+    # vLLM 0.34.0 loads block-scaled files for fp8 alone: an int8 file under its name is never read
+    BadInput(
+        "int8-for-vllm",
+        {"--input-type": "int8", "--format": "vllm"},
+        message="error: --format vllm writes files that no engine reads: vLLM 0.34.0 loads block-scaled config files "
+        "for fp8 only, not int8; use --format sglang.",
     ),
 ]
 
@@ -404,6 +427,23 @@ def test_bad_value_error_names_the_flag(bad_runs, case, dry):
     assert stderr.splitlines() == [case.message]
 
 
+@pytest.mark.parametrize(
+    ("case_id", "why"),
+    [
+        ("storage-folder-missing", "is the path mistyped?"),
+        (
+            "storage-relative-folder-missing",
+            "sqlite:/// names a path from the working folder, sqlite://// an absolute one",
+        ),
+    ],
+)
+def test_a_storage_in_a_missing_folder_says_which_folder(bad_runs, case_id, why):
+    for dry in (False, True):
+        _, stderr, _, _ = bad_runs[case_id, dry]
+        assert stderr.endswith(f"/nonexistent/dir, a folder that does not exist ({why}); make the folder first, or "
+                               "give a file in one that exists.\n")  # fmt: skip
+
+
 def test_a_corrupt_config_file_says_what_to_do(bad_runs):
     _, stderr, _, _ = bad_runs["corrupt-config-file", False]
     assert stderr.rstrip().endswith("move it aside, or give another --save-path)"), stderr
@@ -418,9 +458,10 @@ def test_a_corrupt_config_file_says_what_to_do(bad_runs):
         "--save-path DIR folder for the config files (default: configs/, or studies/replay/configs/ with --replay)",
         "--storage URL Optuna storage URL (default: sqlite:///studies/tuner.sqlite3, or "
         "sqlite:///studies/replay/tuner.sqlite3 with --replay)",
-        "or both; the content is the same; not vllm or both with --space hopper (default: sglang)",  # --format
+        "or both; vLLM's file gets base-space entries alone, each file confirmed against what its own engine runs "
+        "(default: sglang)",  # --format
         "--input-type {fp8,int8} 8-bit type of A and B (default: the model's quantization config, else fp8)",
-        "--space {base,hopper} base: SGLang's grid of 1280 configs; hopper:",
+        "--space {auto,base,hopper} base: SGLang's grid of configs (1280 at [128, 128] blocks); hopper:",
         "examples: python -m tuner.run --N 7168 --K 18432 one weight shape",  # float16: SGLang's Triton path
         "docs/contracts.md",  # where file names and formats are specified
     ],
@@ -517,7 +558,10 @@ def test_replay_writes_apart_from_real_results_and_says_so(good_runs, landscape)
     written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*.json"))
     assert written == [f"studies/replay/configs/{CONFIG_NAME}"]
     assert not (tmp / "configs").exists()
-    assert done.stdout.splitlines()[0] == "storage: sqlite:///studies/replay/tuner.sqlite3"
+    assert done.stdout.splitlines()[:2] == [
+        f"storage: sqlite:///studies/replay/tuner.sqlite3 ({tmp}/studies/replay/tuner.sqlite3)",  # where that is
+        f"created new storage {tmp}/studies/replay/tuner.sqlite3",
+    ]
     assert (tmp / "studies" / "replay" / "tuner.sqlite3").is_file() and not (tmp / "studies" / "tuner.sqlite3").exists()
     assert done.stdout.splitlines()[-1] == f"replay of {landscape}: latencies are the landscape's, not measured now"
 
@@ -562,23 +606,32 @@ NO_GPU = [
         f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 16 "
         f"--replay {FULL}",
     ),
-    # no landscape of this shape: say so, naming it, and give the closest example with the user's budget
+    # no landscape of this shape: say so, naming it, and give the closest example of the same types with the
+    # user's budget (a bfloat16 landscape of a nearer shape would tune what SGLang sends to DeepGEMM)
     NoGpu(
         "other-shape",
         "--N 5120 --K 25600 --trials 200",
         "No CUDA GPU is visible, and no shipped landscape covers fp8 N=5120 K=25600 block "
         "[128, 128] -> float16; the closest example runs in replay",
-        f"{RUN} --N 7168 --K 18432 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 200 "
-        f"--replay {FULL}",
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 200 "
+        f"--replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
     ),
-    # the shape of the partial landscape, but another output dtype: that landscape is the closest
+    # the shape of the partial landscape, but another output dtype: the closest float16 one comes first
     NoGpu(
         "other-out-dtype",
         "--N 24576 --K 1536",
         "No CUDA GPU is visible, and no shipped landscape covers fp8 N=24576 K=1536 block "
         "[128, 128] -> float16; the closest example runs in replay",
-        f"{RUN} --N 24576 --K 1536 --input-type fp8 --out-dtype bfloat16 --batch-sizes {SIX} --trials 32 "
-        f"--replay {PARTIAL}",
+        f"{RUN} --N 5120 --K 6400 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
+        f"--replay studies/landscapes/h100_fp8_fp16_5120x6400.csv.gz",
+    ),
+    # README's first command on a machine without a GPU: its own shape replays in float16
+    NoGpu(
+        "readme-first-command",
+        "--N 576 --K 7168 --trials 32",
+        "No CUDA GPU is visible; the same run works in replay against a landscape recorded on NVIDIA_H100",
+        f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
+        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz",
     ),
     # int8 is recorded nowhere: the closest is one of the 13 shapes in fp8, with the same output dtype
     NoGpu(
@@ -589,13 +642,16 @@ NO_GPU = [
         f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 32 "
         f"--seed 3 --replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
     ),
-    # float16, the default, of DeepSeek-V3's list: a float16 landscape covers one of its shapes
+    # float16, the default, of DeepSeek-V3's list at TP 8: float16 landscapes cover two of its shapes, each named
     NoGpu(
         "float16-of-many-shapes",
-        "--trials 16",
-        "No CUDA GPU is visible; of your 13 shapes, N=576 K=7168 works in replay",
+        "--tp-size 8 --trials 16",
+        "No CUDA GPU is visible; of your 13 shapes, N=576 K=7168 and N=4608 K=7168 work in replay against "
+        "landscapes recorded on NVIDIA_H100_80GB_HBM3, one command each",
         f"{RUN} --N 576 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 16 "
-        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz",
+        f"--replay studies/landscapes/h100_fp8_fp16_576x7168.csv.gz && "
+        f"{RUN} --N 4608 --K 7168 --input-type fp8 --out-dtype float16 --batch-sizes {SIX} --trials 16 "
+        f"--replay studies/landscapes/h100_fp8_fp16_4608x7168.csv.gz",
     ),
     # the Hopper space: the Hopper grid covers the shape; the sampler, storage and save path are the user's
     NoGpu(
@@ -716,9 +772,11 @@ def test_a_dry_run_in_replay_says_what_it_would_use_and_find(tuned, landscape, c
     out = capsys.readouterr().out.splitlines()
     assert out[:2] == ["plan: 1 shape x 2 batch sizes x 8 trials = 16 timed configs in 2 studies",
                        "  N=256    K=512    (given)  M = 1 16"]  # fmt: skip
-    assert out[2:7] == [
+    assert out[2:8] == [
         f"mode: replay of {landscape}, recorded on Synthetic_GPU: no GPU is used",
-        "space: base, 1280 configs per batch size; sampler: auto (local); prior: none",
+        "files: SGLang's file: --space base (SGLang runs Hopper entries on SM90 GPUs alone, and Synthetic_GPU is not "
+        "one), 1280 configs per batch size",
+        "sampler: auto (local); prior: none",
         f"save path: {tmp}/cfg/ (SGLang's file names)",
         f"storage: sqlite:///{tmp}/s.db",
         "2 of 2 studies finished earlier; nothing to time",  # what the storage already holds
@@ -738,9 +796,31 @@ def test_a_live_dry_run_needs_no_gpu_and_creates_nothing(tmp_path, monkeypatch, 
     assert (
         "mode: live, on a CUDA GPU; none is visible here, so the device, existing files and studies are unknown" in out
     )
-    assert "storage: sqlite:///studies/tuner.sqlite3" in out and "save path: configs/ (SGLang's file names)" in out
+    assert f"storage: sqlite:///studies/tuner.sqlite3 ({tmp_path}/studies/tuner.sqlite3)" in out
+    assert f"no storage at {tmp_path}/studies/tuner.sqlite3 yet: the run creates it" in out
+    assert "save path: configs/ (SGLang's file names)" in out
     assert out[-1].startswith("estimate: about 1 s at most, at the rate of a whole model on one NVIDIA H100")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_counts_each_study_at_the_budget_the_run_caps_it_to(tmp_path, landscape, capsys):
+    # At M = 1 the space's 1280 configs launch 320 distinct schedules, the most a study there times; at
+    # M = 16 too (one row of tiles): 400 trials asked, 640 timed in all, as the run itself would.
+    argv = command(tmp_path, landscape, {"--trials": "400"})[3:]
+    assert run_main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "plan: 1 shape x 2 batch sizes x 400 trials = 640 timed configs in 2 studies"
+    assert "note: 2 of 2 studies can time fewer than --trials 400 distinct configs (M=1: 320, M=16: 320); each " \
+           "stops there." in out  # fmt: skip
+    assert out[-1].startswith("estimate: no GPU time, the latencies are the landscape's; about 6 s of CPU")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a dry run on a machine without a GPU")
+def test_a_live_dry_run_caps_the_budget_at_the_spaces_schedules(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert run_main(["--N", "7168", "--K", "18432", "--batch-sizes", "1", "4096", "--trials", "1000", "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "plan: 1 shape x 2 batch sizes x 1000 trials = 1320 timed configs in 2 studies"  # 320 + 1000
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")

@@ -111,18 +111,39 @@ def test_each_round_of_a_retime_starts_with_another_config(monkeypatch):
     from kernels.timing import GraphTiming
     from tuner.benchmarkers import _cuda
 
+    problem, (a, b, c) = Problem(N=7168, K=18432, M=1), (TUNED[1], TUNED[256], SHIPPED[1])
     session = object.__new__(_cuda.CudaTimingSession)  # no CUDA context on this machine
     session.gpu_s = 0.0
     monkeypatch.setattr(session, "operands", lambda problem: ["set"], raising=False)
-    monkeypatch.setattr(session, "_launcher", lambda problem, config, sets: config, raising=False)
+    monkeypatch.setattr(session, "_bound_launches", lambda problem, config, sets: [lambda: config], raising=False)
     order: list[Config] = []
 
     def fake_time_launches(launch, n_sets):
-        order.append(launch)
+        order.append(launch(0))
         return GraphTiming(estimate_us=1.0, median_us=1.0, p20_us=1.0, p80_us=1.0, launches_per_replay=1)
 
-    monkeypatch.setattr(_cuda, "time_launches", fake_time_launches)
-    a, b, c = TUNED[1], TUNED[256], SHIPPED[1]
-    times = session.retime(Problem(N=7168, K=18432, M=1), [a, b, c], 3)
+    monkeypatch.setattr(session, "_time", fake_time_launches, raising=False)
+    times = session.retime(problem, [a, b, c], 3)
     assert order == [a, b, c, b, c, a, c, a, b]
     assert times == {a: [1.0] * 3, b: [1.0] * 3, c: [1.0] * 3}
+
+
+def test_a_folder_gives_each_shape_its_file_this_devices_first(tmp_path):
+    from tuner.cli.compare import _shape_files
+    from tuner.export import config_file_name
+
+    problem = Problem(N=576, K=5120, M=1, block_n=32, block_k=32)
+    write_configs(tmp_path / config_file_name(576, 5120, "NVIDIA_H200", "fp8", 32, 32), SHIPPED)
+    write_configs(tmp_path / config_file_name(576, 5120, "NVIDIA_H200", "fp8", 128, 128), TUNED)  # another block
+    assert _shape_files({"shipped": tmp_path}, problem, "NVIDIA_H100_80GB_HBM3") == {"shipped": SHIPPED}
+    write_configs(tmp_path / config_file_name(576, 5120, "NVIDIA_H100_80GB_HBM3", "fp8", 32, 32, vllm=True), TUNED)
+    assert _shape_files({"shipped": tmp_path}, problem, "NVIDIA_H100_80GB_HBM3") == {"shipped": TUNED}
+    assert _shape_files({"shipped": tmp_path}, Problem(N=1, K=1, M=1), "X") == {}  # no file of that shape
+
+
+def test_several_shapes_take_folders(tmp_path, capsys):
+    write_configs(tmp_path / "good.json", TUNED)
+    argv = ["--N", "576", "7168", "--K", "7168", "18432", "--config", f"tuned={tmp_path}/good.json", "--out",
+            str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "several shapes take a folder of config files" in capsys.readouterr().err

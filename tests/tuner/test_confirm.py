@@ -5,19 +5,23 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from tests.tuner.fake_gpu import LUCKY, LuckySession, fake_compile
-from tests.tuner.synthetic import synthetic_rows
+import tuner.cli.run
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import HEALTHY_LAUNCHES, LAUNCHES_FILE, LUCKY, DyingSession, FakeSession, LuckySession
+from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.analysis import summary_table
 from tuner.benchmarkers import GpuBenchmarker, ReplayBenchmarker
 from tuner.export import read_config_file
 from tuner.space import Config, Problem, default_config
 from tuner.study import (
     CONFIRM_BASIS,
+    CONFIRM_DEFAULT_US,
     CONFIRM_REASON,
     CONFIRM_ROUND,
     CONFIRMATION,
     CONFIRMED,
     CONFIRMED_US,
+    ROUND_FAILED,
     TuneOptions,
     best,
     confirmation_of,
@@ -170,3 +174,71 @@ def test_a_round_from_before_its_basis_was_recorded_is_held_again(tmp_path):
     assert confirmation_of(study.user_attrs)[CONFIRMED] == FILE_PICK.as_sglang()
     result = tune_problem(storage, PROBLEM, bench, TuneOptions(trials=4, seed=0), seeds=[DEFAULT])
     assert result.best != FILE_PICK and confirmation_of(study.user_attrs)[CONFIRM_BASIS]
+
+
+def test_a_study_extended_in_a_new_process_is_confirmed_there(tmp_path):
+    # A rerun with a larger --trials times its new configs in a timing process of its own, which
+    # never launched the first run's: its round used to fail on them (a graph cannot load a kernel),
+    # and the search's best was exported without a comparison with the default.
+    problem = Problem(N=512, K=256, M=16)
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    seeds = [DEFAULT, FAST, FILE_PICK, BASELINE]  # the default, then FAST: both in the first run
+    for trials in (2, 4):
+        with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=FakeSession,
+                            compile_fn=fake_compile) as bench:  # fmt: skip
+            result = tune_problem(storage, problem, bench, TuneOptions(trials=trials, seed=0), seeds)
+            assert bench.restarts == 0
+    (summary,) = optuna.get_all_study_summaries(storage)
+    round_ = confirmation_of(optuna.load_study(study_name=summary.study_name, storage=storage).user_attrs)
+    assert {DEFAULT.short(), FAST.short()} <= set(round_[CONFIRM_ROUND])
+    assert all(len(times) == 5 for times in round_[CONFIRM_ROUND].values()), round_[CONFIRM_REASON]
+    assert result.timed == 4 and result.default_us is not None
+
+
+def test_a_round_that_failed_to_run_is_held_again_by_the_next_run(tmp_path, monkeypatch):
+    # The GPU dies after the search's three measurements: the round times nothing. The search's best
+    # stands for now, but the round is not current: the next run, on a healthy GPU, holds it.
+    monkeypatch.setenv(LAUNCHES_FILE, str(tmp_path / "launches"))
+    problem = Problem(N=512, K=256, M=16)
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    seeds, options = [DEFAULT, FAST, FILE_PICK], TuneOptions(trials=HEALTHY_LAUNCHES, seed=0)
+    for session in (DyingSession, FakeSession):
+        with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=session, compile_fn=fake_compile) as bench:
+            result = tune_problem(storage, problem, bench, options, seeds)
+        (summary,) = optuna.get_all_study_summaries(storage)
+        round_ = confirmation_of(optuna.load_study(study_name=summary.study_name, storage=storage).user_attrs)
+        if session is DyingSession:
+            assert round_[CONFIRM_REASON] == ROUND_FAILED and not any(round_[CONFIRM_ROUND].values())
+    assert all(len(times) == 5 for times in round_[CONFIRM_ROUND].values())
+    assert result.default_us == round_[CONFIRM_DEFAULT_US] is not None
+
+
+class _LostRound(ReplayBenchmarker):
+    """A replay whose confirmation round comes back empty, as the GPU's does when its timing process is lost."""
+
+    def retime(self, problem, configs, *, rounds):
+        return {config: [] for config in configs}
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["now", "as-stored-before"])
+def test_the_next_run_says_in_one_line_that_it_holds_a_failed_round_again(tmp_path, capsys, legacy):
+    # Stored before, a failed round carried the basis of a current one (and another reason): it was
+    # never held again. Either way the run says so at its start, and the round it holds runs.
+    landscape = write_landscape(tmp_path / "l.csv", [(PROBLEM.N, PROBLEM.K)], [PROBLEM.M])
+    url = f"sqlite:///{tmp_path}/s.db"
+    lost = _LostRound.from_file(landscape)
+    tune_problem(make_storage(url), PROBLEM, lost, TuneOptions(trials=4, seed=0), seeds=[DEFAULT])
+    study = _study(make_storage(url), lost)
+    if legacy:
+        round_ = {**confirmation_of(study.user_attrs), CONFIRM_REASON: "the confirmation round failed to run"}
+        study.set_user_attr(CONFIRMATION, round_)
+    argv = ["--N", str(PROBLEM.N), "--K", str(PROBLEM.K), "--batch-size", str(PROBLEM.M), "--trials", "4",
+            "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path / "cfg"), "--baseline", "none",
+            "--no-prior", "--seed", "0"]  # fmt: skip
+    assert tuner.cli.run.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    note = (f"note: the confirmation round of 1 study failed to run earlier (e.g. {study.study_name}): held again "
+            "before their export")  # fmt: skip
+    assert [line for line in lines if "confirmation round" in line] == [note]
+    round_ = confirmation_of(_study(make_storage(url), lost).user_attrs)
+    assert round_[CONFIRM_REASON] != ROUND_FAILED and all(round_[CONFIRM_ROUND].values())

@@ -10,13 +10,33 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import optuna
 import pytest
 
-from tests.tuner.fake_gpu import FakeSession, fake_compile
-from tests.tuner.synthetic import DENSE_BATCH_SIZES, DEVICE, write_dense_landscape, write_landscape
-from tuner.benchmarkers import COVERAGE, GPU, GpuBenchmarker, Measurement, ReplayBenchmarker, Row, RunClock
+from tests.tuner.fake_compiler import KILLED_FILE, busy_host_compile, fake_compile
+from tests.tuner.fake_gpu import FakeSession
+from tests.tuner.synthetic import (
+    DENSE_BATCH_SIZES,
+    DEVICE,
+    HOPPER_GRID,
+    dense_us,
+    write_dense_landscape,
+    write_landscape,
+)
+from tuner.benchmarkers import (
+    COMPILE_TRIES,
+    COVERAGE,
+    GPU,
+    HOPPER_HEADER,
+    GpuBenchmarker,
+    Measurement,
+    ReplayBenchmarker,
+    Row,
+    RunClock,
+)
+from tuner.engines import SGLANG, VLLM
 from tuner.export import config_file_name, nearest_entry, read_config_file
 from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem
 from tuner.study import (
@@ -316,6 +336,23 @@ def test_a_gpu_probe_compiles_checks_and_times_at_the_new_m_and_returns_each_con
     assert clock.seconds()[GPU] > 0  # outside a check's claim, the benchmarker's categories count as ever
 
 
+def test_a_probe_compiles_again_where_the_compile_process_was_lost(tmp_path, monkeypatch):
+    # The OOM killer of a busy host takes ONCE's compile process once; ALWAYS's compile kills its
+    # process every time. Taken as ONCE's failure at this M, a pick would be judged failing there and
+    # the M would get a key for the host's hiccup: ONCE is compiled again and timed, ALWAYS fails as
+    # its own compile_error after every try, as a search and a sweep count it.
+    monkeypatch.setenv(KILLED_FILE, str(tmp_path / "killed"))
+    once = Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=2)
+    healthy = Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3)
+    always = A  # four stages
+    with GpuBenchmarker(session_factory=FakeSession, compile_fn=busy_host_compile, compile_workers=1,
+                        software={}) as bench:  # fmt: skip
+        result = bench.probe(Problem(N=512, K=1024, M=37), [once, always, healthy], rounds=3, quick=True)
+    assert (tmp_path / "killed").exists()  # the kill happened
+    assert len(result[once]) == len(result[healthy]) == 3
+    assert result[always].status == "compile_error" and result[always].reason.endswith(f"{COMPILE_TRIES} tries)")
+
+
 def test_on_a_gpu_the_checks_kernels_count_as_the_check(tmp_path):
     storage = make_storage(f"sqlite:///{tmp_path}/s.db")
     problems = [Problem(N=512, K=1024, M=M) for M in (16, 24, 32)]
@@ -415,3 +452,65 @@ def test_what_the_check_probes_below_64_is_compiled_ahead_while_larger_batch_siz
     last_study = max(i for i, event in enumerate(events.events) if event == ("prepare", 48))  # its search's own
     ahead = {M for kind, M in events.events[:last_study] if kind == "prepare"}
     assert set(range(17, 24)) | set(range(25, 32)) <= ahead
+
+
+# --- several files of a shape ------------------------------------------------------------------------
+H100 = "NVIDIA_H100_80GB_HBM3"
+
+
+@pytest.fixture(scope="module")
+def hopper_dense(tmp_path_factory):
+    """SHAPE at every M to 64 on an H100, over the Hopper check's grid: dense_us, where SWAP_AB saves a
+    fifth up to M = 16 and costs 3% above, so SGLang's Hopper file and vLLM's base one differ there."""
+    path = tmp_path_factory.mktemp("hopper") / "hopper.csv"
+    with open(path, "w") as f:
+        f.write(",".join(HOPPER_HEADER) + "\n")
+        for M in range(1, 65):
+            problem = Problem(N=SHAPE[0], K=SHAPE[1], M=M)
+            for config in HOPPER_GRID:
+                swap = (0.8 if M <= 16 else 1.03) if config.swap_ab else 1.0
+                base = dense_us(problem, replace(config, split_k=1, swap_ab=False))
+                row = Row(H100, problem, config, "ok", round(base * swap * (1 + 0.01 * (config.split_k - 1)), 3))
+                f.write(",".join(row.as_csv(hopper=True)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("gpus", ["0", "0,1"])  # one process, or workers whose parent writes the files again
+def test_each_search_of_a_shape_is_checked_and_its_keys_go_into_its_engines_files(tmp_path, hopper_dense, gpus):
+    # --space hopper --format both: SGLang's file from the Hopper space, vLLM's from the base space,
+    # two searches of the same batch sizes; each is checked between them on its own studies.
+    out = _run(tmp_path, hopper_dense, "--batch-sizes", "1", "16", "32", "64", "--space", "hopper", "--format",
+               "both", "--baseline", "none", "--gpus", gpus)  # fmt: skip
+    bench = ReplayBenchmarker.from_file(hopper_dense)
+    problems = [Problem(N=SHAPE[0], K=SHAPE[1], M=M) for M in (1, 16, 32, 64)]
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    lines = out.splitlines()
+    for engine, space in ((SGLANG, "hopper"), (VLLM, "base")):
+        path = tmp_path / "cfg" / engine.file_name(*SHAPE, H100, "fp8", 128, 128)
+        names = {p.M: study_name(p, H100, "replay", bench.software, space) for p in problems}
+        coverage = stored_coverage(storage, problems, names, replay=True)
+        assert coverage is not None and coverage.added  # this search's check ran, and added keys
+        table = lines.index(str(path))
+        assert next(line for line in lines[table:] if line.startswith("coverage ")) == coverage.line()
+        entries = read_config_file(path)
+        assert {M: entries[M] for M in coverage.added} == coverage.added
+        record = json.loads((tmp_path / "cfg" / (path.name + ".provenance")).read_text())["entries"]
+        assert all("coverage check" in record[str(M)]["coverage"] for M in coverage.added)
+    sglang, vllm = (
+        read_config_file(tmp_path / "cfg" / e.file_name(*SHAPE, H100, "fp8", 128, 128)) for e in (SGLANG, VLLM)
+    )
+    assert sglang[1].swap_ab and not any(c.hopper for c in vllm.values())  # two searches, not one file twice
+
+
+def test_one_search_for_two_engines_gives_both_files_the_keys_its_check_added(tmp_path, dense):
+    # --format both on a GPU without Hopper entries: one search fills SGLang's and vLLM's files, whose
+    # tuned entries are the same; the check reads the first, and each file gets its keys.
+    landscape, _ = dense
+    out = _run(tmp_path, landscape, "--format", "both", "--batch-sizes", "16", "24", "32")
+    assert len([line for line in out.splitlines() if line.startswith("coverage ")]) == 1
+    paths = [tmp_path / "cfg" / e.file_name(*SHAPE, DEVICE, "fp8", 128, 128) for e in (SGLANG, VLLM)]
+    sglang, vllm = (read_config_file(path) for path in paths)
+    assert sglang == vllm and set(sglang) > {16, 24, 32}
+    for path in paths:
+        record = json.loads(path.with_name(path.name + ".provenance").read_text())["entries"]
+        assert all("coverage check" in record[str(M)]["coverage"] for M in set(sglang) - {16, 24, 32})

@@ -14,7 +14,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.tuner.fake_gpu import FakeSession, fake_compile, fake_gpu_s, fake_latency
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import FakeSession, fake_gpu_s, fake_latency
 from tests.tuner.synthetic import write_landscape
 from tuner.benchmarkers import (
     COMPILE_WAIT,

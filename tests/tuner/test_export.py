@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tuner.export import (
+    OUT_DTYPE,
     ExportError,
-    check_format,
     config_file_name,
-    config_file_names,
     is_vllm_name,
     nearest_entry,
+    other_out_dtype,
     provenance_path,
     read_config_file,
     render,
@@ -63,24 +63,6 @@ def test_file_name_is_byte_exact(args, vllm, expected):
 
 SGLANG_NAME = "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128, 128].json"
 VLLM_NAME = "N=7168,K=18432,device_name=NVIDIA_H100_80GB_HBM3,dtype=fp8_w8a8,block_shape=[128,128].json"
-
-
-@pytest.mark.parametrize(
-    ("file_format", "expected"),
-    [
-        ("sglang", [SGLANG_NAME]),  # the default: SGLang's loader
-        ("vllm", [VLLM_NAME]),  # vLLM's loader (get_w8a8_block_fp8_configs) wants no space in block_shape
-        ("both", [SGLANG_NAME, VLLM_NAME]),  # SGLang's first: the file a run reads existing entries from
-    ],
-)
-def test_names_per_format(file_format, expected):
-    args = (7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128)
-    assert config_file_names(*args, file_format=file_format) == expected
-
-
-def test_unknown_format_names_the_flag():
-    with pytest.raises(ValueError, match=r"^--format must be one of sglang, vllm, both, but got 'triton'\.$"):
-        config_file_names(7168, 18432, "NVIDIA_H100_80GB_HBM3", "fp8", 128, 128, file_format="triton")
 
 
 # Keys ascend numerically (2 < 16 < 128, not "128" < "16" < "2"), indent=4, trailing newline.
@@ -199,18 +181,8 @@ def test_vllm_names_are_told_apart(name, vllm):
 
 # vLLM 0.34.0's Triton kernel takes the six base keys alone: a Hopper entry under vLLM's name crashes
 # vLLM at its first GEMM of that shape. Triton's interpreter drops unknown keywords silently, so no
-# CPU launch could catch this: the rule itself is tested, up front (flags) and at the write.
-@pytest.mark.parametrize(("file_format", "space"), [("vllm", "hopper"), ("both", "hopper")])
-def test_hopper_space_under_vllms_name_is_refused_up_front(file_format, space):
-    with pytest.raises(ValueError, match=rf"^--space hopper .* --format {file_format} .*use --format sglang"):
-        check_format(file_format, space)
-
-
-@pytest.mark.parametrize(("file_format", "space"), [("sglang", "hopper"), ("vllm", "base"), ("both", "base")])
-def test_other_formats_and_spaces_pass(file_format, space):
-    check_format(file_format, space)  # raises nothing
-
-
+# CPU launch could catch this: the rule itself is tested, up front (tests/tuner/test_engines.py) and
+# at the write.
 @pytest.mark.parametrize("entry", [HOPPER, SPLIT_ONLY, SWAP_ONLY], ids=["split-and-swap", "split", "swap"])
 def test_a_hopper_entry_is_never_written_under_vllms_name(tmp_path, entry):
     path = tmp_path / VLLM_NAME
@@ -238,8 +210,7 @@ def _records(path: Path) -> dict[str, dict]:
 
 def test_provenance_sits_beside_the_file_and_is_not_taken_for_a_config(tmp_path):
     path = tmp_path / SGLANG_NAME
-    write_configs(path, {1: FAST, 16: WIDE})
-    write_provenance(path, {1: FAST, 16: WIDE}, MADE_BY)
+    write_configs(path, {1: FAST, 16: WIDE}, MADE_BY)
     assert sorted(p.name for p in tmp_path.iterdir()) == [SGLANG_NAME, SGLANG_NAME + ".provenance"]
     assert [p.name for p in tmp_path.glob("*.json")] == [SGLANG_NAME]  # `cp *.json` leaves the record out
     assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}, "16": {**MADE_BY, "entry": WIDE.as_sglang()}}
@@ -248,24 +219,53 @@ def test_provenance_sits_beside_the_file_and_is_not_taken_for_a_config(tmp_path)
 
 def test_provenance_follows_the_merge(tmp_path):
     path = tmp_path / SGLANG_NAME
-    write_configs(path, {1: FAST, 16: WIDE})
-    write_provenance(path, {1: FAST, 16: WIDE}, MADE_BY)
+    write_configs(path, {1: FAST, 16: WIDE}, MADE_BY)
     later = {**MADE_BY, "date": "d2"}
-    write_configs(path, {16: DEFAULT, 64: DEFAULT})  # a second run replaced M=16 and added M=64
-    write_provenance(path, {64: DEFAULT}, later)  # ... and stopped before recording M=16
+    write_configs(path, {16: DEFAULT})  # another tool (or a run killed between the two writes) replaced M=16
+    write_configs(path, {64: DEFAULT}, later)  # the next run's record drops the stale one of M=16
     records = _records(path)
     assert records == {"1": {**MADE_BY, "entry": FAST.as_sglang()}, "64": {**later, "entry": DEFAULT.as_sglang()}}
-    # A record for an entry the file does not hold (another writer replaced it first) is not written.
-    write_provenance(path, {1: WIDE}, later)
-    assert _records(path)["1"] == {**MADE_BY, "entry": FAST.as_sglang()}
+
+
+def test_a_file_written_by_other_means_gets_records_for_the_entries_it_holds(tmp_path):
+    path = tmp_path / SGLANG_NAME
+    write_configs(path, {1: FAST, 16: WIDE})  # e.g. a copy of the file an engine loads now
+    write_provenance(path, {1: FAST, 16: DEFAULT}, MADE_BY)  # the file holds WIDE at 16: no record of DEFAULT
+    assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}}
+    assert path.read_bytes() == render({1: FAST, 16: WIDE}).encode()
 
 
 def test_an_unreadable_provenance_record_is_replaced(tmp_path):
     path = tmp_path / SGLANG_NAME
     write_configs(path, {1: FAST})
     provenance_path(path).write_text("{not json")
-    write_provenance(path, {1: FAST}, MADE_BY)
+    write_configs(path, {1: FAST}, MADE_BY)
     assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}}
+
+
+@pytest.mark.parametrize(
+    ("recorded", "warned"),
+    [
+        ({1: "bfloat16", 16: "bfloat16", 64: "float16"}, "for bfloat16 output at M = 1 16"),
+        ({1: "float32", 16: "bfloat16"}, "for float32 output at M = 1; for bfloat16 output at M = 16"),
+        ({1: "float16", 16: "float16"}, None),  # the same dtype: an ordinary rerun
+        ({}, None),  # records of before the dtype was recorded judge nothing
+    ],
+)
+def test_a_run_for_another_out_dtype_is_told_which_entries_it_replaces(tmp_path, recorded, warned):
+    path = tmp_path / SGLANG_NAME
+    write_configs(path, {1: FAST, 16: WIDE, 64: DEFAULT, 256: DEFAULT}, MADE_BY)
+    for M, dtype in recorded.items():
+        write_configs(path, {M: read_config_file(path)[M]}, {**MADE_BY, OUT_DTYPE: dtype})
+    line = other_out_dtype(path, [1, 16, 64], "float16")  # 256 stays: this run does not tune it
+    if warned is None:
+        assert line is None
+    else:
+        assert line == (
+            f"{path} holds entries made {warned} (so its provenance says), which this float16 run replaces: the file "
+            "name carries no output dtype; give another --save-path to keep both."
+        )
+    assert other_out_dtype(tmp_path / "absent.json", [1], "float16") is None
 
 
 _FULL_ENTRY = DEFAULT.as_sglang()

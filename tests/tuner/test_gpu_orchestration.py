@@ -6,26 +6,39 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.tuner.fake_compiler import KILLED_FILE, busy_host_compile, fake_compile
 from tests.tuner.fake_gpu import (
     HEALTHY_LAUNCHES,
     LAUNCHES_FILE,
+    DefaultCrashesSession,
     DyingSession,
     FakeSession,
-    fake_compile,
     fake_gpu_s,
     fake_latency,
 )
 from tests.tuner.stoppable import ctrl_c_as_in_a_terminal
 from tuner.benchmarkers import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, GpuBenchmarker, RunClock
 from tuner.export import read_config_file
-from tuner.space import COMPILE_S, REASON, STATUS, TIMED, Config, Problem, default_config
-from tuner.study import GPU_FAILURE, GpuFailure, TuneOptions, is_timed, make_storage, tune_problem, tune_shape
+from tuner.space import COMPILE_S, REASON, STATUS, TIMED, Config, Problem, config_of, default_config
+from tuner.study import (
+    CONFIRM_REASON,
+    CONFIRM_ROUND,
+    GPU_FAILURE,
+    GpuFailure,
+    TuneOptions,
+    confirmation_of,
+    is_timed,
+    make_storage,
+    tune_problem,
+    tune_shape,
+)
 
 PROBLEM = Problem(N=512, K=256, M=16)
 
@@ -148,10 +161,96 @@ def test_a_gpu_that_dies_stops_the_run_and_spends_no_budget_on_it(tmp_path, monk
     assert not [t for t in trials if is_timed(t) and t.user_attrs[STATUS] in ("crash", "timeout")]
 
 
+def _trials(storage) -> list:
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage).trials
+
+
+def _study(storage) -> optuna.Study:
+    (summary,) = optuna.get_all_study_summaries(storage)
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+class _CountedRetimes(GpuBenchmarker):
+    """The GPU benchmarker, counting its retimes: the confirmation round's and the GPU checks'."""
+
+    retimes = 0
+
+    def retime(self, problem, configs, *, rounds):
+        self.retimes += 1
+        return super().retime(problem, configs, rounds=rounds)
+
+
+CRASHES = Config(block_m=256, block_n=64, block_k=128, group_m=1, num_warps=8, num_stages=5)  # FakeSession's
+
+
+def test_a_config_that_crashes_the_timing_process_costs_one_trial_and_the_round_still_runs(tmp_path):
+    # The crash replaces the timing process; the new one has launched none of the configs measured
+    # before it. The GPU check after the crash and the confirmation round time such configs in CUDA
+    # graphs: a graph that held a kernel's first launch in the process failed (CUDA refuses the
+    # module load while a stream captures), which stopped a healthy run as a dead GPU.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    small = [Config(block_m=m, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=3) for m in (16, 32)]
+    seeds = [default_config(128, 128), small[0], CRASHES, small[1]]
+    with GpuBenchmarker(compile_workers=1, timeout_s=5, session_factory=FakeSession, compile_fn=fake_compile) as b:
+        result = tune_problem(storage, PROBLEM, b, TuneOptions(trials=4, seed=0), seeds)
+        assert b.restarts == 1
+    trials = _trials(storage)
+    assert result.timed == 4 and [t.user_attrs[STATUS] for t in trials].count("crash") == 1
+    round_ = confirmation_of(_study(storage).user_attrs)
+    ran = [c for c in seeds if c != CRASHES]
+    assert set(round_[CONFIRM_ROUND]) == {c.short() for c in ran}
+    assert all(len(times) == 5 for times in round_[CONFIRM_ROUND].values()), round_[CONFIRM_REASON]
+    assert result.best == min(ran, key=lambda c: fake_latency(PROBLEM, c))
+
+
+def test_a_crashed_default_is_not_checked_with_itself(tmp_path):
+    # SGLang's default is a study's first config when nothing else is known; when it crashed there,
+    # the GPU check timed the default again, which crashed again and stopped a healthy run.
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    seeds = [default_config(128, 128), Config(block_m=16, block_n=64, block_k=128, group_m=1, num_warps=4,
+                                              num_stages=3)]  # fmt: skip
+    with _CountedRetimes(compile_workers=1, timeout_s=5, session_factory=DefaultCrashesSession,
+                         compile_fn=fake_compile) as b:  # fmt: skip
+        result = tune_problem(storage, PROBLEM, b, TuneOptions(trials=3, seed=0), seeds)
+        assert (b.restarts, b.retimes) == (1, 2)  # the crash; the GPU check, then the confirmation round
+    first = _trials(storage)[0]
+    assert (first.params["BLOCK_SIZE_M"], first.user_attrs[STATUS]) == (64, "crash")  # the default's, counted
+    assert result.timed == 3 and result.best != default_config(128, 128)
+
+
+def test_a_lost_compile_process_gives_its_claim_back_and_is_no_gpu_failure(tmp_path, monkeypatch):
+    # The OOM killer of a busy host takes the compile of ONCE's config once; ALWAYS's compile kills
+    # its process every time. Read as a GPU crash, the first spent a measurement, ran the GPU check
+    # and stayed failed for the run. Now it gives its claim back and is timed when proposed again;
+    # ALWAYS is tried twice in all, then counted as the config's own compile_error.
+    monkeypatch.setenv(KILLED_FILE, str(tmp_path / "killed"))
+    storage = make_storage(f"sqlite:///{tmp_path}/s.db")
+    once = Config(block_m=32, block_n=64, block_k=128, group_m=1, num_warps=4, num_stages=2)
+    always = Config(block_m=32, block_n=128, block_k=128, group_m=1, num_warps=4, num_stages=4)
+    seeds = [default_config(128, 128), once, always, replace(once, block_m=16, num_stages=3)]
+    with _CountedRetimes(compile_workers=1, timeout_s=5, session_factory=FakeSession,
+                         compile_fn=busy_host_compile) as b:  # fmt: skip
+        result = tune_problem(storage, PROBLEM, b, TuneOptions(trials=4, seed=0), seeds)
+        assert (b.restarts, b.retimes) == (0, 1)  # no timing process lost, no GPU check: the round alone
+    assert (tmp_path / "killed").exists()
+    trials = _trials(storage)
+    assert result.timed == 4 == sum(1 for t in trials if is_timed(t))
+
+    def outcomes(config):
+        return [(t.user_attrs[STATUS], is_timed(t)) for t in trials if config_of(t) == config]
+
+    assert outcomes(once) == [("compile_crash", False), ("ok", True)]
+    assert outcomes(always) == [("compile_crash", False), ("compile_error", True)]
+    final = next(t for t in trials if config_of(t) == always and is_timed(t))
+    assert final.user_attrs[REASON] == "the compile process died (status 7) (on each of 2 tries)"
+
+
 # A process that owns a benchmarker whose compile processes have finished their jobs and wait for more.
 _IDLE_POOL = """
 import multiprocessing, signal, time
-from tests.tuner.fake_gpu import FakeSession, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import FakeSession
 from tuner.benchmarkers import GpuBenchmarker
 from tuner.space import Problem, search_space
 

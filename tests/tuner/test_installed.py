@@ -24,7 +24,7 @@ def installed(tmp_path_factory) -> tuple[Path, list[str]]:
     tmp = tmp_path_factory.mktemp("installed")
     source = tmp / "source"  # a copy, so the build leaves nothing in the checkout
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "w8a8_block_tuner.py"):
         shutil.copy(REPO / name, source / name)
     for package in ("kernels", "tuner"):
         shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
@@ -53,6 +53,24 @@ def test_the_wheel_ships_the_priors_landscapes_and_the_prior_reads_them(installe
     where, shapes = done.stdout.split()
     shipped = [name for name in names if name.startswith("tuner/samplers/landscapes/") and name.endswith(".csv.gz")]
     assert Path(where).is_relative_to(site) and int(shapes) == len(shipped) == 4  # one shape per recorded file
+
+
+def test_the_wheel_installs_the_commands_under_a_name_of_their_own(installed, tmp_path):
+    site, names = installed
+    assert "w8a8_block_tuner.py" in names
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "w8a8-block-tuner = w8a8_block_tuner:main" in (site / entry_points).read_text().splitlines()
+    # Another project's `kernels` ahead of the installed tuner: python -m tuner.report names it; the
+    # command of the tuner's own name imports the installed kernels anyway.
+    other = tmp_path / "other" / "kernels"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(other.parent), str(site)])}
+    for module, status in (("tuner.report", 2), ("w8a8_block_tuner", 0)):
+        argv = [sys.executable, "-m", module, *(["report"] if module == "w8a8_block_tuner" else []), "--help"]
+        done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == status, done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_a_run_that_finds_no_prior_says_so(installed, tmp_path):

@@ -14,13 +14,22 @@ from tuner.shapes import ModelPlan, deepseek_v3_shapes, load_model_config, model
 
 MODELS = Path(__file__).parent / "models"
 
-# A Qwen3-32B-like dense model: hidden 5120, intermediate 25600, 64 heads, 8 KV heads, head_dim 128.
+FP8_BLOCKS = {"quant_method": "fp8", "weight_block_size": [128, 128]}
+# A Qwen3-32B-like dense model: hidden 5120, intermediate 25600, 64 heads, 8 KV heads, head_dim 128, FP8 blocks.
 DENSE = {"hidden_size": 5120, "intermediate_size": 25600, "num_attention_heads": 64,
-         "num_key_value_heads": 8, "head_dim": 128}  # fmt: skip
+         "num_key_value_heads": 8, "head_dim": 128, "quantization_config": FP8_BLOCKS}  # fmt: skip
 
 
 def config(name: str) -> dict:
     return load_model_config(MODELS / f"{name}.json")
+
+
+def blocked(model: dict) -> dict:
+    """A published model as a block-quantized checkpoint of it would be: an unquantized one gets FP8 blocks.
+
+    Its layers are the same (quantization changes no shape); unquantized, the block kernel never runs it.
+    """
+    return {"quantization_config": FP8_BLOCKS, **model}
 
 
 # (model file, tp, expected (layer, N, K)), worked out by hand from each model's published config.json.
@@ -90,7 +99,7 @@ def config(name: str) -> dict:
     ],
 )  # fmt: skip
 def test_published_models_layers(model, tp, expected):
-    plan = model_plan(config(model), tp)
+    plan = model_plan(blocked(config(model)), tp)
     assert list(plan.layers) == expected
     assert plan.tp_size == tp
 
@@ -125,7 +134,12 @@ def test_dense_model_layers(tp, expected):
 
 
 def test_head_dim_and_kv_heads_default_like_hugging_face():
-    config = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32}
+    config = {
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_attention_heads": 32,
+        "quantization_config": FP8_BLOCKS,
+    }
     assert list(model_plan(config, 1).layers)[0] == ("qkv_proj", 3 * 4096, 4096)
     # null means the same as absent, as in Hugging Face's config classes
     assert list(model_plan({**config, "head_dim": None, "num_key_value_heads": None}, 1).layers)[0] == (
@@ -163,8 +177,6 @@ def test_tp_size_alone_still_plans_deepseek_v3s_fixed_list(capsys, args):
     [
         ("deepseek_v3", (128, 128), "fp8"),  # quantization_config.weight_block_size [128, 128]
         ("qwen3_32b_fp8", (128, 128), "fp8"),
-        ("llama_3_1_8b", (128, 128), None),  # no quantization_config: the default block, not block-quantized
-        ("deepseek_v2_lite", (128, 128), None),
     ],
 )
 def test_block_shape_comes_from_the_quantization_config(model, block_shape, input_type):
@@ -184,30 +196,113 @@ def test_headline_states_model_tp_and_block_shape():
     assert model_plan(config("deepseek_v3"), 8).headline() == (
         "model: deepseek_v3, tp_size=8, block_shape=[128, 128] (fp8), 8 linear layers in 8 shapes"
     )
-    assert model_plan(config("llama_3_1_8b")).headline() == (
-        "model: llama, tp_size=1, block_shape=[128, 128] (default: the model is not block-quantized), "
-        "4 linear layers in 4 shapes"
-    )
+    assert model_plan({**config("llama_3_1_8b"), "quantization_config": {**FP8_BLOCKS, "weight_block_size": [64, 64]}},
+                      2).headline() == (
+        "model: llama, tp_size=2, block_shape=[64, 64] (fp8), 4 linear layers in 4 shapes"
+    )  # fmt: skip
 
 
-@pytest.mark.parametrize("model", ["llama_3_1_8b", "deepseek_v2_lite"])
-def test_unquantized_models_get_a_note(model):
-    notes = model_plan(config(model)).notes
-    assert any("no quantization_config" in note and "not block-quantized" in note for note in notes)
-
-
+# (quantization_config, what the refusal says): what vLLM and SGLang run on other GEMMs than the block kernel.
 @pytest.mark.parametrize(
     ("quantization", "says"),
     [
-        ({"quant_method": "fp8"}, "'fp8' without weight_block_size"),  # per-tensor FP8
-        ({"quant_method": "compressed-tensors", "config_groups": {}}, "'compressed-tensors'"),
-        ({"quant_method": "awq", "weight_block_size": [128, 128]}, "'awq'"),  # a block size alone is not enough
+        (None, "has no quantization_config: the model is not quantized"),  # Llama-3.1-8B as published
+        ({"quant_method": "fp8"}, "quant_method 'fp8' without weight_block_size, i.e. one scale per tensor or channel"),
+        ({"quant_method": "awq", "weight_block_size": [128, 128]}, "quant_method 'awq', not block quantization"),
+        ({"quant_method": "gptq", "bits": 4, "group_size": 128}, "quant_method 'gptq', not block quantization"),
+        ({"quant_method": "compressed-tensors", "config_groups": {}}, "compressed-tensors quantization_config has no "
+                                                                      "config_groups"),
+        # per-channel FP8 in compressed-tensors' format
+        ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+            "weights": {"num_bits": 8, "type": "float", "strategy": "channel"},
+            "input_activations": {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True}}}},
+         "group 'group_0' quantizes weights with strategy 'channel', 8-bit float, not 8-bit float blocks"),
+        # FP8 weight blocks alone (W8A16): vLLM runs them on another kernel
+        ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {
+            "weights": {"num_bits": 8, "type": "float", "strategy": "block", "block_structure": [128, 128]}}}},
+         "group 'group_0' leaves input activations unquantized"),
     ],
-)
-def test_other_quantization_methods_get_a_note_and_the_default_block(quantization, says):
-    plan = model_plan({**DENSE, "quantization_config": quantization})
-    assert plan.block_shape == (128, 128) and plan.input_type is None
-    assert any(says in note and "not block quantization" in note for note in plan.notes)
+    ids=["unquantized", "per-tensor-fp8", "awq", "gptq", "compressed-tensors-empty", "compressed-tensors-channel",
+         "compressed-tensors-w8a16"],
+)  # fmt: skip
+def test_models_the_block_kernel_never_runs_are_refused_in_one_line(tmp_path, capsys, quantization, says):
+    model = {k: v for k, v in config("llama_3_1_8b").items() if k != "quantization_config"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(model if quantization is None else {**model, "quantization_config": quantization}))
+    with pytest.raises(ValueError, match="the block-scaled W8A8 kernel never runs its linear layers|config_groups"):
+        model_plan(load_model_config(path))
+    for dry in ([], ["--dry-run"]):  # refused before a GPU is asked for, as in its dry run
+        assert main(["--model", str(path), "--tp-size", "8", *dry]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("error: the model config") and says in err[0], err
+
+
+def _compressed_tensors(*blocks: list[int]) -> dict:
+    """compressed-tensors' FP8 block format, as vLLM reads it: one config group per block structure."""
+    groups = {
+        f"group_{i}": {
+            "targets": ["Linear"],
+            "weights": {"num_bits": 8, "type": "float", "strategy": "block", "block_structure": block,
+                        "symmetric": True, "dynamic": False},
+            "input_activations": {"num_bits": 8, "type": "float", "strategy": "group", "group_size": 128,
+                                  "symmetric": True, "dynamic": True},
+        }
+        for i, block in enumerate(blocks)
+    }  # fmt: skip
+    return {"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": groups,
+            "ignore": ["lm_head"]}  # fmt: skip
+
+
+@pytest.mark.parametrize("block", [[128, 128], [64, 128]])
+def test_compressed_tensors_fp8_blocks_are_tuned_in_their_blocks(tmp_path, capsys, block):
+    model = {**config("qwen3_32b_fp8"), "quantization_config": _compressed_tensors(block)}
+    plan = model_plan(model, 8)
+    assert (plan.input_type, plan.block_shape) == ("fp8", tuple(block))
+    assert plan.layers == model_plan(config("qwen3_32b_fp8"), 8).layers
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(model))
+    assert main(["--model", str(path), "--dry-run"]) == 0
+    assert f"block_shape=[{block[0]}, {block[1]}] (fp8)" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_compressed_tensors_groups_of_two_block_structures_are_refused():
+    model = {**config("qwen3_32b_fp8"), "quantization_config": _compressed_tensors([128, 128], [64, 64])}
+    with pytest.raises(ValueError, match=r"use 2 block structures \(\[64, 64\], \[128, 128\]\); tune each block shape"):
+        model_plan(model)
+
+
+@pytest.mark.parametrize("nested_quantization", [False, True], ids=["top-level", "nested"])
+def test_a_multimodal_config_plans_its_language_model(nested_quantization):
+    # Llama 4, Gemma 3, Mistral 3: the language model under text_config, quantization_config usually on top.
+    text = config("qwen3_32b_fp8")
+    quantization = text.pop("quantization_config")
+    outer = {"model_type": "qwen3_vl", "vision_config": {"hidden_size": 1152}, "text_config": text}
+    if nested_quantization:
+        text["quantization_config"] = {**quantization, "weight_block_size": [64, 64]}
+        outer["quantization_config"] = quantization
+    else:
+        outer["quantization_config"] = quantization
+    plan = model_plan(outer, 8)
+    assert plan.layers == model_plan(config("qwen3_32b_fp8"), 8).layers
+    assert plan.block_shape == ((64, 64) if nested_quantization else (128, 128))
+    assert plan.model == "qwen3_vl"
+    (note,) = [note for note in plan.notes if "text_config" in note]
+    assert note.startswith("the config nests its language model under text_config: its layers are the ones planned")
+    assert ("with the top-level quantization_config" in note) is not nested_quantization
+
+
+def test_a_model_folder_is_read_as_its_config_json(tmp_path, capsys):
+    # A downloaded snapshot: config.json beside the weights.
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "config.json").write_text((MODELS / "qwen3_32b_fp8.json").read_text())
+    assert load_model_config(tmp_path / "snapshot") == config("qwen3_32b_fp8")
+    assert main(["--model", str(tmp_path / "snapshot"), "--dry-run"]) == 0
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    assert main(["--model", str(tmp_path / "empty"), "--dry-run"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --model '{tmp_path / 'empty'}' is a folder without a config.json; give the model's config.json.\n"
+    )
 
 
 def test_blockwise_int8_is_block_quantized_with_int8_inputs():
@@ -227,7 +322,7 @@ def test_blockwise_int8_is_block_quantized_with_int8_inputs():
     ],
 )
 def test_routed_experts_are_noted_not_tuned(model, tp, experts):
-    plan = model_plan(config(model), tp)
+    plan = model_plan(blocked(config(model)), tp)
     [note] = [note for note in plan.notes if "routed experts" in note]
     assert note.startswith(experts) and "fused-MoE kernel" in note and "not tuned here" in note
     assert not any("expert" in name and "shared" not in name for name, _, _ in plan.layers)
@@ -235,12 +330,12 @@ def test_routed_experts_are_noted_not_tuned(model, tp, experts):
 
 @pytest.mark.parametrize("model", ["qwen3_32b_fp8", "llama_3_1_8b"])
 def test_dense_models_have_no_routed_experts_note(model):
-    assert not any("routed experts" in note for note in model_plan(config(model), 8).notes)
+    assert not any("routed experts" in note for note in model_plan(blocked(config(model)), 8).notes)
 
 
 def test_mixtral_experts_are_intermediate_size_wide_and_every_layer_is_sparse():
     mixtral = {"hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
-               "num_local_experts": 8}  # fmt: skip
+               "num_local_experts": 8, "quantization_config": FP8_BLOCKS}  # fmt: skip
     plan = model_plan(mixtral)
     assert plan.layers == (("qkv_proj", 6144, 4096), ("o_proj", 4096, 4096))
     assert any(note.startswith("8 routed experts (intermediate_size 14336") for note in plan.notes)
@@ -266,7 +361,8 @@ def test_deepseek_moe_without_leading_dense_layers_has_no_dense_mlp():
 
 def test_identical_shapes_are_tuned_once_under_both_names():
     # O is hidden x (8 heads x 128) = 1024 x 1024, and so is down with intermediate 1024.
-    square = {"hidden_size": 1024, "intermediate_size": 1024, "num_attention_heads": 8, "head_dim": 128}
+    square = {"hidden_size": 1024, "intermediate_size": 1024, "num_attention_heads": 8, "head_dim": 128,
+              "quantization_config": FP8_BLOCKS}  # fmt: skip
     plan = model_plan(square)
     assert len(plan.layers) == 4
     assert plan.shapes() == {(3072, 1024): "qkv_proj", (1024, 1024): "o_proj+down_proj", (2048, 1024): "gate_up_proj"}
@@ -291,11 +387,6 @@ def test_splits_that_cut_quantization_blocks_are_noted(model, tp, block, cut):
     assert noted == cut
 
 
-def test_unquantized_models_get_no_block_notes():
-    # Llama-3.1-8B at TP 32 would cut 128-wide blocks (14336 / 32 = 448), but it has none.
-    assert not any("refuse" in note for note in model_plan(config("llama_3_1_8b"), 32).notes)
-
-
 @pytest.mark.parametrize(
     ("tp", "noted"),
     [(8, True), (4, False)],  # 1536 / 8 = 192 is 1.5 blocks of 128; 1536 / 4 = 384 is 3
@@ -308,7 +399,7 @@ def test_routed_experts_that_tp_cannot_split_into_blocks_are_noted(tp, noted):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"intermediate_size": 1, "num_attention_heads": 1}, "'hidden_size'"),  # missing field
+        ({"intermediate_size": 1, "num_attention_heads": 1, "quantization_config": FP8_BLOCKS}, "'hidden_size'"),
         ({**DENSE, "num_attention_heads": "64"}, "'num_attention_heads'"),  # not an int
         ({**DENSE, "num_attention_heads": 60}, "--tp-size 8 must divide"),  # TP does not divide heads
     ],
@@ -319,7 +410,7 @@ def test_bad_model_config_raises(config, message):
 
 
 def _from(name: str, **fields):
-    return {**config(name), **fields}
+    return {**blocked(config(name)), **fields}
 
 
 KV6 = {"num_attention_heads": 48, "num_key_value_heads": 6, "head_dim": 128}

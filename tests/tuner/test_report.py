@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import math
+import shutil
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -220,6 +223,7 @@ def _bad_inputs(tmp_path: Path, tuned: tuple[str, Path]) -> dict[str, list[str]]
     return {
         "missing sqlite file": ["--storage", f"sqlite:///{tmp_path}/nothing.db", *out],
         "unknown driver": ["--storage", "nosuchdb://host/x", *out],
+        "in-memory sqlite": ["--storage", "sqlite:///:memory:", *out],
         "not a database": ["--storage", f"sqlite:///{tmp_path}/not_a_db.db", *out],
         "no studies": ["--storage", f"sqlite:///{tmp_path}/empty.db", *out],
         "out folder not writable": ["--storage", tuned[0], "--out", str(tmp_path / "a_file" / "r.html")],
@@ -244,6 +248,7 @@ def _bad_inputs(tmp_path: Path, tuned: tuple[str, Path]) -> dict[str, list[str]]
     [
         "missing sqlite file",
         "unknown driver",
+        "in-memory sqlite",
         "not a database",
         "no studies",
         "out folder not writable",
@@ -265,6 +270,40 @@ def test_bad_input_is_one_line_and_exit_2(case, tuned, tmp_path, capsys):
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert not (tmp_path / "r.html").exists()
     assert not (tmp_path / "nothing.db").exists()  # a typo in the URL never creates a storage
+
+
+@pytest.mark.parametrize("content", ["a table of its own", "an empty database", "text"])
+def test_a_file_that_holds_no_storage_is_refused_and_left_as_it_is(tmp_path, capsys, content):
+    # Opened with Optuna, the file would get Optuna's tables (and a write-ahead log) before the refusal.
+    path = tmp_path / "notes.sqlite3"
+    if content == "text":
+        path.write_text("not a database\n")
+    else:
+        with closing(sqlite3.connect(path)) as connection:
+            if content == "a table of its own":
+                connection.execute("CREATE TABLE notes (line TEXT)")
+                connection.execute("INSERT INTO notes VALUES ('keep me')")
+            connection.commit()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main(["--storage", f"sqlite:///{path}", "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --storage sqlite:///{path}: {path} ") and err.count("\n") == 1, err
+    assert ("is not a SQLite database" if content == "text" else "holds no Optuna storage") in err
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite3"]  # no journal or log beside it
+
+
+def test_a_missing_storage_points_to_a_replays_where_one_exists(tuned, tmp_path, monkeypatch, capsys):
+    # README's report command names the live runs' storage; a machine without a GPU has only a replay's.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies" / "replay").mkdir(parents=True)
+    shutil.copy(tuned[0].removeprefix("sqlite:///"), tmp_path / "studies" / "replay" / "tuner.sqlite3")
+    assert main(["--storage", "sqlite:///studies/tuner.sqlite3", "--out", "studies/report.html"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --storage sqlite:///studies/tuner.sqlite3: no SQLite file at {tmp_path}/studies/tuner.sqlite3; a "
+        "replay's studies are in sqlite:///studies/replay/tuner.sqlite3.\n"
+    )
+    assert main(["--storage", "sqlite:///studies/replay/tuner.sqlite3", "--out", "studies/report.html"]) == 0
 
 
 def test_a_claim_given_back_is_not_counted_as_timed(tmp_path):

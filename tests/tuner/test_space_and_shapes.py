@@ -16,18 +16,26 @@ from tuner.space import SGLANG_KEYS, Config, default_config, search_space
         (128, 1280, {64, 128}),  # SGLang's full space
         (256, 1280, {64, 128}),  # both K tiles divide 256
         (64, 640, {64}),  # BLOCK_SIZE_K 128 would span two scale groups
+        (32, 640, {32}),  # [32, 32] blocks: no size of SGLang's grid divides 32, so the block's own
+        (16, 640, {16}),
     ],
 )
 def test_search_space_size(block_k, size, block_ks):
     space = search_space(block_k)
     assert len(space) == len(set(space)) == size
     assert {c.block_k for c in space} == block_ks
+    assert all(block_k % c.block_k == 0 for c in search_space(block_k, "hopper"))
 
 
-@pytest.mark.parametrize("block_k", [32, 96])  # no BLOCK_SIZE_K of the space divides these
-def test_search_space_without_a_dividing_k_tile_raises(block_k):
+@pytest.mark.parametrize("block_k", [8, 96, 0])  # below the smallest dot tile, not a power of two, empty
+def test_search_space_without_a_k_tile_raises(block_k):
     with pytest.raises(ValueError, match=str(block_k)):
         search_space(block_k)
+
+
+@pytest.mark.parametrize("block", [(128, 128), (64, 64), (32, 32)])
+def test_the_default_config_of_every_block_shape_is_in_its_space(block):
+    assert default_config(*block) in search_space(block[1])
 
 
 def test_default_config_is_sglangs_and_in_the_space():

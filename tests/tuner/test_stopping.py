@@ -15,9 +15,17 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from tests.tuner.stoppable import paced, stored_so_far
+from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, ctrl_c_at_exit, paced, stored_so_far
 from tests.tuner.synthetic import write_landscape
-from tuner.stopping import Terminated, exit_status, held_outside_waits, interruptible, raise_if_held
+from tuner.stopping import (
+    Terminated,
+    exit_status,
+    held_outside_waits,
+    interruptible,
+    raise_if_held,
+    stopped_by,
+)
+from tuner.study import is_timed
 
 
 def ctrl_c(signum: int = signal.SIGINT) -> None:
@@ -101,6 +109,15 @@ def test_exit_status_is_what_a_shell_reports_for_the_signal(error, status):
             assert exit_status(wrapped) == status
 
 
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(KeyboardInterrupt(), "stopped by Ctrl-C"), (Terminated(), "stopped by SIGTERM")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_is_named_by_what_sent_it(error, reason):
+    assert stopped_by(error) == reason
+
+
 @pytest.mark.parametrize("parent", ["alive", "gone"])
 def test_a_child_whose_parent_is_gone_exits_at_once(parent):
     # The parent's pid as the child saw it at its start; "gone" stands for a parent that died before
@@ -138,3 +155,126 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
     trials = [t for study in stored_so_far(url).values() for t in study]
     assert trials and not [t for t in trials if t.state == TrialState.RUNNING]  # none left running for good
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["at-its-end", "while-it-stops"])
+def test_a_ctrl_c_as_a_run_ends_prints_no_traceback(tmp_path, stopped):
+    # A Ctrl-C in the process's last moments (its work done, or a first Ctrl-C already taken): Python
+    # would print a traceback from its clean-up callbacks and still exit 0.
+    url = f"sqlite:///{tmp_path}/s.db"
+    landscape = write_landscape(tmp_path / "l.csv", [(256, 512)], [1, 16])
+    argv = [sys.executable, "-m", "tuner.run", "--N", "256", "--K", "512", "--batch-sizes", "1", "16", "--trials",
+            "40" if stopped else "4", "--replay", str(landscape), "--storage", url, "--save-path",
+            str(tmp_path / "cfg"), "--no-prior"]  # fmt: skip
+    env = ctrl_c_at_exit({**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    run = subprocess.Popen(argv, cwd=tmp_path, env=paced(env) if stopped else env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    try:
+        if stopped:
+            deadline = time.monotonic() + 60
+            while not any(stored_so_far(url).values()):
+                assert run.poll() is None and time.monotonic() < deadline, "the run ended, or stored nothing in 60 s"
+                time.sleep(0.2)
+            run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    if stopped:
+        assert run.returncode == 130, err
+        assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored"), err
+    else:
+        assert run.returncode == 0, err
+        assert out.splitlines()[-1].startswith("replay of ")  # it ended as a run ends
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter from /proc (Linux), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below pid."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone since the listing
+            continue
+        if fields[0] != "Z":  # a zombie is dead, only not reaped yet
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _all_gone(pids: set[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(_state(pid) not in (None, "Z") for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _start_with_workers(tmp_path: Path) -> tuple[subprocess.Popen, list[str], str, set[int]]:
+    """A replay run of 4 studies over two replay workers, paced so that a test stops it mid-way, once both
+    workers have stored trials: the run, its command, its storage and the processes it started."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    landscape = write_landscape(tmp_path / "l.csv", [(256, 512)], [1, 16, 64, 256])
+    argv = [sys.executable, "-m", "tuner.run", "--N", "256", "--K", "512", "--batch-sizes", "1", "16", "64", "256",
+            "--trials", "40", "--replay", str(landscape), "--storage", url, "--save-path", str(tmp_path / "cfg"),
+            "--no-prior", "--gpus", "0,1"]  # fmt: skip
+    env = paced({**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, delay_s=0.05)
+    run = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=ctrl_c_as_in_a_terminal)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while sum(1 for trials in stored_so_far(url).values() if trials) < 2:  # each worker tunes its own M
+        assert run.poll() is None and time.monotonic() < deadline, "the run ended, or stored little in 120 s"
+        time.sleep(0.2)
+    return run, argv, url, _descendants(run.pid)
+
+
+def _timed(url: str) -> int:
+    return sum(1 for trials in stored_so_far(url).values() for t in trials if is_timed(t))
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["sigterm", "ctrl-c"])
+def test_a_run_with_workers_stops_with_them_on_a_signal_to_it_alone(tmp_path, signum, status):
+    # What `kill PID` or a Ctrl-C meant for the run sends: the run passes it on, its workers stop mid-way
+    # as a single process does, and it reports the stop in its one line once they have.
+    run, _, url, started = _start_with_workers(tmp_path)
+    try:
+        run.send_signal(signum)
+        _, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == status, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored"), err
+    assert _all_gone(started, timeout_s=5)
+    assert _timed(url) < 4 * 40  # stopped mid-way, not once the workers had done everything
+    trials = [t for study in stored_so_far(url).values() for t in study]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]  # each worker gave its claim back
+
+
+def test_workers_stop_when_their_parent_is_killed_outright_and_the_run_resumes(tmp_path):
+    run, argv, url, started = _start_with_workers(tmp_path)
+    try:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert started and _all_gone(started, timeout_s=10), "workers outlived their parent"
+    timed = _timed(url)
+    assert 0 < timed < 4 * 40
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    again = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1].startswith("0 of 4 studies finished earlier, ")
+    assert _timed(url) == 4 * 40

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import gzip
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
 import torch
 import triton
 
-from tests.tuner.fake_gpu import FakeSession, fake_compile
-from tests.tuner.synthetic import synthetic_rows
+import tuner.space
+import tuner.study._tuning
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import FakeSession
+from tests.tuner.synthetic import synthetic_rows, write_landscape
 from tuner.benchmarkers import HEADER, GpuBenchmarker, ReplayBenchmarker, Row
 from tuner.benchmarkers._gpu import gpu_software
 from tuner.benchmarkers._software import driver_version, source_digest, timing_sources
 from tuner.cli.run import main
 from tuner.space import Problem
+from tuner.stopping import TuningError
 from tuner.study import TuneOptions, make_storage, study_name, timed_trials, tune_problem
 
 PROBLEM = Problem(N=512, K=256, M=16)
@@ -138,3 +145,58 @@ def test_a_run_on_another_landscape_tunes_anew_and_says_so(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert len(optuna.get_all_study_summaries(make_storage(url))) == 5
+
+
+# Made by the tuner as it was before study names carried the space's choices (commit dc68f27):
+#   python -m tuner.run --N 512 --K 1024 --batch-sizes 16 --replay L --trials 4 --storage ... --no-prior --seed 0
+# with L = write_landscape(L, [(512, 1024)], [16]), which the test writes again (its rows key the study).
+BEFORE_CHOICES_KEY = Path(__file__).parent / "data" / "storage_before_space_key.sqlite3"
+
+
+def test_a_storage_made_before_names_carried_the_spaces_choices_resumes_its_studies(tmp_path):
+    shutil.copy(BEFORE_CHOICES_KEY, tmp_path / "s.sqlite3")
+    url = f"sqlite:///{tmp_path}/s.sqlite3"
+    landscape = write_landscape(tmp_path / "l.csv", [(512, 1024)], [16])
+    command = [sys.executable, "-m", "tuner.run", "--N", "512", "--K", "1024", "--batch-sizes", "16", "--replay",
+               str(landscape), "--trials", "6", "--storage", url, "--save-path", str(tmp_path / "cfg"), "--no-prior",
+               "--seed", "0"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "0 of 1 studies finished earlier, 1 resumes where it stopped" in done.stdout
+    assert "--trials 6 extends 1 studies tuned to 4 earlier" in done.stdout
+    (study,) = optuna.get_all_study_summaries(make_storage(url))
+    assert len(timed_trials(optuna.load_study(study_name=study.study_name, storage=make_storage(url)))) == 6
+
+
+def _study_names(url: str) -> set[str]:
+    return {s.study_name for s in optuna.get_all_study_summaries(make_storage(url))}
+
+
+def test_a_release_that_changes_a_choice_tunes_a_new_study_beside_the_old_one(tmp_path, monkeypatch, request):
+    request.addfinalizer(tuner.study._tuning._space.cache_clear)  # the space is built once per process
+    url = f"sqlite:///{tmp_path}/s.db"
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    tune_problem(make_storage(url), PROBLEM, bench, TuneOptions(trials=3, seed=0), seeds=[])
+    (before,) = _study_names(url)
+    monkeypatch.setattr(tuner.space, "NUM_STAGES", (2, 3, 4))  # the release drops a choice
+    tuner.study._tuning._space.cache_clear()  # as a new process would build it
+    after = study_name(PROBLEM, bench.device_name, bench.kind, bench.software)
+    assert after != before
+    result = tune_problem(make_storage(url), PROBLEM, bench, TuneOptions(trials=3, seed=0), seeds=[])
+    assert result.timed == 3 and _study_names(url) == {before, after}
+    new = optuna.load_study(study_name=after, storage=make_storage(url))
+    assert {t.distributions["num_stages"].choices for t in new.trials} == {(2, 3, 4)}
+
+
+def test_a_study_holding_other_distributions_is_refused_not_mixed(tmp_path):
+    # Choices unchanged, but what fits the device narrowed (a release that counts shared memory
+    # otherwise): the same study, other distributions. Optuna's writes refuse to mix them; so does the tuner.
+    url = f"sqlite:///{tmp_path}/s.db"
+    bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
+    tune_problem(make_storage(url), PROBLEM, bench, TuneOptions(trials=3, seed=0), seeds=[])
+    bench.shared_memory_limit = 20_000  # no BLOCK_SIZE_M 256 fits any more
+    with pytest.raises(TuningError, match="holds parameter BLOCK_SIZE_M as .* this run would write"):
+        tune_problem(make_storage(url), PROBLEM, bench, TuneOptions(trials=6, seed=0), seeds=[])
+    (name,) = _study_names(url)
+    study = optuna.load_study(study_name=name, storage=make_storage(url))
+    assert len(study.trials) == 3  # nothing mixed in

@@ -6,18 +6,19 @@ import functools
 import json
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 import torch
 
 import tuner.benchmarkers
-from tests.tuner.fake_gpu import failing_session, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import failing_session
 from tests.tuner.synthetic import synthetic_rows
-from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker, read_rows
+from tuner.benchmarkers import COMPILE_TRIES, LandscapeWriter, Measurement, ReplayBenchmarker, read_rows
 from tuner.cli.sweep import main, sweep
-from tuner.space import Problem, search_space
+from tuner.space import Config, Problem, search_space
 
 SHAPE = (256, 512)
 BATCH_SIZES = [1, 48]  # M=48: GROUP_SIZE_M matters for BLOCK_SIZE_M 16 and 32 only
@@ -57,6 +58,37 @@ def test_a_resumed_sweep_measures_only_what_is_missing(tmp_path):
     rows = list(read_rows(path))
     assert len(rows) == len({(row.problem, row.config) for row in rows}) == len(search_space(128)) * 2
     assert all(row.problem.M == 48 for row in rows[len(done) :])
+
+
+class _LostCompiles(ReplayBenchmarker):
+    """A GPU benchmarker's outcomes on a busy host: ONCE's compile process is killed the first time,
+    ALWAYS's on every try (from the synthetic landscape otherwise)."""
+
+    def __init__(self, once: Config, always: Config) -> None:
+        super().__init__(synthetic_rows([SHAPE], BATCH_SIZES))
+        self.once, self.always = once, always
+        self.tries: Counter[Config] = Counter()
+
+    def measure(self, problem, config, **kwargs):
+        self.tries[config] += 1
+        if config == self.always or (config == self.once and self.tries[config] == 1):
+            return Measurement("compile_crash", reason="the compile process died (status -9)")
+        return super().measure(problem, config, **kwargs)
+
+
+def test_a_lost_compile_process_is_compiled_again_and_kept_out_of_the_landscape(tmp_path):
+    # A landscape records the config's own outcome: a compile process lost once is the host's (the
+    # writer refuses its status); one lost on every try is the config's compile_error.
+    problem = _problems()[0]
+    once, always = [c for c in search_space(128) if c.schedule_key(problem.M) == c][:2]
+    bench = _LostCompiles(once, always)
+    with LandscapeWriter(tmp_path / "l.csv") as writer:
+        sweep(bench, [problem], writer, progress=False)
+    rows = {row.config: row for row in read_rows(tmp_path / "l.csv")}
+    assert (bench.tries[once], bench.tries[always]) == (2, COMPILE_TRIES)
+    assert (rows[once].status, rows[once].us) == ("ok", bench.latency(problem, once))
+    assert (rows[always].status, rows[always].us) == ("compile_error", None)
+    assert len(rows) == len(search_space(128))
 
 
 class _InterruptedGpu(ReplayBenchmarker):
@@ -111,7 +143,8 @@ import os, sys
 from tuner.benchmarkers import LandscapeWriter, ReplayBenchmarker
 from tuner.cli.sweep import sweep
 from tuner.space import Problem
-from tests.tuner.fake_gpu import failing_session, fake_compile
+from tests.tuner.fake_compiler import fake_compile
+from tests.tuner.fake_gpu import failing_session
 from tests.tuner.synthetic import synthetic_rows
 
 class Dies(ReplayBenchmarker):

@@ -47,6 +47,8 @@ _STATUS_COLOURS = {
     "compile_error": "#9467bd",
     "crash": "#8c564b",
     "timeout": "#e377c2",
+    "compile_crash": "#c49c94",
+    "compile_timeout": "#9edae5",
     "wrong_result": "#000000",
     "repeat": "#c7c7c7",
     "over_budget": "#dbdb8d",

@@ -23,7 +23,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.baselines import BASELINES
-from tuner.benchmarkers import FAILURES, roofline_attrs
+from tuner.benchmarkers import COMPILE_FAILURES, FAILURES, roofline_attrs
 from tuner.export import nearest_entry, read_config_file
 from tuner.space import REASON, STATUS, US, Config, Problem, config_of, default_config
 from tuner.study import (
@@ -33,11 +33,11 @@ from tuner.study import (
     CONFIRMED_US,
     ShapeCoverage,
     best,
+    check_storage_file,
     confirmation_of,
     coverage_of,
     is_timed,
     latency_of,
-    masked_url,
     raise_unusable,
 )
 
@@ -74,7 +74,8 @@ SUMMARY_COLUMNS = [
 ]
 # Every value the objective writes into a trial's `status`, in the order a reader wants them, then
 # the trials it never finished: a FAIL without a status was interrupted (its process died).
-STATUSES = ("ok", "pruned", *FAILURES, "repeat", "over_budget", "not_searched", "interrupted", "running")
+STATUSES = ("ok", "pruned", *FAILURES, *COMPILE_FAILURES, "repeat", "over_budget", "not_searched", "interrupted",
+            "running")  # fmt: skip
 # Fewer complete trials than this give importances that are noise, or make the evaluator raise.
 MIN_COMPLETE_FOR_IMPORTANCE = 5
 _CONFIG_FILE_NAME = re.compile(
@@ -122,12 +123,10 @@ StorageLike = str | BaseStorage | Sequence[StudyRecord]
 def open_storage(url: str) -> RDBStorage:
     """Open an existing storage for reading; a URL that names nothing or cannot connect raises ValueError.
 
-    A missing SQLite file is refused rather than created, so a typo never yields an empty report.
+    A missing SQLite file, or one that holds no Optuna storage, is refused as it is (Optuna would make
+    the one and write its tables into the other), so a typo never yields an empty report.
     """
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///").split("?", 1)[0]
-        if not Path(path).is_file():
-            raise ValueError(f"--storage {masked_url(url)!r}: no SQLite file at {path!r}.")
+    check_storage_file(url)
     try:
         return RDBStorage(url)
     except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
@@ -422,7 +421,7 @@ def failed_trials(storage: StorageLike) -> pd.DataFrame:
     for r in as_records(storage):
         for t in r.trials:
             status = _status(t)
-            if status in (*FAILURES, "interrupted"):
+            if status in (*FAILURES, *COMPILE_FAILURES, "interrupted"):
                 config = config_of(t)
                 rows.append(
                     {

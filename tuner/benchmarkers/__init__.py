@@ -10,7 +10,16 @@ file. The GPU benchmarker imports CUDA code only inside its timing and compile p
 
 from __future__ import annotations
 
-from tuner.benchmarkers._base import FAILURES, MEASURED, Benchmarker, Measurement, Status
+from tuner.benchmarkers._base import (
+    COMPILE_FAILURES,
+    COMPILE_TRIES,
+    FAILURES,
+    MEASURED,
+    Benchmarker,
+    Measurement,
+    Status,
+    compile_failed,
+)
 from tuner.benchmarkers._clock import (
     CATEGORIES,
     COMPILE_WAIT,
@@ -35,6 +44,8 @@ from tuner.benchmarkers._roofline import missing_ceilings, roofline_attrs, roofl
 
 __all__ = [
     "CATEGORIES",
+    "COMPILE_FAILURES",
+    "COMPILE_TRIES",
     "COMPILE_WAIT",
     "CONFIG_FILES",
     "COVERAGE",
@@ -62,6 +73,7 @@ __all__ = [
     "Row",
     "RunClock",
     "Status",
+    "compile_failed",
     "missing_ceilings",
     "read_rows",
     "roofline_attrs",

@@ -12,10 +12,27 @@ from typing import Literal, Protocol
 
 from tuner.space import Config, Problem
 
-Status = Literal["ok", "pruned", "out_of_resources", "compile_error", "wrong_result", "crash", "timeout"]
+Status = Literal[
+    "ok",
+    "pruned",
+    "out_of_resources",
+    "compile_error",
+    "wrong_result",
+    "crash",
+    "timeout",
+    "compile_crash",
+    "compile_timeout",
+]
+# The config's own failures: what a landscape records beside ok.
 FAILURES: tuple[Status, ...] = ("out_of_resources", "compile_error", "wrong_result", "crash", "timeout")
+# The compiler's process died (the OOM killer of a busy host, say) or hung: a failure of the host,
+# not yet the config's, so the config is compiled again, up to COMPILE_TRIES times in all; after
+# that the failure is the config's own (compile_failed).
+COMPILE_FAILURES: tuple[Status, ...] = ("compile_crash", "compile_timeout")
+COMPILE_TRIES = 2
 # Statuses that mean "this config was measured"; a trial that failed with any other status (stopped
-# by Ctrl-C, a repeat, over the budget) or with none (its process died) measured nothing.
+# by Ctrl-C, a repeat, over the budget, a compile process lost) or with none (its process died)
+# measured nothing.
 MEASURED: tuple[Status, ...] = ("ok", "pruned", *FAILURES)
 
 
@@ -34,6 +51,13 @@ class Measurement:
     def __post_init__(self) -> None:
         if (self.us is None) == (self.status in ("ok", "pruned")):
             raise ValueError(f"a {self.status!r} measurement must {'' if self.us is None else 'not '}carry us.")
+
+
+def compile_failed(last: Measurement) -> Measurement:
+    """The config's own compile_error, once its compile process died or hung on each of COMPILE_TRIES tries."""
+    return Measurement(
+        "compile_error", reason=f"{last.reason} (on each of {COMPILE_TRIES} tries)", compile_s=last.compile_s
+    )
 
 
 class Benchmarker(Protocol):

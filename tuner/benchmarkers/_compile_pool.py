@@ -4,9 +4,11 @@ Compiling a config takes ~1.75 s on the H100 host and timing it ~10 ms, so confi
 several spawn-started processes that fill Triton's disk cache. A thread of the parent hands each
 process one job at a time over its own pipe, so the parent knows which job runs where and since
 when: a compile that hangs costs its own process (killed timeout_s after it started, and replaced)
-and its own config, never the jobs queued behind it; a process that dies costs the job it ran. A
-job that a measurement waits for goes before those compiled ahead, and queued jobs that nothing
-asks for any more (an earlier problem's lookahead) can be dropped before they start.
+and its own config, never the jobs queued behind it; a process that dies costs the job it ran.
+Either is told once (compile_timeout, compile_crash) and then forgotten, so that the config is
+compiled anew when it is asked for again: a busy host's OOM killer or a slow compile is no fact
+about the config. A job that a measurement waits for goes before those compiled ahead, and queued
+jobs that nothing asks for any more (an earlier problem's lookahead) can be dropped before they start.
 
 The processes die with the parent (tuner.stopping.die_with_parent), leave Ctrl-C to it, and
 compile for the benchmarker's device: each sees that device alone (CUDA_VISIBLE_DEVICES).
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from tuner.benchmarkers._base import Measurement
+from tuner.benchmarkers._base import COMPILE_FAILURES, Measurement
 from tuner.space import Config, Problem
 from tuner.stopping import TuningError, die_with_parent, ignore_ctrl_c
 
@@ -120,12 +122,13 @@ class CompilePool:
     def result(self, key: Hashable, problem: Problem, config: Config) -> Outcome:
         """The outcome of key's compile, which goes first if it has not started; blocks until it is known.
 
-        A compile that hangs ends timeout_s after it started, as a timeout; one whose process dies,
-        as a crash. Raises TuningError if no compile process can start at all.
+        A compile that hangs ends timeout_s after it started, as a compile_timeout; one whose process
+        dies, as a compile_crash: told once, so that the next ask compiles it again. Raises
+        TuningError if no compile process can start at all.
         """
         with self._lock:
             if key in self._outcomes:
-                return self._outcomes[key]
+                return self._told(key)
             job = self._running.get(key) or self._queued.get(key) or _Job(problem, config)
             if key not in self._running:
                 self._queued[key] = job
@@ -135,8 +138,15 @@ class CompilePool:
             pass
         with self._lock:
             if key in self._outcomes:
-                return self._outcomes[key]
+                return self._told(key)
         raise TuningError(self._broken or "the compile pool's thread stopped; its error, if any, is above.")
+
+    def _told(self, key: Hashable) -> Outcome:
+        """key's outcome, forgotten if its compile process was lost (see result); the caller holds the lock."""
+        failure, _ = outcome = self._outcomes[key]
+        if failure is not None and failure.status in COMPILE_FAILURES:
+            del self._outcomes[key]
+        return outcome
 
     def close(self) -> None:
         """End every compile process at once: what they compiled is on disk, and a hung one would hold the exit."""
@@ -219,7 +229,9 @@ class CompilePool:
             if not process.ready:
                 self._broken = f"a compile process exited (status {code}) before it was ready; its error is above."
             elif process.key is not None:
-                self._finish(process, (Measurement("crash", reason=f"the compile process died (status {code})"), None))
+                self._finish(
+                    process, (Measurement("compile_crash", reason=f"the compile process died (status {code})"), None)
+                )
             return
         if message == "ready":
             process.ready = True
@@ -231,7 +243,7 @@ class CompilePool:
         for process in list(self._processes):
             if process.key is not None and now - process.started >= self.timeout_s:
                 self._end(process)
-                timeout = Measurement("timeout", reason=f"compilation took over {self.timeout_s:.0f} s")
+                timeout = Measurement("compile_timeout", reason=f"compilation took over {self.timeout_s:.0f} s")
                 self._finish(process, (timeout, None))
 
     def _finish(self, process: _Process, outcome: Outcome) -> None:

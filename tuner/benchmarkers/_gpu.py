@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from kernels import kernel_arguments
-from tuner.benchmarkers._base import Measurement
+from tuner.benchmarkers._base import COMPILE_FAILURES, COMPILE_TRIES, Measurement, compile_failed
 from tuner.benchmarkers._clock import COMPILE_WAIT, GPU, HAND_OFFS, TIMING_OVERHEAD, RunClock
 from tuner.benchmarkers._compile_pool import CompilePool
 from tuner.benchmarkers._software import gpu_software
@@ -225,7 +225,10 @@ class GpuBenchmarker:
         return Measurement(result.status, result.us, result.reason, compile_s)
 
     def retime(self, problem: Problem, configs: Sequence[Config], *, rounds: int) -> dict[Config, list[float]]:
-        """Time configs (already compiled and measured) again, interleaved, in the timing process."""
+        """Time configs again, interleaved, in the timing process (whichever process measured them).
+
+        Each gets a latency per round, or none at all if the process is lost meanwhile.
+        """
         result = self._ask("retime", (problem, list(configs), rounds), self.timeout_s * max(1, len(configs)) * rounds)
         return result if isinstance(result, dict) else {config: [] for config in configs}
 
@@ -233,13 +236,22 @@ class GpuBenchmarker:
         self, problem: Problem, configs: Sequence[Config], *, rounds: int, quick: bool = False
     ) -> dict[Config, list[float] | Measurement]:
         """Time configs at a new M: wait for their compiles (asked for now if not ahead), then check and
-        time those that compiled, in the timing process; a lost process fails every config it held."""
+        time those that compiled, in the timing process; a lost process fails every config it held.
+
+        A compile process that dies or hangs is the host's (the pool forgets it): the config is compiled
+        again, and fails here only as its own compile_error after COMPILE_TRIES such losses, as a sweep's.
+        """
         failed: dict[Config, Measurement] = {}
         if self._compiles is not None:
             self.prepare(problem, configs)
             with self.clock.timing(COMPILE_WAIT), interruptible():
                 for config in configs:
-                    failure, _ = self._compiles.result(specialization(problem, config), problem, config)
+                    for _ in range(COMPILE_TRIES):
+                        failure, _ = self._compiles.result(specialization(problem, config), problem, config)
+                        if failure is None or failure.status not in COMPILE_FAILURES:
+                            break
+                    else:  # lost on every try
+                        failure = compile_failed(failure)
                     if failure is not None:
                         failed[config] = failure
         ready = [config for config in configs if config not in failed]

@@ -22,7 +22,7 @@ HEADER = (
 ).split(",")
 # Landscapes of SGLang's Hopper space add two trailing columns; a file without them means 1, false.
 HOPPER_HEADER = [*HEADER, "SPLIT_K", "SWAP_AB"]
-_STATUSES = ("ok", *FAILURES)  # what a sweep records: it never prunes
+_STATUSES = ("ok", *FAILURES)  # what a sweep records: it never prunes, and retries a lost compile
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,10 @@ class LandscapeWriter:
 
     def write(self, device: str, problem: Problem, config: Config, measurement: Measurement) -> None:
         if measurement.status not in _STATUSES:
-            raise ValueError(f"a landscape records {_STATUSES}, not {measurement.status!r}: sweeps never prune.")
+            raise ValueError(
+                f"a landscape records a config's own outcome {_STATUSES}, not {measurement.status!r}: a sweep "
+                "never prunes, and compiles a config again when its compile process is lost."
+            )
         us = measurement.us if measurement.status == "ok" else None
         self._writer.writerow(Row(device, problem, config, measurement.status, us).as_csv(hopper=self.hopper))
         self._file.flush()

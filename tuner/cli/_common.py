@@ -11,7 +11,14 @@ from tuner.space import DEFAULT_OUT_DTYPE, INPUT_TYPES, OUT_DTYPES
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Raises ValueError instead of printing usage, so each CLI reports it as one line, exit 2."""
+    """Raises ValueError instead of printing usage, so each CLI reports it as one line, exit 2.
+
+    A flag must be spelled out: argparse would otherwise take a prefix for the one flag it starts
+    (`--n` for `--no-prior`), and a mistyped flag would pass as another.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> None:
         raise ValueError(message)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tuner.export import is_vllm_name
+from tuner.export import OUT_DTYPE, is_vllm_name
 
 # What a user of a file with SPLIT_K / SWAP_AB entries must know before dropping it into SGLang.
 # Where each loader looks for its files, inside the installed package.
@@ -24,8 +24,9 @@ SGLANG_FOLDER = (
 VLLM_FOLDER = "vllm/model_executor/layers/quantization/utils/configs/ (vLLM 0.34.0)"
 
 
-def run_record(replay: str | None, devices: list[int], device_name: str) -> dict[str, str]:
-    """What made a run's entries, for the provenance record beside each file (tuner.export.write_provenance)."""
+def run_record(replay: str | None, devices: list[int], device_name: str, out_dtype: str) -> dict[str, str]:
+    """What made a run's entries, for the provenance record beside each file (tuner.export.write_configs),
+    the output dtype among it, which the file's name does not carry."""
     import torch
     import triton
 
@@ -33,6 +34,7 @@ def run_record(replay: str | None, devices: list[int], device_name: str) -> dict
         "made_by": "python -m tuner.run " + shlex.join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_name,
+        OUT_DTYPE: out_dtype,
         "torch": torch.__version__,
         "triton": triton.__version__,
     }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping, Sequence
 
+from tuner.benchmarkers import Benchmarker
 from tuner.cli._common import count
+from tuner.engines import Target
 from tuner.samplers import resolve
 from tuner.shapes import ModelPlan
 from tuner.space import Problem, search_space
@@ -21,14 +24,34 @@ LIVE_RATE = "the rate of a whole model on one NVIDIA H100 with 16 CPU cores (748
 REPLAY_SECONDS_PER_TRIAL = 1.7 / 192
 
 
+def budgets(
+    shapes: Sequence[Sequence[Problem]], trials: int, spaces: Sequence[str], replay: Benchmarker | None = None
+) -> dict[tuple[Problem, str], int]:
+    """The configs each study (a problem in a space) would time at most: --trials, capped as a run caps it
+    (tuner.study.budget) at the distinct schedules of what it searches: in replay the landscape's configs,
+    live the space's (which of them fit the device's shared memory only the GPU says)."""
+    from tuner.study import schedules, searchable
+
+    capped = {}
+    for space in spaces:
+        for problems in shapes:
+            for p in problems:
+                configs = searchable(p, replay, space) if replay is not None else search_space(p.block_k, space)
+                capped[p, space] = min(trials, schedules(configs, p.M))
+    return capped
+
+
 def plan(
-    shapes: list[list[Problem]], trials: int, names: dict[tuple[int, int], str], model: ModelPlan | None = None
+    shapes: list[list[Problem]],
+    capped: Mapping[tuple[Problem, str], int],
+    trials: int,
+    names: dict[tuple[int, int], str],
+    model: ModelPlan | None = None,
 ) -> str:
-    """The shapes, batch sizes and budget a run would tune."""
-    studies = sum(len(problems) for problems in shapes)
+    """The shapes, batch sizes and budget a run would tune; capped: each study's budget (see budgets)."""
     lines = [model.headline()] if model is not None else []
     lines += [f"plan: {count(len(shapes), 'shape')} x {count(len(shapes[0]), 'batch size')} x {trials} trials = "
-             f"{studies * trials} timed configs in {count(studies, 'study', 'studies')}"]  # fmt: skip
+             f"{sum(capped.values())} timed configs in {count(len(capped), 'study', 'studies')}"]  # fmt: skip
     for problems in shapes:
         p = problems[0]
         lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
@@ -51,8 +74,10 @@ def replay_workers_note(devices: list[int]) -> str:
             "a GPU: the multi-GPU path without GPUs")  # fmt: skip
 
 
-def setup_lines(args: argparse.Namespace, devices: list[int], device_name: str | None, save_path: str) -> list[str]:
-    """Replay or live and on what, the space, sampler and prior, and where the files would go."""
+def setup_lines(
+    args: argparse.Namespace, devices: list[int], device_name: str | None, save_path: str, targets: Sequence[Target]
+) -> list[str]:
+    """Replay or live and on what, the space of each file, sampler and prior, and where the files would go."""
     if args.replay is not None:
         lines = [f"mode: replay of {args.replay}, recorded on {device_name}: no GPU is used"]
         lines += [f"note: {replay_workers_note(devices)}"] if args.gpus is not None else []
@@ -61,10 +86,12 @@ def setup_lines(args: argparse.Namespace, devices: list[int], device_name: str |
     else:
         lines = ["mode: live, on a CUDA GPU; none is visible here, so the device, existing files and studies are "
                  "unknown"]  # fmt: skip
+    for target in targets:
+        configs = len(search_space(args.block_k, target.space))
+        lines.append(f"files: {target.describe()}, {configs} configs per batch size")
     sampler = f"{args.sampler} ({resolve(args.sampler)})" if args.sampler == "auto" else args.sampler
-    lines.append(f"space: {args.space}, {len(search_space(args.block_k, args.space))} configs per batch size; "
-                 f"sampler: {sampler}; prior: {'none' if args.no_prior else 'the shipped landscapes'}")  # fmt: skip
-    written = {"sglang": "SGLang's", "vllm": "vLLM's", "both": "SGLang's and vLLM's"}[args.file_format]
+    lines.append(f"sampler: {sampler}; prior: {'none' if args.no_prior else 'the shipped landscapes'}")
+    written = " and ".join(f"{engine.name}'s" for target in targets for engine in target.engines)
     lines.append(f"save path: {save_path}/ ({written} file names)")
     return lines
 

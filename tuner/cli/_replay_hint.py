@@ -2,8 +2,10 @@
 
 The landscapes a checkout holds (studies/landscapes/, its partial/ and hopper/ folders) and those
 installed with the package (tuner/samplers/landscapes/, what a wheel has) are indexed once by what
-they cover; the hint names the one that covers the requested GEMM in the requested space, or says
-none does and names the closest.
+they cover; the hint names those that cover the requested GEMMs in the requested space, or says
+none does and names the closest, of the requested types where one is (a replay of another output
+dtype would tune what the user did not ask for, e.g. bfloat16, which SGLang sends to DeepGEMM on
+Hopper GPUs).
 """
 
 from __future__ import annotations
@@ -56,12 +58,13 @@ class Coverage:
             p.input_type, p.out_dtype, p.N, p.K, p.block_n, p.block_k
         )  # fmt: skip
 
-    def distance(self, problem: Problem) -> float:
-        """How far problem is from this setup: shape ratios in log space, plus one half per other type."""
+    def distance(self, problem: Problem) -> tuple[int, float]:
+        """How far problem is from this setup: first how many of its types differ (input, output, block),
+        then how far its shape is (the ratios of N and of K, in log space)."""
         p = problem
         mismatches = (self.input_type != p.input_type) + (self.out_dtype != p.out_dtype)
         mismatches += (self.block_n, self.block_k) != (p.block_n, p.block_k)
-        return abs(math.log(self.N / p.N)) + abs(math.log(self.K / p.K)) + 0.5 * mismatches
+        return mismatches, abs(math.log(self.N / p.N)) + abs(math.log(self.K / p.K))
 
 
 # The landscapes a checkout holds for replay (the examples point there), and the package's own.
@@ -130,6 +133,23 @@ def _command(args: argparse.Namespace, parser: argparse.ArgumentParser, land: Co
     return shlex.join([*map(str, argv), "--replay", _shown(land.path)])
 
 
+def _covered(covered: Sequence[tuple[Coverage, Sequence[int]]], shapes: int) -> str:
+    """Which of the run's shapes replay, against what: 'the same run works in replay against a landscape
+    recorded on X', or, of several shapes, each one covered."""
+    partial = " (its first configs only)"
+    if shapes == 1:
+        ((land, _),) = covered
+        what = "a partial landscape" + partial if land.partial else "a landscape"
+        return f"the same run works in replay against {what} recorded on {land.device}"
+    named = [f"N={land.N} K={land.K}" + (" in a partial landscape" + partial if land.partial else "")
+             for land, _ in covered]  # fmt: skip
+    devices = " and ".join(dict.fromkeys(land.device for land, _ in covered))
+    if len(named) == 1:
+        return f"of your {shapes} shapes, {named[0]} works in replay against a landscape recorded on {devices}"
+    which = ", ".join(named[:-1]) + " and " + named[-1]
+    return f"of your {shapes} shapes, {which} work in replay against landscapes recorded on {devices}, one command each"
+
+
 def _describe(problem: Problem) -> str:
     p = problem
     return f"{p.input_type} N={p.N} K={p.K} block [{p.block_n}, {p.block_k}] -> {p.out_dtype}"
@@ -141,23 +161,30 @@ def replay_hint(
     shapes: Sequence[Sequence[Problem]],
     landscapes: Sequence[Coverage] | None = None,
 ) -> str:
-    """One line for a machine without a GPU: the user's run in replay where a landscape of the user's
-    space covers it, else which GEMM none covers and the closest shipped example of that space."""
+    """One line for a machine without a GPU: the user's run in replay where landscapes of the user's
+    space cover it (each shape they cover, where the run has several), else which GEMM none covers
+    and the closest shipped example of that space."""
     landscapes = shipped_landscapes() if landscapes is None else landscapes
-    landscapes = [land for land in landscapes if land.space() == args.space]
+    # auto replays either space's landscape (the landscape's device decides which one it tunes), base first.
+    landscapes = [land for land in landscapes if args.space in ("auto", land.space())]
     given = args.batch_sizes is not None or args.batch_size is not None
-    for problems in shapes:
-        wanted = {p.M for p in problems}  # SGLang's batch sizes unless given: a dense landscape's others are probes
-        for land in sorted(landscapes, key=lambda land: (land.partial, -len(land.batch_sizes))):
-            batch_sizes = [M for M in land.batch_sizes if M in wanted]
-            if land.covers(problems[0]) and batch_sizes:
-                what = "a partial landscape (its first configs only)" if land.partial else "a landscape"
-                which = "the same run" if len(shapes) == 1 else f"of your {len(shapes)} shapes, N={land.N} K={land.K}"
-                return (
-                    f"No CUDA GPU is visible; {which} works in replay against {what} recorded on {land.device}: "
-                    + _command(args, parser, land, batch_sizes)
-                )
-    space = "" if args.space == "base" else f" of the {args.space} space"
+    for space in sorted({land.space() for land in landscapes}, key=lambda space: space != "base"):
+        covered = []  # (landscape, batch sizes) per shape a landscape of this space covers, in the run's order
+        for problems in shapes:
+            wanted = {p.M for p in problems}  # SGLang's batch sizes unless given: a dense landscape's others are probes
+            for land in sorted(landscapes, key=lambda land: (land.partial, -len(land.batch_sizes))):
+                batch_sizes = [M for M in land.batch_sizes if M in wanted]
+                if land.space() == space and land.covers(problems[0]) and batch_sizes:
+                    covered.append((land, batch_sizes))
+                    break
+        if covered:
+            return (
+                "No CUDA GPU is visible; "
+                + _covered(covered, len(shapes))
+                + ": "
+                + " && ".join(_command(args, parser, land, batch_sizes) for land, batch_sizes in covered)
+            )
+    space = "" if args.space in ("auto", "base") else f" of the {args.space} space"
     if not landscapes:
         return f"No CUDA GPU is visible, and this installation ships no landscape{space} to replay."
     first = shapes[0][0]

@@ -3,9 +3,13 @@
     python -m tuner.compare --N 7168 --K 18432 --out-dtype bfloat16 \\
         --config tuned=configs/FILE.json --config sglang=benchmarks/sglang_shipped/FILE.json \\
         --landscape studies/landscapes/h100_fp8_7168x18432.csv.gz --out compare.csv
+    python -m tuner.compare --N 576 7168 --K 7168 18432 --config new=DIR --config old=DIR2 --out FOLDER
 
 Each labelled config file gives SGLang's pick for each M (nearest key); --landscape adds the
-recorded optimum; SGLang's default config is always included. Every distinct config is compiled
+recorded optimum; SGLang's default config is always included. Several shapes (--N and --K paired)
+take folders: each shape's file is the one of its N, K, input type and block shape there (this
+device's name first, else another device's), and each shape's CSV goes into the --out folder as
+compare_{N}x{K}.csv. Every distinct config is compiled
 first, on every CPU core; then each is checked once and timed in the same process on the same
 operands, in several interleaved rounds that each start with a different config, so the ratios
 compare like with like. Labels that pick the same config share its one timing.
@@ -105,25 +109,50 @@ def _time_cublas(session, problem: Problem) -> float | None:
         return None
 
 
-def _config_files(items: Sequence[str]) -> dict[str, dict[int, Config]]:
-    """--config LABEL=PATH values as each file's entries; ValueError names a malformed or unreadable one."""
-    files = {}
+def _config_paths(items: Sequence[str]) -> dict[str, Path]:
+    """--config LABEL=PATH values as label -> file or folder; ValueError names a malformed or taken label."""
+    paths = {}
     for item in items:
         label, _, path = item.partition("=")
         if not label or not path:
             raise ValueError(f"--config must be LABEL=PATH, but got {item!r}.")
-        if label in files or label in ("optimum", "default", "cublas"):
+        if label in paths or label in ("optimum", "default", "cublas"):
             raise ValueError(f"--config label {label!r} is taken; give each file its own label.")
+        paths[label] = Path(path)
+    return paths
+
+
+def _shape_files(paths: dict[str, Path], problem: Problem, device_name: str | None) -> dict[str, dict[int, Config]]:
+    """Each label's entries for problem's shape: its file, or the matching file of its folder (see the module)."""
+    files = {}
+    for label, path in paths.items():
+        if path.is_dir():
+            found = _file_in(path, problem, device_name)
+            if found is None:
+                continue
+            path = found
         files[label] = read_config_file(path)
     return files
 
 
+def _file_in(folder: Path, problem: Problem, device_name: str | None) -> Path | None:
+    p = problem
+    matching = [
+        path
+        for path in sorted(folder.glob(f"N={p.N},K={p.K},device_name=*,dtype={p.input_type}_w8a8,block_shape=*.json"))
+        if path.name.endswith((f"[{p.block_n}, {p.block_k}].json", f"[{p.block_n},{p.block_k}].json"))
+    ]
+    own = [path for path in matching if f"device_name={device_name}," in path.name]
+    return (own or matching or [None])[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tuner.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--N", type=int, required=True, help="weight rows (output features)")
-    parser.add_argument("--K", type=int, required=True, help="weight columns (input features)")
+        prog="python -m tuner.compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )  # fmt: skip
+    parser.add_argument("--N", type=int, nargs="+", required=True, help="weight rows (output features), per shape")
+    parser.add_argument("--K", type=int, nargs="+", required=True, help="weight columns (input features), per shape")
     add_gemm_flags(parser)
     parser.add_argument(
         "--batch-sizes",
@@ -134,57 +163,85 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"the M to time (default: SGLang's {len(DEFAULT_BATCH_SIZES)})",
     )
     parser.add_argument(
-        "--config", action="append", default=[], metavar="LABEL=PATH", help="a config file to time, once per file"
+        "--config",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a config file to time (or a folder of them, one per shape), once per label",
     )
     parser.add_argument("--landscape", default=None, help="add the recorded optimum of this landscape")
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds, the median of which is reported (default: 3)"
     )
-    parser.add_argument("--out", required=True, help="CSV of every timing")
+    parser.add_argument("--out", required=True, help="CSV of every timing (a folder of them for several shapes)")
     args = parser.parse_args(argv)
     try:
         if args.rounds < 1:
             raise ValueError(f"--rounds must be a positive int, but got {args.rounds}.")
-        files = _config_files(args.config)
-        problems = [Problem(N=args.N, K=args.K, M=M, **gemm_setup(args)) for M in args.batch_sizes]
+        if len(args.N) != len(args.K):
+            raise ValueError(f"--N and --K must pair up, but got {len(args.N)} N and {len(args.K)} K values.")
+        paths = _config_paths(args.config)
+        shapes = [
+            [Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in args.batch_sizes] for N, K in zip(args.N, args.K)
+        ]
+        several = len(shapes) > 1
+        for label, path in paths.items():
+            if several and not path.is_dir():
+                raise ValueError(f"--config {label}={path}: several shapes take a folder of config files.")
+            if not several and not path.is_dir():
+                read_config_file(path)  # a bad file is a usage error before any work
         optima: dict[Problem, Config] = {}
         if args.landscape:
             from tuner.benchmarkers import ReplayBenchmarker
 
             replay = ReplayBenchmarker.from_file(args.landscape)
-            optima = {p: replay.optimum(p)[0] for p in problems if p in replay.problems}
-        check_writable(Path(args.out), "--out", folder=False)
+            optima = {p: replay.optimum(p)[0] for problems in shapes for p in problems if p in replay.problems}
+        out = Path(args.out)
+        check_writable(out, "--out", folder=several)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if no_gpu("tuner.compare"):
         return 1
 
+    import torch
+
     from tuner.benchmarkers._cuda import CudaTimingSession
 
-    picks_by_problem = {problem: candidates(problem, files, optima.get(problem)) for problem in problems}
+    device_name = torch.cuda.get_device_name().replace(" ", "_")
+    picks_by_problem = {}
+    for problems in shapes:
+        files = _shape_files(paths, problems[0], device_name)
+        picks_by_problem |= {problem: candidates(problem, files, optima.get(problem)) for problem in problems}
     compile_ahead(picks_by_problem, max(1, (os.cpu_count() or 2) - 1))
     session = CudaTimingSession(0)
-    rows = []
     print(f"device {session.device_name}; median of {args.rounds} rounds, us per launch in CUDA graphs")
-    for problem, picks in picks_by_problem.items():
-        medians = time_picks(session, problem, picks, args.rounds)
-        cublas = _time_cublas(session, problem)
-        for label, config in picks.items():
-            if label in medians:
-                attrs = roofline_attrs(problem, medians[label], session.device_name)
-                rows.append((problem.M, label, config.short(), medians[label], attrs))
-        if cublas is not None:
-            rows.append((problem.M, "cublas", "torch._scaled_mm", cublas,
-                         roofline_attrs(problem, cublas, session.device_name)))  # fmt: skip
-        line = "  ".join(f"{label} {us:.1f}" for label, us in {**medians, "cublas": cublas}.items() if us)
-        print(f"M={problem.M:>5}: {line}", flush=True)
-    with open(args.out, "w") as f:
-        f.write("M,label,config,us,tflops,gbps,roofline_pct\n")
-        for M, label, config, us, attrs in rows:
-            f.write(
-                f"{M},{label},{config},{us:.3f},{attrs['tflops']},{attrs['gbps']},{attrs.get('roofline_pct', '')}\n"
-            )
+    for problems in shapes:
+        p0 = problems[0]
+        if several:
+            print(f"N={p0.N} K={p0.K}", flush=True)
+        rows = []
+        for problem in problems:
+            picks = picks_by_problem[problem]
+            medians = time_picks(session, problem, picks, args.rounds)
+            cublas = _time_cublas(session, problem)
+            for label, config in picks.items():
+                if label in medians:
+                    attrs = roofline_attrs(problem, medians[label], session.device_name)
+                    rows.append((problem.M, label, config.short(), medians[label], attrs))
+            if cublas is not None:
+                rows.append((problem.M, "cublas", "torch._scaled_mm", cublas,
+                             roofline_attrs(problem, cublas, session.device_name)))  # fmt: skip
+            line = "  ".join(f"{label} {us:.1f}" for label, us in {**medians, "cublas": cublas}.items() if us)
+            print(f"M={problem.M:>5}: {line}", flush=True)
+        path = out / f"compare_{p0.N}x{p0.K}.csv" if several else out
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            f.write("M,label,config,us,tflops,gbps,roofline_pct\n")
+            for M, label, config, us, attrs in rows:
+                f.write(
+                    f"{M},{label},{config},{us:.3f},{attrs['tflops']},{attrs['gbps']},{attrs.get('roofline_pct', '')}\n"
+                )
     return 0
 
 

@@ -145,7 +145,10 @@ def _prior_source(args, shapes: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tuner.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tuner.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a flag is spelled out, never taken from its prefix
     )
     parser.add_argument("landscapes", nargs="+", help="landscape CSV files (.csv or .csv.gz)")
     parser.add_argument(

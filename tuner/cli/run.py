@@ -11,9 +11,10 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from tuner.baselines import baseline_folders, baseline_lines, split_missing
+from tuner.baselines import baseline_folders, baseline_lines, folders_for, shipped_shapes, split_missing
 from tuner.cli._common import (
     QUANTIZATION_DEFAULTS,
     OneLineParser,
@@ -22,28 +23,21 @@ from tuner.cli._common import (
     gemm_setup,
 )
 from tuner.cli._drop_in import run_record, where_files_go
-from tuner.cli._plan import deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
+from tuner.cli._plan import budgets, deepseek_list_note, estimate, plan, replay_workers_note, setup_lines
 from tuner.cli._replay_hint import replay_hint
-from tuner.dispatch import HOPPER_NOTE, deepgemm_note, is_hopper
-from tuner.export import (
-    FORMATS,
-    ExportError,
-    check_format,
-    config_file_names,
-    read_config_file,
-    write_provenance,
-)
+from tuner.dispatch import HOPPER_NOTE, deepgemm_note
+from tuner.engines import FORMATS, SGLANG, SPACE_CHOICES, plan_targets
+from tuner.export import ExportError, other_out_dtype, read_config_file
 from tuner.samplers import AUTO, SAMPLERS
 from tuner.shapes import DEEPSEEK_V3_TP_SIZE, ModelPlan, deepseek_v3_shapes, load_model_config, model_plan
-from tuner.space import DEFAULT_BATCH_SIZES, SPACES, Problem, search_space
+from tuner.space import DEFAULT_BATCH_SIZES, Problem, block_sizes_k
 from tuner.stopping import TuningError, exit_status, stopped_by_ctrl_c
-from tuner.study import DEFAULT_STORAGE, StudyState
+from tuner.study import DEFAULT_STORAGE, REPLAY_STORAGE, StudyState, check_new_file, sqlite_file, storage_place
 
 # Where config files and studies go without --save-path and --storage: a replay's are kept apart
 # from real tuning results.
 SAVE_PATH = "configs"
 REPLAY_SAVE_PATH = "studies/replay/configs"
-REPLAY_STORAGE = "sqlite:///studies/replay/tuner.sqlite3"
 
 # --help's closing lines: one command per common use.
 EPILOG = """examples:
@@ -113,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         default="sglang",
         dest="file_format",
-        help="write SGLang's file name, vLLM's (no space in block_shape) or both; the content is the same; "
-        "not vllm or both with --space hopper (default: %(default)s)",
+        help="write SGLang's file name, vLLM's (no space in block_shape) or both; vLLM's file gets base-space "
+        "entries alone, each file confirmed against what its own engine runs (default: %(default)s)",
     )
     parser.add_argument(
         "--replay", default=None, metavar="FILE.csv", help="tune against this landscape CSV instead of a GPU"
@@ -130,17 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--space",
-        choices=SPACES,
-        default="base",
-        help="base: SGLang's grid of 1280 configs; hopper: each also at SPLIT_K 1-32 and SWAP_AB, for SGLang's "
-        "Hopper kernel (SM90 GPUs; its file entries need an SGLang with that kernel) (default: %(default)s)",
+        choices=SPACE_CHOICES,
+        default="auto",
+        help="base: SGLang's grid of configs (1280 at [128, 128] blocks); hopper: each also at SPLIT_K 1-32 and "
+        "SWAP_AB, for SGLang's Hopper kernel (SM90 GPUs; its file entries need an SGLang with that kernel); auto: "
+        "hopper for SGLang's file on an SM90 GPU where the installed SGLang has that kernel, else base "
+        "(default: %(default)s)",
     )
     parser.add_argument("--no-prior", action="store_true", help="do not warm-start from the shipped landscapes")
     parser.add_argument(
         "--model",
         default=None,
         metavar="CONFIG.json",
-        help="a Hugging Face config.json: tune its linear layers at --tp-size",
+        help="a Hugging Face config.json (or the model's folder holding it): tune its block-quantized linear layers "
+        "at --tp-size",
     )
     parser.add_argument(
         "--gpus",
@@ -163,10 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
         "and vLLM's for this GPU; DIR, a folder of them; none (default: %(default)s)",
     )
     parser.add_argument(
+        "--shipped",
+        action="store_true",
+        help="tune the shapes the installed SGLang (or --baseline DIR) holds config files for on this GPU at "
+        "--input-type and --block-n/--block-k: each file is its shape's baseline, never exported slower; with "
+        "--missing, only the batch sizes a file has no entry for",
+    )
+    parser.add_argument(
         "--no-coverage",
         action="store_true",
         help="skip the coverage check: by default, after a shape's batch sizes are tuned, the runtime M between "
-        "them are timed with the tuned configs near them, and a key is added where the entry SGLang would pick "
+        "them are timed with the tuned configs near them, and a key is added where the entry the loaders pick "
         "there is more than 2%% slower than the best of them",
     )
     parser.add_argument(
@@ -183,7 +187,9 @@ _SEED_LIMIT = 2**32
 
 
 def _check_values(args: argparse.Namespace) -> None:
-    """Name the flag in every bad value, before Problem (whose messages name its fields) sees any."""
+    """Name the flag in every bad value or combination that the flags alone decide, before Problem (whose
+    messages name its fields) sees any, and before the run asks for a GPU: a run and its dry run, with or
+    without a GPU, refuse the same input with the same line."""
     positive = [("--N", args.N), ("--K", args.K), ("--batch-size", args.batch_size), ("--trials", args.trials)]
     positive += [("--batch-sizes", M) for M in args.batch_sizes or ()]
     for flag, value in positive:
@@ -196,6 +202,10 @@ def _check_values(args: argparse.Namespace) -> None:
         raise ValueError(f"--seed must be an int from 0 to 2**32 - 1, but got {args.seed}.")
     if args.missing and args.N is not None:
         raise ValueError("--missing chooses among a model's shapes: give --model or --tp-size, not --N/--K.")
+    if args.shipped and (args.N is not None or args.model is not None or args.tp_size is not None):
+        raise ValueError("--shipped tunes the shapes of the installed files: leave out --N/--K, --model and --tp-size.")
+    baseline_folders(args.baseline, missing=args.missing)
+    plan_targets(args.space, args.file_format, args.input_type, None)  # what can be refused without the device
 
 
 def _model(args: argparse.Namespace) -> ModelPlan | None:
@@ -211,7 +221,7 @@ def _model(args: argparse.Namespace) -> ModelPlan | None:
         )
     model = model_plan(load_model_config(args.model), args.tp_size) if args.model is not None else None
     quantization = dict(QUANTIZATION_DEFAULTS)
-    if model is not None and model.input_type is not None:  # a block-quantized model: its own blocks
+    if model is not None:  # the model's own blocks
         quantization = {
             "input_type": model.input_type,
             "block_n": model.block_shape[0],
@@ -231,13 +241,49 @@ def _model(args: argparse.Namespace) -> ModelPlan | None:
 
 
 def _shapes(args: argparse.Namespace, model: ModelPlan | None) -> dict[tuple[int, int], str]:
-    """(N, K) -> the layers that have it, from --N/--K, --model, or DeepSeek-V3 at --tp-size."""
+    """(N, K) -> the layers that have it, from --N/--K, --model, --shipped, or DeepSeek-V3 at --tp-size."""
     if args.N is not None:
         return {(args.N, args.K): "given"}
+    if args.shipped:
+        return _shipped(args)
     if model is not None:
         return model.shapes()
     tp_size = DEEPSEEK_V3_TP_SIZE if args.tp_size is None else args.tp_size
     return dict.fromkeys(deepseek_v3_shapes(tp_size), "deepseek_v3")
+
+
+def _shipped(args: argparse.Namespace) -> dict[tuple[int, int], str]:
+    """The shapes of SGLang's installed files (or --baseline DIR's) for the run's device, input type and block."""
+    folders = folders_for(baseline_folders(args.baseline), (SGLANG,))
+    if not folders:
+        raise ValueError(
+            "--shipped tunes the shapes of the installed SGLang's files (or --baseline DIR's), but "
+            f"{'--baseline none was given' if args.baseline == 'none' else 'no SGLang is installed'}."
+        )
+    device_name = _device_name(args)
+    found = shipped_shapes(folders, device_name, args.input_type, args.block_n, args.block_k)
+    if not found:
+        where = " and ".join(str(folder.path) for folder in folders)
+        raise ValueError(
+            f"--shipped: {where} holds no file for {device_name}, {args.input_type}, block_shape="
+            f"[{args.block_n}, {args.block_k}]; --block-n/--block-k and --input-type choose the files."
+        )
+    return dict.fromkeys(found, "shipped")
+
+
+def _device_name(args: argparse.Namespace) -> str:
+    """The name files carry for the run's device: the landscape's in replay, else the first visible GPU's."""
+    if args.replay is not None:
+        from tuner.benchmarkers import ReplayBenchmarker
+
+        return ReplayBenchmarker.from_file(args.replay).device_name
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--shipped finds the files for this GPU by its name, but no CUDA GPU is visible: run it on "
+                         "the GPU, or with --replay.")  # fmt: skip
+    gpus = _gpu_list(args)
+    return torch.cuda.get_device_name(gpus[0] if gpus else 0).replace(" ", "_")
 
 
 def _problems(args: argparse.Namespace) -> tuple[list[list[Problem]], dict[tuple[int, int], str], ModelPlan | None]:
@@ -246,7 +292,7 @@ def _problems(args: argparse.Namespace) -> tuple[list[list[Problem]], dict[tuple
     _check_values(args)
     shapes = _shapes(args, model)
     batch_sizes = [args.batch_size] if args.batch_size is not None else args.batch_sizes or DEFAULT_BATCH_SIZES
-    search_space(args.block_k, args.space)  # raises if no BLOCK_SIZE_K of the space divides block_k
+    block_sizes_k(args.block_k)  # raises for a block_k no K tile fits
     problems = [[Problem(N=N, K=K, M=M, **gemm_setup(args)) for M in dict.fromkeys(batch_sizes)] for N, K in shapes]
     return problems, shapes, model
 
@@ -291,17 +337,21 @@ def _existing_file(path: Path) -> None:
         ) from None
 
 
-def _storage(url: str, *, dry_run: bool):
-    """The run's storage; a dry run creates nothing: a SQLite file not there yet reads as an empty storage."""
-    from tuner.study import make_storage
+def _storage(url: str, *, dry_run: bool) -> tuple[object, list[str]]:
+    """The run's storage, and the lines that say where it is; a dry run creates nothing: a SQLite file not
+    there yet reads as an empty storage."""
+    from tuner.study import make_storage, masked_url
 
-    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url.startswith("sqlite:///") else None
-    if dry_run and path is not None and not path.exists():
+    path = sqlite_file(url)
+    lines = [f"storage: {masked_url(url)}" + (f" ({path.absolute()})" if path and not path.is_absolute() else "")]
+    if path is None or path.exists():
+        return make_storage(url), lines  # an unusable URL is a usage error, raised before any work
+    check_writable(path, "--storage", folder=False)
+    if dry_run:
         import optuna
 
-        check_writable(path, "--storage", folder=False)
-        return optuna.storages.InMemoryStorage()
-    return make_storage(url)  # an unusable URL is a usage error, raised before any work
+        return optuna.storages.InMemoryStorage(), [*lines, f"no storage at {path.absolute()} yet: the run creates it"]
+    return make_storage(url), [*lines, f"created new storage {path.absolute()}"]
 
 
 def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[int] | None) -> tuple | None:
@@ -314,13 +364,10 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
     from tuner.benchmarkers import ReplayBenchmarker
     from tuner.study import WorkerSpec
 
-    check_format(args.file_format, args.space)
     device_name = software = None
-    sm90 = False
     if args.replay is not None:
         replay = ReplayBenchmarker.from_file(args.replay)
         devices, device_name, kind, software = gpus or [0], replay.device_name, "replay", replay.software
-        sm90 = is_hopper(device_name)  # in replay the landscape's device decides
     else:
         import torch
 
@@ -331,7 +378,8 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
             devices = _visible_gpus(gpus)
             device_name = torch.cuda.get_device_name(devices[0]).replace(" ", "_")
             software = gpu_software()  # the workers' own: they run this interpreter
-            sm90 = torch.cuda.get_device_capability(devices[0]) == (9, 0)
+    # In replay the landscape's device decides, as it names the files.
+    targets = tuple(plan_targets(args.space, args.file_format, args.input_type, device_name))
     folders = baseline_folders(args.baseline)
     if args.missing and device_name is not None:  # in replay the landscape's device decides, as it names the files
         shapes, lines = split_missing(folders, shapes, device_name)
@@ -342,21 +390,16 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         for problems in shapes:
             for problem in problems:
                 replay.require(problem)
-    if args.space == "hopper" and device_name is not None and not sm90:
-        raise ValueError(
-            f"--space hopper tunes SGLang's Hopper kernel, which runs on SM90 GPUs alone, but {device_name} is not "
-            "one; use --space base."
-        )
     save_path = Path(args.save_path or (REPLAY_SAVE_PATH if args.replay is not None else SAVE_PATH))
     check_writable(save_path, "--save-path", folder=True)
     for problems in shapes if device_name is not None else ():
         p = problems[0]
-        names = config_file_names(
-            p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=args.file_format
-        )
-        for path in (save_path / name for name in names):
+        for engine in (engine for target in targets for engine in target.engines):
+            path = save_path / engine.file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
             if path.exists():
                 _existing_file(path)
+                if warning := other_out_dtype(path, [q.M for q in problems], p.out_dtype):
+                    print(f"warning: {warning}", file=sys.stderr, flush=True)
     spec = WorkerSpec(
         storage_url=args.storage,
         save_path=str(save_path),
@@ -365,29 +408,33 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
         use_prior=not args.no_prior,
         replay=args.replay,
         sampler=args.sampler,
-        space=args.space,
-        file_format=args.file_format,
+        targets=targets,
         baseline=args.baseline,
         coverage=not args.no_coverage,
     )
-    storage = _storage(spec.storage_url, dry_run=args.dry_run)
-    return spec, devices, device_name, kind, software, shapes, storage
+    storage, where = _storage(spec.storage_url, dry_run=args.dry_run)
+    return spec, devices, device_name, kind, software, shapes, storage, where
 
 
 def _dry_run(args: argparse.Namespace, shapes, names, model: ModelPlan | None, prepared: tuple) -> None:
     """What the run would do, with what it would use and find, and how long it would take at most."""
-    spec, devices, device_name, kind, software, shapes, storage = prepared  # shapes: what --missing left
-    print(plan(shapes, args.trials, names, model))
+    from tuner.benchmarkers import ReplayBenchmarker
+    from tuner.study import capped_note
+
+    spec, devices, device_name, kind, software, shapes, storage, where = prepared  # shapes: what --missing left
+    replay = ReplayBenchmarker.from_file(args.replay) if args.replay is not None else None
+    capped = budgets(shapes, args.trials, [target.space for target in spec.targets], replay)
+    print(plan(shapes, capped, args.trials, names, model))
     if set(names.values()) == {"deepseek_v3"}:
         print(f"note: {deepseek_list_note(args.tp_size or DEEPSEEK_V3_TP_SIZE, len(shapes))}")
-    print("\n".join(setup_lines(args, devices, device_name, spec.save_path)))
+    print("\n".join(setup_lines(args, devices, device_name, spec.save_path, spec.targets)))
     if device_name is not None:
-        _announce(spec, storage, device_name, kind, software, shapes)
+        _announce(spec, storage, where, device_name, kind, software, shapes, files=False)
     else:
-        from tuner.study import masked_url
-
-        print(f"storage: {masked_url(spec.storage_url)}")
-    print(f"estimate: {estimate(sum(len(problems) for problems in shapes) * args.trials, replay=kind == 'replay')}")
+        print("\n".join(where))
+    if note := capped_note(capped, args.trials):
+        print(note)
+    print(f"estimate: {estimate(sum(capped.values()), replay=kind == 'replay')}")
     dispose = getattr(getattr(storage, "engine", None), "dispose", None)
     if dispose is not None:
         dispose()  # closes SQLite's connections now, so its -wal and -shm files go with them
@@ -418,6 +465,8 @@ def _main(argv: Sequence[str] | None) -> int:
         args = parser.parse_args(argv)
         if args.storage is None:
             args.storage = REPLAY_STORAGE if args.replay is not None else DEFAULT_STORAGE
+        else:  # one the user named: a file the run can keep, in a folder that exists (a mistyped path is not)
+            check_new_file(args.storage)
         shapes, names, model = _problems(args)
         gpus = _gpu_list(args)
         if args.replay is None and not args.dry_run:
@@ -444,17 +493,19 @@ def _main(argv: Sequence[str] | None) -> int:
     return _execute(*prepared)
 
 
-def resume_line(states: Sequence[StudyState | None], trials: int) -> str:
+def resume_line(states: Sequence[StudyState | None], trials: int, where: str) -> str:
     """What a rerun finds done, from each study's state (None: not made yet): a resume is never silent.
 
     A study is finished when it timed --trials configs, or every distinct config its space holds.
+    Where nothing is begun, the line says where it looked (where: tuner.study.storage_place), since
+    a user who expected studies there has likely named another storage.
     """
     finished = sum(1 for s in states if s is not None and s.finished(trials))
     begun = sum(1 for s in states if s is not None and 0 < s.timed and not s.finished(trials))
     if finished == len(states):
         return f"{finished} of {len(states)} studies finished earlier; nothing to time"
     if finished == begun == 0:
-        return f"{len(states)} studies, none begun earlier"
+        return f"{len(states)} studies, none begun earlier in {where}"
     line = f"{finished} of {len(states)} studies finished earlier"
     if begun:
         line += f", {begun} resume{'s' if begun == 1 else ''} where {'it' if begun == 1 else 'they'} stopped"
@@ -487,20 +538,43 @@ def identity_notes(states: Sequence[StudyState | None], trials: int, sampler: st
     return notes
 
 
-def _announce(spec, storage, device_name: str, kind: str, software: dict[str, str], shapes) -> None:
+def rounds_again_note(names: Sequence[str]) -> str:
+    """The studies whose confirmation round failed to run in an earlier run: this one holds it again."""
+    studies = "1 study" if len(names) == 1 else f"{len(names)} studies"
+    return (f"the confirmation round of {studies} failed to run earlier (e.g. {names[0]}): "
+            "held again before their export")  # fmt: skip
+
+
+def _announce(
+    spec, storage, where: list[str], device_name: str, kind: str, software: dict[str, str], shapes, *, files: bool
+) -> None:
     """Where the studies live, what of them is done and what made them, before any work starts."""
     from tuner.samplers import resolve
-    from tuner.study import masked_url, study_name, study_states
+    from tuner.study import failed_rounds, study_name, study_states
 
-    names = [study_name(p, device_name, kind, software, spec.space) for problems in shapes for p in problems]
+    names = [
+        study_name(p, device_name, kind, software, target.space)
+        for target in spec.targets
+        for problems in shapes
+        for p in problems
+    ]
     states = list(study_states(storage, names).values())
-    print(f"storage: {masked_url(spec.storage_url)}", flush=True)
-    print(resume_line(states, spec.trials), flush=True)
+    print("\n".join(where), flush=True)
+    for note in getattr(storage, "notes", ()):  # a dry run's storage not made yet (in memory) has none
+        print(note, flush=True)
+    print(resume_line(states, spec.trials, storage_place(spec.storage_url)), flush=True)
     for note in identity_notes(states, spec.trials, resolve(spec.sampler)):
         print(note, flush=True)
+    if again := failed_rounds(storage, names):
+        print(f"note: {rounds_again_note(again)}", flush=True)
+    if files:  # a dry run said it among the setup lines
+        for target in spec.targets:
+            print(f"files: {target.describe()}", flush=True)
     folders = baseline_folders(spec.baseline)
     first = [problems[0] for problems in shapes]
-    print("\n".join(baseline_lines(spec.baseline, folders, first, device_name, spec.space)), flush=True)
+    for target in spec.targets:
+        lines = baseline_lines(spec.baseline, folders_for(folders, target.engines), first, device_name, target.space)
+        print("\n".join(lines), flush=True)
     note = deepgemm_note(device_name, shapes[0][0].out_dtype)  # in replay, the landscape's device
     if note is not None:
         print(f"note: {note}", flush=True)
@@ -514,9 +588,9 @@ def _execute(
     software: dict[str, str],
     shapes: list[list[Problem]],
     storage,
+    where: list[str],
 ) -> int:
     from tuner.study import (
-        ADDED_KEY,
         collect,
         format_table,
         no_coverage_line,
@@ -526,7 +600,8 @@ def _execute(
         tune_units,
     )
 
-    _announce(spec, storage, device_name, kind, software, shapes)
+    _announce(spec, storage, where, device_name, kind, software, shapes, files=True)
+    spec = replace(spec, made_by=run_record(spec.replay, devices, device_name, shapes[0][0].out_dtype))
     if len(devices) == 1:
         outcome = tune_units(spec, devices[0], shapes, progress=True)
     else:
@@ -535,16 +610,12 @@ def _execute(
             print(f"error: workers exited with {codes}; rerun the same command to resume.", file=sys.stderr)
             return 1
         outcome = collect(spec, device_name, kind, software, shapes)
-    made_by = run_record(spec.replay, devices, device_name)
-    for problems, (results, paths) in zip(shapes, outcome):
-        names = {p.M: study_name(p, device_name, kind, software, spec.space) for p in problems}
-        coverage = stored_coverage(storage, problems, names, replay=kind == "replay") if spec.coverage else None
-        for path in paths:
-            write_provenance(path, {r.problem.M: r.best for r in results}, made_by)
-            if coverage is not None and coverage.added:
-                write_provenance(path, coverage.added, {**made_by, "coverage": ADDED_KEY})
+    # outcome holds each shape's targets in turn, as tune_units and collect tune and read them
+    for (problems, target), (results, paths) in zip([(ps, t) for ps in shapes for t in spec.targets], outcome):
         print("", *paths, format_table(results), sep="\n")
         if spec.coverage:
+            names = {p.M: study_name(p, device_name, kind, software, target.space) for p in problems}
+            coverage = stored_coverage(storage, problems, names, replay=kind == "replay")
             print(coverage.line() if coverage is not None else no_coverage_line(problems))
     print("\n" + where_files_go([path for _, paths in outcome for path in paths], device_name))
     if any(r.best.hopper for results, _ in outcome for r in results):

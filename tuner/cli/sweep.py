@@ -9,8 +9,9 @@ configs that win at them and their neighbours (benchmarks/dense_sweep_plan.py wr
 
 Timed exactly as the tuner times (tuner.benchmarkers: CUDA graphs over rotating buffers, compilation on
 every CPU core ahead of the GPU). Where M <= BLOCK_SIZE_M the launch does not depend on
-GROUP_SIZE_M: one of those configs is timed and its result recorded for all four. An interrupted
-sweep resumes: rows already in --out are not timed again.
+GROUP_SIZE_M: one of those configs is timed and its result recorded for all four. A config whose
+compile process died or hung is compiled again, and recorded as compile_error if that happens on
+every try. An interrupted sweep resumes: rows already in --out are not timed again.
 
 Exit status: 0 on success, 2 on a usage error, 130 after Ctrl-C (143 after SIGTERM), 1 on any other failure.
 """
@@ -26,7 +27,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tuner.benchmarkers import Benchmarker, LandscapeWriter, Measurement, read_rows
+from tuner.benchmarkers import (
+    COMPILE_FAILURES,
+    COMPILE_TRIES,
+    Benchmarker,
+    LandscapeWriter,
+    Measurement,
+    compile_failed,
+    read_rows,
+)
 from tuner.cli._common import add_gemm_flags, gemm_setup, no_gpu
 from tuner.space import SPACES, Config, Problem, search_space
 from tuner.stopping import TuningError, exit_status, held_outside_waits
@@ -56,7 +65,7 @@ def sweep(
     for problem, config in tqdm(todo, desc="sweep", unit="cfg", disable=not progress, mininterval=5):
         representative = config.schedule_key(problem.M)
         if (problem, representative) not in results:
-            results[problem, representative] = bench.measure(problem, representative)
+            results[problem, representative] = _measured(bench, problem, representative)
         results[problem, config] = results[problem, representative]
         writer.write(bench.device_name, problem, config, results[problem, config])
     return results
@@ -90,9 +99,25 @@ def read_configs(path: str | Path, block_k: int, space: str) -> list[Config]:
     return list(dict.fromkeys(configs))
 
 
+def _measured(bench: Benchmarker, problem: Problem, config: Config) -> Measurement:
+    """config's measurement, compiled anew while its compile process dies or hangs, up to COMPILE_TRIES times.
+
+    A landscape records the config's own outcome: a lost compile process is the host's (a busy
+    host's OOM killer, a slow compile), until it happens on every try.
+    """
+    for _ in range(COMPILE_TRIES):
+        measurement = bench.measure(problem, config)
+        if measurement.status not in COMPILE_FAILURES:
+            return measurement
+    return compile_failed(measurement)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tuner.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m tuner.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a flag is spelled out, never taken from its prefix
     )
     parser.add_argument("--N", type=int, nargs="+", required=True, help="weight rows, one per shape")
     parser.add_argument("--K", type=int, nargs="+", required=True, help="weight columns, paired with --N")

@@ -11,10 +11,12 @@ from tuner.study._confirm import (
     CONFIRMATION,
     CONFIRMED,
     CONFIRMED_US,
+    ROUND_FAILED,
     Confirmation,
     confirm,
     confirmation_of,
     decide,
+    failed_rounds,
 )
 from tuner.study._coverage import (
     ADDED_KEY,
@@ -29,8 +31,9 @@ from tuner.study._coverage import (
     probe_batch_sizes,
     stored_coverage,
 )
-from tuner.study._parallel import WorkerSpec, collect, run_workers, split_work, tune_units
+from tuner.study._parallel import WorkerSpec, capped_note, collect, run_workers, split_work, tune_units
 from tuner.study._search import GPU_FAILURE, GpuFailure, Search, WrongResult
+from tuner.study._sqlite import REPLAY_STORAGE, check_new_file, check_storage_file, sqlite_file, storage_place
 from tuner.study._storage import (
     DEFAULT_STORAGE,
     StudyState,
@@ -51,6 +54,7 @@ from tuner.study._tuning import (
     TuneOptions,
     budget,
     format_table,
+    schedules,
     searchable,
     split_seed,
     study_result,
@@ -78,11 +82,14 @@ __all__ = [
     "CONFIRM_DEFAULT_US",
     "CONFIRM_REASON",
     "CONFIRM_ROUND",
+    "ROUND_FAILED",
     "Confirmation",
     "confirm",
     "confirmation_of",
     "decide",
+    "failed_rounds",
     "DEFAULT_STORAGE",
+    "REPLAY_STORAGE",
     "GPU_FAILURE",
     "MEASURED",
     "GpuFailure",
@@ -94,6 +101,9 @@ __all__ = [
     "WrongResult",
     "best",
     "budget",
+    "capped_note",
+    "check_new_file",
+    "check_storage_file",
     "collect",
     "format_table",
     "is_timed",
@@ -104,9 +114,12 @@ __all__ = [
     "open_study",
     "raise_unusable",
     "run_workers",
+    "schedules",
     "searchable",
     "split_seed",
     "split_work",
+    "sqlite_file",
+    "storage_place",
     "study_name",
     "study_result",
     "study_states",

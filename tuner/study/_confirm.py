@@ -11,22 +11,25 @@ an export is never slower than what the user already runs, beyond the round's no
 The decision is stored as one study user attribute (CONFIRMATION, a JSON object), so that two hosts
 confirming one study never leave a mix of their two rounds, together with the contenders it was
 based on: when those change (the study got more trials and found better configs, or a reference's
-pick changed), the pick is confirmed again rather than exported stale.
+pick changed), the pick is confirmed again rather than exported stale. A round that failed to run
+(its timing process was lost) is recorded as such, for the report and this run's export, and held
+again by the next run.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import Benchmarker, RunClock
 from tuner.space import Config, Problem, config_of, default_config
-from tuner.study._rows import set_study_attrs
+from tuner.study._store import set_study_attrs
 
 # How many of the study's best configs are re-timed, and how many interleaved rounds.
 CONTENDERS = 3
@@ -39,6 +42,8 @@ CONFIRM_DEFAULT_US = "confirm_default_us"  # the default's median in the same ro
 CONFIRM_REASON = "confirm_reason"
 CONFIRM_ROUND = "confirm_round"  # config label -> its latency in each round
 CONFIRM_BASIS = "confirm_basis"  # the contenders' labels: a round over other contenders is stale
+# The reason a round that timed nothing records: the search's best stands until the next run.
+ROUND_FAILED = "the confirmation round failed to run; the search's best stands until the next run holds it again"
 # Before the round was one attribute, each key was a study user attribute of its own.
 _LEGACY_KEYS = (CONFIRMED, CONFIRMED_US, CONFIRM_DEFAULT_US, CONFIRM_REASON, CONFIRM_ROUND)
 
@@ -88,12 +93,16 @@ def decide(
     return Confirmation(pick=reference, reason=reason, medians=medians)
 
 
-def contenders(trials: Sequence[FrozenTrial], problem: Problem, references: Sequence[Config]) -> list[Config]:
-    """The study's best few completed configs, the default and the references, where they completed."""
+def contenders(
+    trials: Sequence[FrozenTrial], problem: Problem, references: Sequence[Config], default: Config | None = None
+) -> list[Config]:
+    """The study's best few completed configs, the default (SGLang's unless given) and the references,
+    where they completed."""
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     ran = {config_of(t) for t in complete}
     best = list(dict.fromkeys(config_of(t) for t in complete))[:CONTENDERS]
-    kept_unless_beaten = [default_config(problem.block_n, problem.block_k), *references]
+    default = default if default is not None else default_config(problem.block_n, problem.block_k)
+    kept_unless_beaten = [default, *references]
     return list(dict.fromkeys([*best, *(c for c in kept_unless_beaten if c in ran)]))
 
 
@@ -110,11 +119,30 @@ def confirmation_of(user_attrs: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def round_failed(round_: Mapping[str, Any]) -> bool:
+    """Whether a stored round timed nothing: its timing process was lost, so it compared nothing."""
+    return not any((round_.get(CONFIRM_ROUND) or {}).values())
+
+
 def is_current(user_attrs: Mapping[str, Any], configs: Sequence[Config]) -> bool:
-    """Whether the study's round was over exactly these contenders (else it must be held again)."""
+    """Whether the study's round ran, over exactly these contenders (else it must be held again)."""
     round_ = confirmation_of(user_attrs)
     basis = None if round_ is None else round_.get(CONFIRM_BASIS)
-    return basis is not None and sorted(basis) == sorted(c.short() for c in configs)
+    return basis is not None and not round_failed(round_) and sorted(basis) == sorted(c.short() for c in configs)
+
+
+def failed_rounds(storage: BaseStorage, names: Iterable[str]) -> list[str]:
+    """The named studies whose last round failed to run: what a run holds again, and says so at its start."""
+    found = []
+    for name in names:
+        try:
+            study_id = storage.get_study_id_from_name(name)
+        except KeyError:
+            continue
+        round_ = confirmation_of(storage.get_study_user_attrs(study_id))
+        if round_ is not None and round_failed(round_):
+            found.append(name)
+    return found
 
 
 def confirm(
@@ -123,24 +151,27 @@ def confirm(
     bench: Benchmarker,
     *,
     references: Sequence[Config] = (),
+    default: Config | None = None,
     trials: Sequence[FrozenTrial] | None = None,
     rounds: int = ROUNDS,
     clock: RunClock | None = None,
 ) -> Confirmation:
     """Re-time the contenders in interleaved rounds, decide, and record the round on the study in one write.
 
-    trials are the study's as last read (read again if not given).
+    default is what the file's engine runs without a file (SGLang's default unless given); trials
+    are the study's as last read (read again if not given).
     """
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    configs = contenders(trials, problem, references)
+    default = default if default is not None else default_config(problem.block_n, problem.block_k)
+    configs = contenders(trials, problem, references, default)
     times = bench.retime(problem, configs, rounds=rounds)
     if any(times.values()):
-        decision = decide(times, default=default_config(problem.block_n, problem.block_k), references=references)
+        decision = decide(times, default=default, references=references)
     else:  # the timing process was lost: nothing to confirm with, the search's best stands
         search_best = min((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
         medians = {configs[0]: search_best.value}
-        decision = Confirmation(pick=configs[0], reason="the confirmation round failed to run", medians=medians)
-    default_us = decision.medians.get(default_config(problem.block_n, problem.block_k))
+        decision = Confirmation(pick=configs[0], reason=ROUND_FAILED, medians=medians)
+    default_us = decision.medians.get(default)
     round_ = {
         CONFIRMED: decision.pick.as_sglang(),
         CONFIRMED_US: round(decision.pick_us, 3),
@@ -149,5 +180,5 @@ def confirm(
         CONFIRM_ROUND: {c.short(): [round(t, 3) for t in ts] for c, ts in times.items()},
         CONFIRM_BASIS: [c.short() for c in configs],
     }
-    set_study_attrs(study._storage, study._study_id, {CONFIRMATION: round_}, clock=clock or RunClock())
+    set_study_attrs(study, {CONFIRMATION: round_}, clock=clock or RunClock())
     return decision

@@ -47,9 +47,9 @@ from optuna.trial import TrialState
 from tuner.benchmarkers import COVERAGE, Benchmarker, Measurement, RunClock
 from tuner.export import nearest_entry, read_config_file, write_configs
 from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem, config_of
-from tuner.study._rows import set_study_attrs
 from tuner.study._search import GpuFailure, WrongResult
 from tuner.study._storage import study_name
+from tuner.study._store import rows_of
 
 # The loader's pick is served at an M where it is at most this much slower than the best timed there.
 THRESHOLD = 0.02
@@ -496,7 +496,9 @@ class _Check:
         """Write the record, every piece of evidence as JSON, in one write to the study."""
         evidence = {M: e.as_json() if isinstance(e, Evidence) else e for M, e in self.record["evidence"].items()}
         record = {**self.record, "evidence": evidence}
-        set_study_attrs(self.storage, self.study_id, {RECORD + str(self.interval.high): record}, clock=self.clock)
+        rows_of(self.storage).set_study_attrs(
+            self.study_id, {RECORD + str(self.interval.high): record}, clock=self.clock
+        )
 
     def _screen(self, M: int) -> Evidence | None:
         """One quick round over the candidates the benchmarker can time at M; None where the pick is not one."""
@@ -549,11 +551,16 @@ def check_shape(
     space: str = "base",
     threshold: float = THRESHOLD,
     clock: RunClock | None = None,
+    made_by: Mapping[str, str] | None = None,
 ) -> ShapeCoverage:
-    """Check a tuned shape between its batch sizes (problems), add the keys it needs to the files at paths.
+    """Check a tuned shape between its batch sizes (problems), add the keys it needs to the files at paths,
+    with made_by and ADDED_KEY as their provenance (tuner.export.write_configs).
 
     The config files must already hold the tuned entries (tune_shape wrote them); the first path is
-    read as the loader reads it. The whole check's wall time goes on clock's COVERAGE.
+    read as the loader reads it. The files of one search (one per engine) hold the same tuned
+    entries, so the keys the first one needs go into each; where a later file's copied baseline
+    holds other keys between the batch sizes (another engine's shipped file), its picks there are
+    not checked apart. The whole check's wall time goes on clock's COVERAGE.
     """
     clock = clock if clock is not None else RunClock()
     ordered = sorted(problems, key=lambda p: p.M)
@@ -586,8 +593,13 @@ def check_shape(
         )
         if coverage.added:
             for path in paths:
-                write_configs(path, coverage.added)
+                write_configs(path, coverage.added, added_by(made_by))
     return coverage
+
+
+def added_by(made_by: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The provenance of a key the check added: the run's, and why the key is there (None: no record)."""
+    return None if made_by is None else {**made_by, "coverage": ADDED_KEY}
 
 
 def stored_coverage(

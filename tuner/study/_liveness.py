@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import MEASURED, RunClock
 from tuner.space import REASON, STATUS, TIMED
-from tuner.study._rows import update_trial
+from tuner.study._store import StudyRows
 
 OWNER = "owner"  # trial system attribute: who runs it (see owner())
 LOST = "lost"  # the status of a trial whose process died before it ended
@@ -78,36 +77,29 @@ def has_owner(trial: FrozenTrial) -> bool:
     return isinstance(trial.system_attrs.get(OWNER), dict)
 
 
-def _heartbeat_s(storage: BaseStorage) -> int | None:
-    get = getattr(storage, "get_heartbeat_interval", None)
-    return get() if get is not None else None
-
-
 def retire_dead(study: optuna.Study, trials: Iterable[FrozenTrial], *, clock: RunClock) -> int:
     """Fail and retry the running trials of study whose process died; how many were retired.
 
     trials is what the caller last read of the study: its running trials owned on this host are
     checked against their pids; the storage says which heartbeats went stale.
     """
-    storage = study._storage
+    rows = StudyRows(study, clock)
+    storage = rows.storage
     running = (t for t in trials if t.state == TrialState.RUNNING)
     dead = {t._trial_id: f"its process ({_who(t)}) ended" for t in running if died_here(t)}
-    interval = _heartbeat_s(storage)
-    if interval is not None:
-        grace = getattr(getattr(storage, "_backend", storage), "grace_period", None) or 2 * interval
-        for trial_id in storage._get_stale_trial_ids(study._study_id):
-            dead.setdefault(trial_id, f"its process stopped beating (no heartbeat for over {grace} s)")
+    for trial_id in rows.stale_trial_ids():
+        dead.setdefault(trial_id, f"its process stopped beating (no heartbeat for over {rows.grace_s} s)")
     retired = 0
     for trial_id, why in dead.items():
         trial = storage.get_trial(trial_id)
         measured = trial.user_attrs.get(STATUS) in MEASURED  # recorded before its process died: it stands
         attrs = {} if measured else {TIMED: False, STATUS: LOST, REASON: f"{why} before the trial did"}
         try:
-            update_trial(storage, trial, user_attrs=attrs, state=TrialState.FAIL, clock=clock)
+            rows.update(trial, user_attrs=attrs, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process retired it, or it ended after all
         retired += 1
-        retry = storage.get_heartbeat_stale_trial_callback() if interval is not None else None
+        retry = storage.get_heartbeat_stale_trial_callback() if rows.heartbeat_s is not None else None
         if retry is not None:
             retry(study, copy.deepcopy(storage.get_trial(trial_id)))
     return retired
@@ -127,9 +119,9 @@ class Heartbeats:
     study's search; the thread starts with the first trial that outlives an interval's wait.
     """
 
-    def __init__(self, storage: BaseStorage) -> None:
-        self._storage = storage
-        self._interval = _heartbeat_s(storage)
+    def __init__(self, rows: StudyRows) -> None:
+        self._storage = rows.storage
+        self._interval = rows.heartbeat_s
         self._live: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -4,6 +4,10 @@ The storage is the only coordinator: each worker takes whole shapes (or contiguo
 sizes when there are fewer shapes than workers), balanced by estimated cost, and writes its trials
 to the shared storage; config files merge under a lock as studies finish, and the parent writes
 every file once more from the storage at the end, so no entry depends on a worker's last write.
+
+The parent alone takes Ctrl-C and SIGTERM for the run and passes a stop on to its workers, which
+stop as a single process does (tuner.stopping); a worker whose parent dies, even of SIGKILL, stops
+too, so no worker goes on with the job (and the GPU) on its own.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,8 +25,17 @@ from typing import Any
 
 from tuner.baselines import baseline_folders
 from tuner.benchmarkers import Benchmarker, GpuBenchmarker, Measurement, ReplayBenchmarker, RunClock
+from tuner.engines import SGLANG, Target
 from tuner.space import Config, Problem
-from tuner.stopping import TuningError, stopped_by_ctrl_c
+from tuner.stopping import (
+    TuningError,
+    die_with_parent,
+    exit_status,
+    held_outside_waits,
+    ignore_ctrl_c,
+    interruptible,
+    stopped_by_ctrl_c,
+)
 
 _SPAWN = mp.get_context("spawn")
 
@@ -38,10 +52,11 @@ class WorkerSpec:
     replay: str | None = None
     compile_workers: int | None = None
     sampler: str = "auto"
-    space: str = "base"
-    file_format: str = "sglang"
+    # Which search fills which engine's file (tuner.engines.plan_targets): each shape is tuned once per target.
+    targets: tuple[Target, ...] = (Target(space="base", engines=(SGLANG,), why="asked for"),)
     baseline: str = "none"  # --baseline: auto, none or a folder of the config files the user already has
     coverage: bool = True  # check the M between the batch sizes after each shape (--no-coverage: not)
+    made_by: dict[str, str] | None = None  # the provenance of the entries it writes (tuner.export.write_configs)
 
 
 def _cost(problems: Sequence[Problem]) -> float:
@@ -135,32 +150,36 @@ def tune_units(
         seed=spec.seed,
         prior=prior,
         sampler=spec.sampler,
-        space=spec.space,
         coverage=THRESHOLD if spec.coverage else None,
     )
     folders = baseline_folders(spec.baseline)
     problems = [problem for unit in units for problem in unit]
     outcome = []
     try:
-        if stale := superseded(storage, problems, bench, spec.space):
-            note = (f"note: {len(stale)} of the studies of these problems in the storage were made with other "
-                    f"software or another landscape (e.g. {stale[0]}); they are not reused: tuning anew.")  # fmt: skip
+        budgets, names = {}, {}
+        for target in spec.targets:
+            if stale := superseded(storage, problems, bench, target.space):
+                print(f"note: {len(stale)} of the studies of these problems in the storage were made with other "
+                      f"software or another landscape (e.g. {stale[0]}); they are not reused: tuning anew.",
+                      file=sys.stderr)  # fmt: skip
+            searched = replace(options, space=target.space)
+            for p in problems:
+                budgets[p, target.space] = budget(p, bench, searched)
+                names[p, target.space] = study_name(p, bench.device_name, bench.kind, bench.software, target.space)
+        if note := capped_note(budgets, spec.trials):
             print(note, file=sys.stderr)
-        targets = {problem: budget(problem, bench, options) for problem in problems}
-        if note := capped_note(targets, spec.trials):
-            print(note, file=sys.stderr)
-        names = {p: study_name(p, bench.device_name, bench.kind, bench.software, spec.space) for p in problems}
         states = study_states(storage, names.values())
-        done = sum(min(targets[p], states[names[p]].timed if states[names[p]] else 0) for p in problems)
-        total = sum(targets.values())
+        done = sum(min(budgets[key], states[names[key]].timed if states[names[key]] else 0) for key in budgets)
+        total = sum(budgets.values())
         with held_outside_waits(), tqdm(total=total, initial=done, desc="timed configs", unit="cfg", mininterval=2,
                                         disable=not progress or done == total) as bar:  # fmt: skip
             for unit in units:
-                results, paths = tune_shape(
-                    storage, counted, unit, options, spec.save_path, progress=bar, file_format=spec.file_format,
-                    clock=clock, baseline_folders=folders,
-                )  # fmt: skip
-                outcome.append((results, paths))
+                for target in spec.targets:
+                    results, paths = tune_shape(
+                        storage, counted, unit, replace(options, space=target.space), spec.save_path, progress=bar,
+                        engines=target.engines, clock=clock, baseline_folders=folders, made_by=spec.made_by,
+                    )  # fmt: skip
+                    outcome.append((results, paths))
     finally:
         close = getattr(bench, "close", None)
         if close is not None:
@@ -171,23 +190,31 @@ def tune_units(
     return outcome
 
 
-def capped_note(targets: dict[Problem, int], trials: int) -> str | None:
-    """One line for the studies whose searchable space holds fewer distinct configs than --trials."""
-    capped = sorted((p for p, target in targets.items() if target < trials), key=lambda p: (p.N, p.K, p.M))
+def capped_note(budgets: dict[tuple[Problem, str], int], trials: int) -> str | None:
+    """One line for the studies (problem, space) whose searchable space holds fewer distinct configs than --trials."""
+    capped = sorted((key for key, n in budgets.items() if n < trials), key=lambda k: (k[0].N, k[0].K, k[0].M, k[1]))
     if not capped:
         return None
-    listed = ", ".join(f"M={p.M}: {targets[p]}" for p in capped[:6]) + (" ..." if len(capped) > 6 else "")
-    return (f"note: {len(capped)} of {len(targets)} studies can time fewer than --trials {trials} distinct configs "
+    listed = ", ".join(f"M={p.M}: {budgets[p, space]}" for p, space in capped[:6]) + (" ..." if len(capped) > 6 else "")
+    return (f"note: {len(capped)} of {len(budgets)} studies can time fewer than --trials {trials} distinct configs "
             f"({listed}); each stops there.")  # fmt: skip
 
 
-def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]]) -> None:
-    """One worker process. Ctrl-C reaches every process of the terminal: the parent alone reports it."""
+def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Problem]], parent_pid: int) -> None:
+    """One worker process: it stops on the SIGTERM its parent passes on, or sends it when the parent dies.
+
+    Ctrl-C reaches every process of the terminal: the parent alone takes it, and passes it on as
+    SIGTERM, which a worker takes as a single process takes Ctrl-C (at its next safe point, a second
+    one at once). The parent started it with Ctrl-C blocked, so none is taken before it is ignored.
+    """
+    ignore_ctrl_c()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    die_with_parent(parent_pid, signal.SIGTERM)
     try:
         tune_units(spec, device_index, units)
     except BaseException as error:
         if stopped_by_ctrl_c(error):
-            sys.exit(130)
+            sys.exit(exit_status(error))
         if isinstance(error, TuningError):  # as the single-process run reports it: one line
             print(f"failed: {type(error).__name__}: {error}", file=sys.stderr)
             sys.exit(1)
@@ -195,20 +222,54 @@ def _worker(spec: WorkerSpec, device_index: int, units: Sequence[Sequence[Proble
 
 
 def run_workers(spec: WorkerSpec, devices: Sequence[int], shapes: Sequence[Sequence[Problem]]) -> list[int]:
-    """Run one process per device over its share of the work; returns their exit codes."""
+    """Run one process per device over its share of the work; returns their exit codes.
+
+    Ctrl-C or SIGTERM while they run is passed on to every worker (see _worker), and once they have
+    all stopped it is raised here as in a single process (KeyboardInterrupt, or Terminated), so the
+    command reports it as usual; a further one while they stop is passed on too, to act at once.
+    """
     plan = split_work(shapes, len(devices))
     if spec.replay is None and spec.compile_workers is None:
         spec = replace(spec, compile_workers=max(1, (os.cpu_count() or 2) // len(devices) - 1))
-    processes = []
-    for device, units in zip(devices, plan):
-        if not units:
-            continue
-        process = _SPAWN.Process(target=_worker, args=(spec, device, units), name=f"tuner-worker-{device}")
-        process.start()
-        processes.append(process)
-    for process in processes:
-        process.join()
+    processes: list[Any] = []
+    try:
+        with held_outside_waits():
+            for device, units in zip(devices, plan):
+                if not units:
+                    continue
+                process = _SPAWN.Process(
+                    target=_worker, args=(spec, device, units, os.getpid()), name=f"tuner-worker-{device}"
+                )
+                blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # until the worker ignores it
+                try:
+                    process.start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                processes.append(process)
+            _join(processes)
+    except KeyboardInterrupt:
+        _stop(processes)
+        raise
     return [process.exitcode for process in processes]
+
+
+def _join(processes: Sequence[Any]) -> None:
+    """Wait for every process to end; Ctrl-C or SIGTERM cuts the wait short (a KeyboardInterrupt)."""
+    with interruptible():
+        for process in processes:
+            process.join()
+
+
+def _stop(processes: Sequence[Any]) -> None:
+    """Stop the workers that still run, and wait for them: each stops at its next safe point."""
+    while alive := [process for process in processes if process.is_alive()]:
+        for process in alive:
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            with held_outside_waits():
+                _join(alive)
+        except KeyboardInterrupt:  # another stop: passed on, and the workers act on it at once
+            continue
 
 
 def collect(
@@ -222,26 +283,28 @@ def collect(
     """
     import optuna
 
-    from tuner.export import config_file_names, write_configs
-    from tuner.study._coverage import stored_coverage
+    from tuner.export import write_configs
+    from tuner.study._coverage import added_by, stored_coverage
     from tuner.study._storage import make_storage, study_name
     from tuner.study._tuning import study_result
 
     storage = make_storage(spec.storage_url)  # each study is looked up by its name
     outcome = []
     for problems in shapes:
-        results = []
-        names = {p.M: study_name(p, device_name, kind, software, spec.space) for p in problems}
-        for problem in problems:
-            study = optuna.load_study(study_name=names[problem.M], storage=storage)
-            results.append(study_result(study, problem))
-        coverage = stored_coverage(storage, problems, names) if spec.coverage else None
         p = problems[0]
-        file_names = config_file_names(
-            p.N, p.K, device_name, p.input_type, p.block_n, p.block_k, file_format=spec.file_format
-        )
-        paths = [Path(spec.save_path) / name for name in file_names]
-        for path in paths:
-            write_configs(path, {**(coverage.added if coverage else {}), **{r.problem.M: r.best for r in results}})
-        outcome.append((results, paths))
+        for target in spec.targets:
+            results = []
+            names = {q.M: study_name(q, device_name, kind, software, target.space) for q in problems}
+            for problem in problems:
+                study = optuna.load_study(study_name=names[problem.M], storage=storage)
+                default = target.defaults(p.block_n, p.block_k)[0]
+                results.append(study_result(study, problem, default=default))
+            coverage = stored_coverage(storage, problems, names) if spec.coverage else None
+            files = [e.file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k) for e in target.engines]
+            paths = [Path(spec.save_path) / name for name in files]
+            for path in paths:
+                if coverage is not None and coverage.added:  # first, so that a tuned M's own entry wins
+                    write_configs(path, coverage.added, added_by(spec.made_by))
+                write_configs(path, {r.problem.M: r.best for r in results}, spec.made_by)
+            outcome.append((results, paths))
     return outcome

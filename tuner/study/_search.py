@@ -9,26 +9,30 @@ decides whether it measures its config (its claim on the budget, user attribute 
 every lower-numbered trial has decided, so no config is timed twice and the budget is met exactly.
 
 What the storage costs per trial: one read of the study's trials (one small query where nothing
-changed but this process's own trials, see _rows.Trials), which the sampler sees as it was read (a
-Snapshot); one write that creates the trial with its config and, when every earlier trial had
-decided at that read (a single process, always), its claim; one write with its result. Optuna's
-own loop (study.optimize) committed each parameter and attribute on its own, some 23 commits per
-trial, and read the trials through its ORM 4.7 times.
+changed but this process's own trials, see _store.StudyRows), which the sampler sees as it was read
+(a Snapshot); one write that creates the trial with its config and its claim, where no other process
+created a trial since that read; one write with its result. Optuna's own loop (study.optimize)
+committed each parameter and attribute on its own, some 23 commits per trial, and read the trials
+through its ORM 4.7 times.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import (
+    COMPILE_FAILURES,
+    COMPILE_TRIES,
+    FAILURES,
     MEASURED,
     SAMPLING,
     STORAGE,
@@ -36,14 +40,29 @@ from tuner.benchmarkers import (
     Benchmarker,
     Measurement,
     RunClock,
+    compile_failed,
     roofline_attrs,
 )
 from tuner.samplers import trial_config
-from tuner.space import COMPILE_S, REASON, STATUS, TIMED, US, Config, Problem, config_of, default_config
+from tuner.space import (
+    BLOCK_SIZE_M,
+    BLOCK_SIZE_N,
+    COMPILE_S,
+    NUM_STAGES,
+    REASON,
+    STATUS,
+    TIMED,
+    US,
+    Config,
+    Problem,
+    config_of,
+    default_config,
+)
 from tuner.stopping import TuningError, interruptible, raise_if_held
 from tuner.study._liveness import OWNER, Heartbeats, died_here, has_owner, owner, retire_dead
-from tuner.study._rows import Trials, create_trial, take_waiting, update_trial
+from tuner.study._rows import new_trial
 from tuner.study._storage import best, is_timed
+from tuner.study._store import StudyRows
 
 # How long a trial of other code (one without an owner and heartbeats, see _liveness) may stay
 # undecided, counted on this process's clock from when it first saw the trial so, before it counts
@@ -167,8 +186,8 @@ class Search:
         self._sleep = sleep
         self._first_seen: dict[int, float] = {}  # trial number -> when this process first saw it undecided
         self._owner = {OWNER: owner()}
-        self._beats = Heartbeats(study._storage)
-        self._trials = Trials(study, self.clock)
+        self._rows = StudyRows(study, self.clock)
+        self._beats = Heartbeats(self._rows)
         self._failures = 0  # live timing failures in a row (see _check_gpu)
 
     # --- the loop ------------------------------------------------------------------------------
@@ -192,26 +211,36 @@ class Search:
         return self._new(trials)
 
     def _read(self) -> list[FrozenTrial]:
-        return self._trials.read()
+        return self._rows.read()
 
     def _new(self, trials: list[FrozenTrial]) -> bool:
-        """One new trial of the sampler's next config; False if it has nothing new to propose."""
+        """One new trial of the sampler's next config; False if it has nothing new to propose.
+
+        The trial is created only once every trial before it has decided whether it measures, and
+        only if no other process created a trial since the read: it decides as it is created, and a
+        race it lost (another process's trial came first, maybe of the same config) leaves no trial;
+        the next step proposes anew from a new read. A storage that cannot refuse a creation
+        (Optuna's public calls) creates it regardless, and it decides once every earlier trial has.
+        """
         config = self._propose(trials)
         decline = self._outside(config)
         if decline is not None:  # a fallback sampler's proposal from outside the space: recorded, never timed
             self._create(config, decline.attrs(), TrialState.FAIL)
             return True
-        if self._all_decided(trials):
-            decline = self._decide(config, trials)
-            if decline is not None:  # a repeat: every schedule is measured or being measured
-                return False
-            trial = self._create(config, {TIMED: True}, TrialState.RUNNING)
-            if trial.number == len(trials):  # no other process created a trial since the read: decided in order
-                self._measure(trial, config, trials)
-                return True
-            self._settle(trial, config, claimed=True)
+        waited = not self._all_decided(trials)
+        earlier = self._earlier_once_decided(len(trials)) if waited else trials
+        decline = self._decide(config, earlier)
+        if decline is not None:
+            # Among the decided trials the sampler saw, a repeat means every schedule is measured or
+            # being measured; after a wait, the trials it saw decided since: propose anew.
+            return waited
+        trial = self._create(config, {TIMED: True}, TrialState.RUNNING, expect=len(trials))
+        if trial is None:  # another process created a trial since the read: nothing was written
             return True
-        self._settle(self._create(config, {}, TrialState.RUNNING), config, claimed=False)
+        if trial.number == len(trials):  # decided in order
+            self._measure(trial, config, earlier)
+        else:
+            self._settle(trial, config, claimed=True)
         return True
 
     def _take(self, waiting: FrozenTrial) -> None:
@@ -221,17 +250,9 @@ class Search:
         config = config_of(waiting) if fixed is None else Config.from_sglang(fixed)
         params = {} if fixed is None else config.params(tuple(self._distributions))
         params = {k: v for k, v in params.items() if v in self._distributions[k].choices}
-        taken = take_waiting(
-            self.study._storage,
-            waiting,
-            params=params,
-            distributions=self._distributions,
-            system_attrs=self._owner,
-            clock=self.clock,
-        )
-        if taken is None:
+        trial = self._rows.take(waiting, params=params, distributions=self._distributions, system_attrs=self._owner)
+        if trial is None:
             return
-        trial = self._trials.note(taken)
         decline = self._outside(config) if config is not None else _Decline("not_searched", "no complete config")
         if decline is not None:
             self._end(trial, decline.attrs(), TrialState.FAIL)
@@ -252,9 +273,11 @@ class Search:
                 self._end(trial, decline.attrs(), TrialState.FAIL)
                 return
             if not claimed:
-                trial = self._trials.note(
-                    update_trial(self.study._storage, trial, user_attrs={TIMED: True}, clock=self.clock)
-                )
+                try:
+                    trial = self._rows.update(trial, user_attrs={TIMED: True})
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    self._ended_elsewhere(trial)
+                    return
         self._measure(trial, config, earlier)
 
     # --- proposing and deciding ----------------------------------------------------------------
@@ -326,7 +349,7 @@ class Search:
         pause = _FIRST_PAUSE_S
         category = STORAGE  # the first read is the decision's own; the rest is waiting for others
         while True:
-            earlier = [t for t in self._trials.read(category) if t.number < number]
+            earlier = [t for t in self._rows.read(category) if t.number < number]
             undecided = [t for t in earlier if self._undecided(t)]
             # Dead on this host: seen from /proc at once. Elsewhere: the storage's heartbeats, while waiting.
             check = category == WORKER_WAITS or any(died_here(t) for t in undecided)
@@ -346,23 +369,39 @@ class Search:
             pause = min(2 * pause, _LAST_PAUSE_S)
 
     # --- timing and recording ------------------------------------------------------------------
-    def _create(self, config: Config, attrs: dict[str, Any], state: TrialState) -> FrozenTrial:
-        trial = create_trial(
-            self.study._storage,
-            self.study._study_id,
+    def _create(
+        self, config: Config, attrs: dict[str, Any], state: TrialState, *, expect: int | None = None
+    ) -> FrozenTrial | None:
+        """A trial of config in one write; None if expect is given and another trial came first (see StudyRows)."""
+        trial = new_trial(
+            state=state,
             params=config.params(tuple(self._distributions)),
             distributions=self._distributions,
             user_attrs=attrs,
             system_attrs=self._owner if state == TrialState.RUNNING else None,
-            state=state,
-            clock=self.clock,
         )
-        return self._trials.note(trial)
+        return self._rows.create(trial, expect=expect)
 
-    def _end(self, trial: FrozenTrial, attrs: dict[str, Any], state: TrialState, **kwargs: Any) -> FrozenTrial:
-        """Record how trial ended, in one write."""
-        ended = update_trial(self.study._storage, trial, user_attrs=attrs, state=state, clock=self.clock, **kwargs)
-        return self._trials.note(ended)
+    def _end(self, trial: FrozenTrial, attrs: dict[str, Any], state: TrialState, **kwargs: Any) -> FrozenTrial | None:
+        """Record how trial ended, in one write; None if another process ended it first (see _ended_elsewhere)."""
+        try:
+            return self._rows.update(trial, user_attrs=attrs, state=state, **kwargs)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self._ended_elsewhere(trial)
+            return None
+
+    def _ended_elsewhere(self, trial: FrozenTrial) -> None:
+        """One line for a trial another process ended while this one ran it, and the search goes on.
+
+        That process took it for dead: its heartbeat went stale (a stall past the grace period,
+        Ctrl-Z, a long wait for a lock). It failed the trial and retries its config, so what this
+        process found for it is dropped rather than written over that.
+        """
+        print(
+            f"note: another process ended trial {trial.number} of {self.study.study_name} first (its heartbeat looked "
+            "stale: a stall, Ctrl-Z or a long lock wait); its result here is dropped, and its retry times it again",
+            file=sys.stderr,
+        )
 
     def _measure(self, trial: FrozenTrial, config: Config, earlier: list[FrozenTrial]) -> None:
         """Time config for trial, which has claimed it, and record the result in one write."""
@@ -375,7 +414,7 @@ class Search:
                 never = incumbent is None or config in self.never_prune
                 prune_above = None if never else incumbent[1] * self.prune_ratio
                 result = self.bench.measure(self.problem, config, prune_above_us=prune_above)
-                self._check_gpu(trial, config, result, incumbent)
+                self._check_gpu(trial, config, result, earlier)
             except KeyboardInterrupt:
                 # The measurement did not finish: give back the claim, so a rerun times exactly the budget.
                 attrs = _Decline(INTERRUPTED, "stopped by Ctrl-C before its measurement finished").attrs()
@@ -386,6 +425,10 @@ class Search:
             except BaseException as error:
                 self._end(trial, _Decline("error", f"{type(error).__name__}: {error}"[:300]).attrs(), TrialState.FAIL)
                 raise
+            result = _unless_compile_lost(config, result, earlier)
+            if isinstance(result, _Decline):  # the compile process was lost: the claim is given back
+                self._end(trial, result.attrs(), TrialState.FAIL)
+                return
             self._record(trial, config, result)
         if result.status == "wrong_result":
             raise WrongResult(f"{config} computes a wrong result on {self.problem}: {result.reason}")
@@ -403,30 +446,31 @@ class Search:
         value = result.us if result.status == "ok" else None
         intermediate = result.us if result.status == "pruned" else None  # the first estimate, as a pruner reports it
         ended = self._end(trial, attrs, state, value=value, intermediate=intermediate)
+        if ended is None:  # another process ended it first
+            return
         with self.clock.timing(SAMPLING):
             self.sampler.after_trial(self.study, ended, state, None if value is None else [value])
         if self._on_timed is not None:
             self._on_timed(ended)
 
-    def _check_gpu(
-        self, trial: FrozenTrial, config: Config, result: Measurement, incumbent: tuple[Config, float] | None
-    ) -> None:
+    def _check_gpu(self, trial: FrozenTrial, config: Config, result: Measurement, earlier: list[FrozenTrial]) -> None:
         """After a live crash or timeout, time a config known to run: if it fails too, the GPU is at fault.
 
         A dead or reset GPU (or another tenant's out-of-memory) makes every config crash; counted
         as the configs' failures, they would spend the study's budget and leave it with nothing
-        that ran, for good. So the study's fastest config (else SGLang's default) is timed once
-        more; if that fails too, or failures keep coming CONSECUTIVE_FAILURES times in a row, the
-        trial is recorded as not measured (a rerun retries its config) and the run stops. A
-        replayed failure is a recorded fact about its config, not the state of a device now.
+        that ran, for good. So a config known to run, never the one that failed (see
+        _known_to_run), is timed once more; if that fails too, or failures keep coming
+        CONSECUTIVE_FAILURES times in a row, the trial is recorded as not measured (a rerun retries
+        its config) and the run stops. A replayed failure is a recorded fact about its config, not
+        the state of a device now.
         """
         if result.status in ("ok", "pruned"):
             self._failures = 0
         if self.bench.kind != "gpu" or result.status not in ("crash", "timeout"):
             return
         self._failures += 1
-        known = incumbent[0] if incumbent is not None else default_config(self.problem.block_n, self.problem.block_k)
-        again = self.bench.retime(self.problem, [known], rounds=1).get(known)
+        known = _known_to_run(self.problem, config, earlier)
+        again = known is None or bool(self.bench.retime(self.problem, [known], rounds=1).get(known))
         if again and self._failures < CONSECUTIVE_FAILURES:
             return
         then = f"{self._failures} configs in a row failed" if again else f"{known.short()}, known to run, failed too"
@@ -437,3 +481,35 @@ class Search:
             f"the GPU stopped running kernels on {self.problem}: {why}. Nothing was counted against the budget "
             "for it; check the GPU (nvidia-smi) and rerun the same command to resume."
         )
+
+
+def _known_to_run(problem: Problem, failed: Config, earlier: Sequence[FrozenTrial]) -> Config | None:
+    """What the GPU is checked with once the config `failed` crashed or hung: a config a healthy GPU runs.
+
+    The study's fastest config, else SGLang's default, else the space's smallest tile (a few kB of
+    shared memory at two stages: any device the kernel runs on runs it); the first of those that is
+    not `failed` and did not fail earlier in the study, or None. Never `failed` itself: checked with
+    itself, a default that crashed as a study's first config stopped the run on a healthy GPU.
+    """
+    default = default_config(problem.block_n, problem.block_k)
+    smallest = replace(default, block_m=BLOCK_SIZE_M[0], block_n=BLOCK_SIZE_N[0], group_m=1, num_stages=NUM_STAGES[0])
+    incumbent = best(earlier)
+    failures = {failed, *(trial_config(t) for t in earlier if t.user_attrs.get(STATUS) in FAILURES)}
+    candidates = [*([incumbent[0]] if incumbent is not None else []), default, smallest]
+    return next((c for c in candidates if c not in failures), None)
+
+
+def _unless_compile_lost(config: Config, result: Measurement, earlier: Sequence[FrozenTrial]) -> Measurement | _Decline:
+    """result, unless config's compile process died or hung: then nothing was measured (a _Decline).
+
+    That is the host's failure (a busy host's OOM killer, a slow compile), not yet the config's: the
+    trial gives its claim back, and the config compiles anew when it is proposed again. Once it
+    failed so COMPILE_TRIES times in the study, the failure is the config's own (compile_error),
+    so a config that always kills its compiler is tried a bounded number of times.
+    """
+    if result.status not in COMPILE_FAILURES:
+        return result
+    tries = 1 + sum(1 for t in earlier if trial_config(t) == config and t.user_attrs.get(STATUS) in COMPILE_FAILURES)
+    if tries >= COMPILE_TRIES:
+        return compile_failed(result)
+    return _Decline(result.status, f"{result.reason}; not measured: compiled again when proposed again")

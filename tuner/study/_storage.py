@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 import platform
 import sys
@@ -16,18 +17,25 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.benchmarkers import MEASURED, STORAGE, Benchmarker, RunClock
-from tuner.space import SAMPLER, STATUS, TIMED, Config, Problem, config_of
-from tuner.study._rows import set_study_attrs
+from tuner.space import SAMPLER, STATUS, TIMED, Config, Problem, config_of, space_choices
+from tuner.study._store import TunerStorage, set_study_attrs
 
 DEFAULT_STORAGE = "sqlite:///studies/tuner.sqlite3"
 # A process that stops beating for GRACE_S seconds is dead: its RUNNING trial is failed and retried.
 HEARTBEAT_S = 10
 GRACE_S = 30
 _CREATE_ATTEMPTS = 4
+# Each space's choices (space_choices) as they stood while study names did not carry them: a study
+# of these choices keeps the name it had, and resumes; any other choices put their digest in the name.
+_NAMED_WITHOUT_CHOICES = {"base": "25f50dcc21600afb", "hopper": "6cd3af024f572796"}
+
+
+def _digest(value: Any, length: int) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
 
 
 def study_name(problem: Problem, device_name: str, kind: str, software: dict[str, str], space: str = "base") -> str:
@@ -41,11 +49,23 @@ def study_name(problem: Problem, device_name: str, kind: str, software: dict[str
     wrong, and refusing would only make the user start a new storage by hand on every upgrade,
     reusing nothing either. The old studies stay readable, their software in their user
     attributes; tune_units says how many it passed over.
+
+    The hash covers the space's choices too: a release that changes a choice tunes new studies
+    rather than resuming old ones with other distributions of the same parameters (which Optuna
+    refuses to mix). Studies of the choices that stood before names carried them keep their names.
     """
     p = problem
     name = f"{p.input_type}_w8a8_N{p.N}_K{p.K}_M{p.M}_block{p.block_n}x{p.block_k}_{p.out_dtype}_{device_name}"
-    key = hashlib.sha256(json.dumps(software, sort_keys=True).encode()).hexdigest()[:8]
-    return name + ("_hopper" if space == "hopper" else "") + ("_replay" if kind == "replay" else "") + f"_{key}"
+    keyed = dict(software)
+    choices = _digest(space_choices(space), 16)
+    if choices != _NAMED_WITHOUT_CHOICES[space]:
+        keyed["space_choices"] = choices
+    return (
+        name
+        + ("_hopper" if space == "hopper" else "")
+        + ("_replay" if kind == "replay" else "")
+        + f"_{_digest(keyed, 8)}"
+    )
 
 
 def superseded(storage: BaseStorage, problems: Iterable[Problem], bench: Benchmarker, space: str = "base") -> list[str]:
@@ -97,8 +117,38 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
 
 
-def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
+def explicit_driver(url: str) -> tuple[str, str | None]:
+    """url with its PostgreSQL driver named where SQLAlchemy's default one is not installed, and a note saying so.
+
+    A bare postgresql:// means psycopg2 to SQLAlchemy 2.0 and psycopg (3) to SQLAlchemy 2.1, while the
+    [postgres] extra installs psycopg: under SQLAlchemy 2.0 without psycopg2, the URL names psycopg.
+    """
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        if parsed.drivername != "postgresql":
+            return url, None
+        default = parsed.get_dialect().driver
+    except Exception:  # noqa: BLE001 - an unusable URL is reported where it is opened
+        return url, None
+    if default == "psycopg" or _installed(default) or not _installed("psycopg"):
+        return url, None  # where neither is installed, SQLAlchemy's own error names what to install
+    explicit = parsed.set(drivername="postgresql+psycopg")
+    note = (
+        f"note: {masked_url(url)} names no driver, and SQLAlchemy {sqlalchemy.__version__} would take {default}, "
+        f"which is not installed: using psycopg ({masked_url(explicit.render_as_string(hide_password=False))})"
+    )
+    return explicit.render_as_string(hide_password=False), note
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> TunerStorage:
     """An RDB storage with heartbeats, safe for several processes on one SQLite file or PostgreSQL.
+
+    Its notes say what a run should say about it once: a driver named for the URL (explicit_driver),
+    and why the tuner's row writes do not serve it, where they do not (tuner.study._fence).
 
     SQLite waits up to a minute for a lock instead of failing at once, and uses its write-ahead log
     so readers (optuna-dashboard) never block the tuner. Every connection syncs to disk at
@@ -109,6 +159,8 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
     checkpoint: the measurements of the last moments, which a rerun times again. The database
     itself stays consistent either way.
     """
+    given = url
+    url, driver_note = explicit_driver(url)
     engine_kwargs = {}
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +169,7 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
         try:
             with warnings.catch_warnings():  # heartbeats are marked experimental; they are what we need
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = RDBStorage(
+                storage = TunerStorage(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_s,
@@ -130,10 +182,12 @@ def make_storage(url: str, *, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRA
             # schema version (Optuna wraps a failed stamp in StorageInternalError); the losers find
             # them made on a second try. A database that stays unusable is reported below.
             if attempt + 1 == _CREATE_ATTEMPTS:
-                raise_unusable(url, sys.exc_info()[1])
+                raise_unusable(given, sys.exc_info()[1])
             time.sleep(0.5 * (attempt + 1))
         except Exception as error:  # noqa: BLE001 - any driver or URL failure is a usage error here
-            raise_unusable(url, error)
+            raise_unusable(given, error)
+    if driver_note is not None:
+        storage.notes.insert(0, driver_note)
     if url.startswith("sqlite:///"):
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()  # the connections made so far predate the pragmas
@@ -171,7 +225,7 @@ def open_study(
         recorded = {**vars(problem), "device": bench.device_name, "timing": bench.kind, "space": space}
         recorded["python"] = platform.python_version()
         recorded.update(bench.software)  # what produced the timings, that the name's last part hashes
-        set_study_attrs(study._storage, study._study_id, {**recorded, **(attrs or {})}, clock=clock)
+        set_study_attrs(study, {**recorded, **(attrs or {})}, clock=clock)
     return study
 
 

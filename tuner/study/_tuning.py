@@ -17,9 +17,10 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.baselines import BASELINES, ConfigFolder, find_baselines
+from tuner.baselines import BASELINES, USER_FOLDER, Baseline, ConfigFolder, find_baselines, folders_for
 from tuner.benchmarkers import CONFIG_FILES, SAMPLING, STORAGE, Benchmarker, RunClock
-from tuner.export import config_file_names, nearest_entry, read_config_file, write_configs
+from tuner.engines import SGLANG, Engine
+from tuner.export import nearest_entry, read_config_file, write_configs
 from tuner.samplers import PRIOR_DEVICE, Prior, dedupe, make_sampler, resolve, same_schedule, warm_start_seeds
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
 from tuner.stopping import TuningError
@@ -35,7 +36,6 @@ from tuner.study._confirm import (
 )
 from tuner.study._coverage import BEST_FEW, check_shape, prepare_ahead
 from tuner.study._liveness import retire_dead
-from tuner.study._rows import existing_studies, set_study_attrs
 from tuner.study._search import DECIDING_S, Search
 from tuner.study._storage import (
     BUDGET,
@@ -48,6 +48,7 @@ from tuner.study._storage import (
     study_attrs,
     study_name,
 )
+from tuner.study._store import existing_studies, set_study_attrs
 
 
 @dataclass(frozen=True)
@@ -177,16 +178,18 @@ def tune_problem(
     *,
     existing: Config | None = None,
     baselines: Mapping[str, Config] | None = None,
+    defaults: Sequence[Config] = (),
     clock: RunClock | None = None,
     found: Found | None = None,
 ) -> StudyResult:
     """Run (or resume) one study until its budget is timed (see budget), then confirm its pick.
 
     existing is the entry an existing config file gives this M, baselines each baseline file's
-    entry at this M by the file's name (tuner.baselines): the references, timed first and in full,
-    and contenders of the confirmation round beside SGLang's default, which exports none of them
-    unless it is slower than the round's fastest beyond the round's spread. References outside the
-    searched configs are not compared. progress (a tqdm bar) advances by one per config timed now.
+    entry at this M by the file's name (tuner.baselines), defaults what the files' engines run
+    without a file (tuner.engines; the first is "the default", SGLang's if none is given): the
+    references, timed first and in full, and contenders of the confirmation round, which exports
+    none of them unless it is slower than the round's fastest beyond the round's spread. References
+    outside the searched configs are not compared. progress (a tqdm bar) advances by one per config timed now.
     found, if given, gets this study's best configs (see Found).
 
     A new study is made with the sampler options.sampler names, which proposes the seeds first
@@ -201,9 +204,10 @@ def tune_problem(
     with clock.timing(STORAGE):
         attrs = study_attrs(storage, name)
     sampler_name = made_with(attrs) or resolve(options.sampler)
+    default = defaults[0] if defaults else default_config(problem.block_n, problem.block_k)
     with clock.timing(SAMPLING):
-        references = dedupe([existing, *(baselines or {}).values()], space)
-        seeds = dedupe([*references, *seeds], space)
+        references = dedupe([existing, *(baselines or {}).values(), *defaults[1:]], space)
+        seeds = dedupe([*references, default, *seeds], space)
         ranking = options.prior.ranking(problem, bench.device_name) if options.prior else []
         sampler = make_sampler(
             sampler_name, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M, ranking=ranking
@@ -219,11 +223,11 @@ def tune_problem(
             trials = study.get_trials(deepcopy=False)
     entries = {name: config.as_sglang() for name, config in (baselines or {}).items()}
     if entries and (attrs or {}).get(BASELINES) != entries:  # what the report and the end table compare with
-        set_study_attrs(study._storage, study._study_id, {BASELINES: entries}, clock=clock)
+        set_study_attrs(study, {BASELINES: entries}, clock=clock)
     already = sum(1 for t in trials if is_timed(t))
     if already < target:
         if attrs is not None and (attrs.get(BUDGET) or 0) < options.trials:  # a larger --trials extends it
-            set_study_attrs(study._storage, study._study_id, {BUDGET: options.trials}, clock=clock)
+            set_study_attrs(study, {BUDGET: options.trials}, clock=clock)
         bench.prepare(problem, seeds[: target - already])  # compile the seeds all at once
         search = Search(
             study,
@@ -233,7 +237,7 @@ def tune_problem(
             budget=target,
             space=space,
             prune_ratio=options.prune_ratio,
-            never_prune=frozenset(references),
+            never_prune=frozenset([*references, default]),
             deciding_s=options.deciding_s,
             clock=clock,
             on_timed=_progress_of(progress, problem, trials),
@@ -242,9 +246,9 @@ def tune_problem(
     if best(trials) is not None:
         with clock.timing(STORAGE):
             user_attrs = study.user_attrs
-        if not is_current(user_attrs, contenders(trials, problem, references)):
-            confirm(study, problem, bench, references=references, trials=trials, clock=clock)
-    result = study_result(study, problem, trials)
+        if not is_current(user_attrs, contenders(trials, problem, references, default)):
+            confirm(study, problem, bench, references=references, default=default, trials=trials, clock=clock)
+    result = study_result(study, problem, trials, default=default)
     if found is not None:
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
         found[name] = list(dict.fromkeys(config_of(t) for t in complete))[: options.neighbour_seeds]
@@ -270,11 +274,18 @@ def _progress_of(progress, problem: Problem, trials: Sequence[FrozenTrial]) -> C
     return timed
 
 
-def study_result(study: optuna.Study, problem: Problem, trials: Sequence[FrozenTrial] | None = None) -> StudyResult:
+def study_result(
+    study: optuna.Study,
+    problem: Problem,
+    trials: Sequence[FrozenTrial] | None = None,
+    *,
+    default: Config | None = None,
+) -> StudyResult:
     """What a finished (or resumed) study found for problem: its confirmed pick, once confirmed.
 
     Latencies then come from the confirmation round, where pick and default were timed together.
-    trials are the study's as last read (read again if not given).
+    trials are the study's as last read (read again if not given); default is the config the file's
+    engine runs without a file (SGLang's default unless given).
     """
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     found = best(trials)
@@ -287,8 +298,8 @@ def study_result(study: optuna.Study, problem: Problem, trials: Sequence[FrozenT
     if round_ is not None:
         pick = Config.from_sglang(round_[CONFIRMED])
         return StudyResult(problem, pick, round_[CONFIRMED_US], round_[CONFIRM_DEFAULT_US], timed, baseline_us)
-    default_us = latency_of(trials, default_config(problem.block_n, problem.block_k))
-    return StudyResult(problem, found[0], found[1], default_us, timed, baseline_us)
+    default = default if default is not None else default_config(problem.block_n, problem.block_k)
+    return StudyResult(problem, found[0], found[1], latency_of(trials, default), timed, baseline_us)
 
 
 def _baseline_us(entries: Mapping[str, dict], round_: Mapping | None, trials: Sequence[FrozenTrial]) -> float | None:
@@ -368,28 +379,34 @@ def tune_shape(
     save_path: str | Path,
     *,
     progress=None,
-    file_format: str = "sglang",
+    engines: Sequence[Engine] = (SGLANG,),
     clock: RunClock | None = None,
     baseline_folders: Sequence[ConfigFolder] = (),
+    made_by: Mapping[str, str] | None = None,
 ) -> tuple[list[StudyResult], list[Path]]:
-    """Tune every batch size of one (N, K), smallest first, merging each best into the config file(s).
+    """Tune every batch size of one (N, K), smallest first, merging each best into the engines' config files,
+    with made_by as its provenance (tuner.export.write_configs).
 
     The next batch size's seeds that do not depend on this one's result (an existing file's entry,
-    the default, the prior) compile while this one is searched. The files of baseline_folders for
-    this shape and device (tuner.baselines) are the studies' baselines: each M's export is never
-    slower than their entries there, beyond the confirmation round's spread. With options.coverage,
-    the coverage check (tuner.study._coverage) then probes the M between the batch sizes and adds
-    the keys the files need; what it will time compiles ahead while the larger batch sizes are tuned.
+    the default, the prior) compile while this one is searched. The files of baseline_folders that
+    these engines read (or a folder the user named) for this shape and device (tuner.baselines) are
+    the studies' baselines, and each engine's default config a reference too: each M's export is
+    never slower than what the engines run there now, beyond the confirmation round's spread. With
+    options.coverage, the coverage check (tuner.study._coverage) then probes the M between the batch
+    sizes and adds the keys the files need; what it will time compiles ahead while the larger batch
+    sizes are tuned.
     """
     clock = clock if clock is not None else RunClock()
     p0 = problems[0]
-    names = config_file_names(
-        p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k, file_format=file_format
-    )
-    paths = [Path(save_path) / name for name in names]
+    paths = [Path(save_path) / e.file_name(p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k)
+             for e in engines]  # fmt: skip
+    defaults = list(dict.fromkeys(e.default(p0.block_n, p0.block_k) for e in engines))
     with clock.timing(CONFIG_FILES):
+        folders = folders_for(baseline_folders, engines)
+        baselines, _ = find_baselines(folders, p0, bench.device_name)  # the run said which, at its start
+        for engine, path in zip(engines, paths):
+            start_from_baseline(path, engine, baselines)
         existing = read_config_file(paths[0]) if paths[0].exists() else {}
-        baselines, _ = find_baselines(baseline_folders, p0, bench.device_name)  # the run said which, at its start
     batch_sizes = [p.M for p in problems]
     seeds_space = _space(p0.block_k, options.space)
     found: Found = {}
@@ -409,18 +426,38 @@ def tune_shape(
         if options.coverage is not None and results:  # behind the next studies' seeds, asked again each study
             prepare_ahead(bench, [r.problem for r in results], {r.problem.M: r.best for r in results}, bests)
         result = tune_problem(
-            storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks, clock=clock,
-            found=found,
+            storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks, defaults=defaults,
+            clock=clock, found=found,
         )  # fmt: skip
         with clock.timing(CONFIG_FILES):
             for path in paths:
-                write_configs(path, {problem.M: result.best})
+                write_configs(path, {problem.M: result.best}, made_by)
         results.append(result)
         name = study_name(problem, bench.device_name, bench.kind, bench.software, options.space)
         bests[problem.M] = found.get(name, [])[:BEST_FEW]
     if options.coverage is not None:
-        check_shape(storage, bench, problems, paths, space=options.space, threshold=options.coverage, clock=clock)
+        check_shape(
+            storage, bench, problems, paths, space=options.space, threshold=options.coverage, clock=clock,
+            made_by=made_by,
+        )  # fmt: skip
     return results, paths
+
+
+def start_from_baseline(path: Path, engine: Engine, baselines: Sequence[Baseline]) -> None:
+    """A new file starts as a copy of the file its engine loads now, so that it replaces that file whole.
+
+    Tuned entries then replace the copies at their batch sizes; the keys the run does not tune (a
+    sparse shipped file's, its sentinel keys) keep the entries the engine runs there today, and the
+    provenance record says where they came from. A vLLM file takes no Hopper entries.
+    """
+    if path.exists():
+        return
+    own = [b for b in baselines if b.folder.label in (engine.name, USER_FOLDER)]
+    if not own:
+        return
+    entries = {M: c for M, c in own[0].entries.items() if engine.takes_hopper_entries or not c.hopper}
+    if entries:
+        write_configs(path, entries, {"made_by": f"copied from {own[0].path}, the file {engine.name} loads now"})
 
 
 def format_table(results: Sequence[StudyResult]) -> str:
