@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from tests.tuner.stoppable import ctrl_c_as_in_a_terminal, ctrl_c_at_exit, paced, stored_so_far
 from tests.tuner.synthetic import write_landscape
+from tuner.space import REASON
 from tuner.stopping import (
     Terminated,
     exit_status,
@@ -155,6 +156,9 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     assert err.strip().splitlines()[-1].startswith("interrupted: every finished measurement is stored")
     trials = [t for study in stored_so_far(url).values() for t in study]
     assert trials and not [t for t in trials if t.state == TrialState.RUNNING]  # none left running for good
+    reasons = [t.user_attrs.get(REASON, "") for t in trials if t.state == TrialState.FAIL]
+    assert "stopped by SIGTERM before its measurement finished" in reasons, reasons
+    assert not [reason for reason in reasons if "Ctrl-C" in reason], reasons
 
 
 @pytest.mark.parametrize("stopped", [False, True], ids=["at-its-end", "while-it-stops"])

@@ -279,7 +279,9 @@ class _SqlRows(Rows):
         """(trial id, number) of the trial the statements made, or None where expect stopped it."""
         raise NotImplementedError
 
-    def _move_rows(self, params: dict[str, Any], columns: tuple[str, ...], writes: list[_Rows], clock: RunClock):
+    def _move_rows(
+        self, params: dict[str, Any], columns: tuple[str, ...], writes: list[_Rows], clock: RunClock
+    ) -> bool:
         """Whether the trial moved (and its rows were written)."""
         raise NotImplementedError
 
@@ -465,7 +467,9 @@ class SqliteRows(_SqlRows):
             _write(session, writes, trial_id=made[0])
         return made
 
-    def _move_rows(self, params: dict[str, Any], columns: tuple[str, ...], writes: list[_Rows], clock: RunClock):
+    def _move_rows(
+        self, params: dict[str, Any], columns: tuple[str, ...], writes: list[_Rows], clock: RunClock
+    ) -> bool:
         with self._transaction(clock, models.TrialModel, params["trial"]) as session:
             if session.execute(_moving(columns), params).rowcount != 1:
                 return False  # first: a trial another process moved is left alone
@@ -550,7 +554,9 @@ class PostgresRows(_SqlRows):
         query = _create_folded(_shape(writes), expect is not None)
         return session.execute(query, {**params, **_arrays(writes)}).one_or_none()
 
-    def _move_rows(self, params: dict[str, Any], columns: tuple[str, ...], writes: list[_Rows], clock: RunClock):
+    def _move_rows(
+        self, params: dict[str, Any], columns: tuple[str, ...], writes: list[_Rows], clock: RunClock
+    ) -> bool:
         # The UPDATE returns the trial only if it moved, and each insert takes its trial from that, so
         # nothing is written for a trial another process moved first. The UPDATE's row lock stands in
         # for FOR UPDATE: a second process moving the same trial waits for it, then finds the state changed.

@@ -58,7 +58,7 @@ from tuner.space import (
     config_of,
     default_config,
 )
-from tuner.stopping import TuningError, interruptible, raise_if_held
+from tuner.stopping import TuningError, interruptible, raise_if_held, stopped_by
 from tuner.study._liveness import OWNER, Heartbeats, died_here, has_owner, owner, retire_dead
 from tuner.study._rows import new_trial
 from tuner.study._storage import best, is_timed
@@ -266,7 +266,7 @@ class Search:
                 earlier = self._earlier_once_decided(trial.number)
                 decline = self._decide(config, earlier)
             except BaseException as error:
-                why = "stopped by Ctrl-C" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}"
+                why = stopped_by(error) if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}"
                 self._end(trial, _Decline(INTERRUPTED, f"{why} before it decided").attrs(), TrialState.FAIL)
                 raise
             if decline is not None:
@@ -415,9 +415,9 @@ class Search:
                 prune_above = None if never else incumbent[1] * self.prune_ratio
                 result = self.bench.measure(self.problem, config, prune_above_us=prune_above)
                 self._check_gpu(trial, config, result, earlier)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as error:
                 # The measurement did not finish: give back the claim, so a rerun times exactly the budget.
-                attrs = _Decline(INTERRUPTED, "stopped by Ctrl-C before its measurement finished").attrs()
+                attrs = _Decline(INTERRUPTED, f"{stopped_by(error)} before its measurement finished").attrs()
                 self._end(trial, attrs, TrialState.FAIL)
                 raise
             except GpuFailure:
