@@ -132,22 +132,40 @@ def _tuned_bests(
     return configs
 
 
-def searchable(problem: Problem, bench: Benchmarker, space: str) -> list[Config]:
+def searchable(problem: Problem, bench: Benchmarker, space: str) -> tuple[Config, ...]:
     """The configs a study searches: the space's members that fit the device and that bench can measure.
 
     On a GPU that is the whole space bar tiles too large for shared memory; in replay of a partial
     landscape it is the recorded configs alone, so a search over a recorded subset of the space is
     judged on that subset (see tuner.benchmarkers._replay).
     """
-    measurable = bench.measurable(problem)
-    configs = [
-        c
-        for c in _space(problem.block_k, space)
-        if c.fits(bench.shared_memory_limit) and (measurable is None or c in measurable)
-    ]
+    configs = _searchable(problem.block_k, space, bench.shared_memory_limit, bench.measurable(problem))
     if not configs:
         raise TuningError(f"{bench.kind} can measure no config of the {space} space for {problem}.")
     return configs
+
+
+class _Searched(tuple):
+    """The configs a study searches, hashed and compared by identity: the caches keyed on it (its schedules,
+    its sampler's distributions) then cost nothing to ask, where hashing 15,360 configs costs milliseconds."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @functools.cached_property
+    def members(self) -> frozenset[Config]:
+        return frozenset(self)
+
+
+@functools.lru_cache(maxsize=256)  # asked twice per study: the same configs for every M on a GPU
+def _searchable(
+    block_k: int, space: str, shared_memory_limit: int | None, measurable: frozenset[Config] | None
+) -> _Searched:
+    return _Searched(
+        c for c in _space(block_k, space) if c.fits(shared_memory_limit) and (measurable is None or c in measurable)
+    )
 
 
 def schedules(configs: Sequence[Config], M: int) -> int:
@@ -156,6 +174,11 @@ def schedules(configs: Sequence[Config], M: int) -> int:
     Where M fits in one row of tiles every GROUP_SIZE_M launches the same schedule, so the space's
     1280 configs hold 320 distinct ones at M <= 16 (see Config.schedule_key).
     """
+    return _schedules(configs if isinstance(configs, tuple) else tuple(configs), M)
+
+
+@functools.lru_cache(maxsize=256)  # a Hopper space's 15,360 configs took 50 ms a count
+def _schedules(configs: tuple[Config, ...], M: int) -> int:
     return len({same_schedule(c, M) for c in configs})
 
 
@@ -202,8 +225,8 @@ def tune_problem(
     sampler_name = made_with(attrs) or resolve(options.sampler)
     default = defaults[0] if defaults else default_config(problem.block_n, problem.block_k)
     with clock.timing(SAMPLING):
-        references = dedupe([existing, *(baselines or {}).values(), *defaults[1:]], space)
-        seeds = dedupe([*references, default, *seeds], space)
+        references = dedupe([existing, *(baselines or {}).values(), *defaults[1:]], space.members)
+        seeds = dedupe([*references, default, *seeds], space.members)
         ranking = options.prior.ranking(problem, bench.device_name) if options.prior else []
         sampler = make_sampler(
             sampler_name, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M, ranking=ranking
@@ -330,7 +353,7 @@ def warm_starts(
     if options.space == "hopper" and bench.sm_count is not None:  # the most trusted base config, split
         base = next(c for c in seeds if c is not None and not c.hopper)
         seeds.append(split_seed(problem, base, bench.sm_count))
-    return dedupe(seeds, _space(problem.block_k, options.space))
+    return dedupe(seeds, _members(problem.block_k, options.space))
 
 
 def _given_seeds(bench: Benchmarker, problem: Problem, options: TuneOptions, existing: dict[int, Config]) -> list:
@@ -348,6 +371,12 @@ def _given_seeds(bench: Benchmarker, problem: Problem, options: TuneOptions, exi
 def _space(block_k: int, space: str) -> tuple[Config, ...]:
     """search_space, built once per run (each study asks for it several times)."""
     return tuple(search_space(block_k, space))
+
+
+@functools.cache
+def _members(block_k: int, space: str) -> frozenset[Config]:
+    """search_space as a set, built once per run: which seeds belong to it."""
+    return frozenset(_space(block_k, space))
 
 
 def split_seed(problem: Problem, base: Config, sm_count: int) -> Config:
@@ -401,7 +430,7 @@ def tune_shape(
             start_from_baseline(path, engine, baselines)
         existing = read_config_file(paths[0]) if paths[0].exists() else {}
     batch_sizes = [p.M for p in problems]
-    seeds_space = _space(p0.block_k, options.space)
+    seeds_space = _members(p0.block_k, options.space)
     found: Found = {}
     results = []
     ordered = sorted(problems, key=lambda p: p.M)
