@@ -198,6 +198,7 @@ def tune_problem(
     existing: Config | None = None,
     baselines: Mapping[str, Config] | None = None,
     defaults: Sequence[Config] = (),
+    outsider: Config | None = None,
     clock: RunClock | None = None,
     found: Found | None = None,
 ) -> StudyResult:
@@ -208,8 +209,10 @@ def tune_problem(
     without a file (tuner.engines; the first is "the default", SGLang's if none is given): the
     references, timed first and in full, and contenders of the confirmation round, which exports
     none of them unless it is slower than the round's fastest beyond the round's spread. References
-    outside the searched configs are not compared. progress (a tqdm bar) advances by one per config timed now.
-    found, if given, gets this study's best configs (see Found).
+    outside the searched configs are not compared, but outsider, the entry the written file holds at
+    this M where it lies outside the space (a Hopper entry under --space base), is checked and joins
+    the confirmation round, so it is replaced only by a faster config. progress (a tqdm bar) advances by
+    one per config timed now. found, if given, gets this study's best configs (see Found).
 
     A new study is made with the sampler options.sampler names, which proposes the seeds first
     (after the references); a study made earlier resumes with the sampler that made it, so one
@@ -265,8 +268,11 @@ def tune_problem(
     if best(trials) is not None:
         with clock.timing(STORAGE):
             user_attrs = study.user_attrs
-        if not is_current(user_attrs, contenders(trials, problem, references, default)):
-            confirm(study, problem, bench, references=references, default=default, trials=trials, clock=clock)
+        outsiders = [] if outsider is None or outsider in space.members else [outsider]
+        if not is_current(user_attrs, contenders(trials, problem, references, default, outsiders)):
+            outsiders = [c for c in outsiders if bench.measure(problem, c).status == "ok"]  # checked before the round
+            confirm(study, problem, bench, references=[*references, *outsiders], default=default, trials=trials,
+                    outsiders=outsiders, clock=clock)  # fmt: skip
     result = study_result(study, problem, trials, default=default)
     if found is not None:
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
@@ -439,6 +445,10 @@ def tune_shape(
             seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing, found=found)
             ahead = [] if after is None else dedupe(_given_seeds(bench, after, options, existing), seeds_space)
         pick = nearest_entry(existing, problem.M) if existing else None
+        held = existing.get(problem.M)  # what this run's entry replaces: kept if faster, even outside the space
+        outsider = (
+            held if held is not None and all(e.takes_hopper_entries or not held.hopper for e in engines) else None
+        )
         picks = {baseline.name: baseline.pick(problem.M) for baseline in baselines}
         # This problem's seeds in place of the last one's lookahead that no compile process took yet.
         bench.prepare(problem, seeds[: options.trials], replace=True)
@@ -446,7 +456,7 @@ def tune_shape(
             bench.prepare(after, ahead[: options.trials])
         result = tune_problem(
             storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks, defaults=defaults,
-            clock=clock, found=found,
+            outsider=outsider, clock=clock, found=found,
         )  # fmt: skip
         with clock.timing(CONFIG_FILES):
             for path in paths:
