@@ -229,7 +229,7 @@ def tune_problem(
     default = defaults[0] if defaults else default_config(problem.block_n, problem.block_k)
     with clock.timing(SAMPLING):
         references = dedupe([existing, *(baselines or {}).values(), *defaults[1:]], space.members)
-        seeds = dedupe([*references, default, *seeds], space.members)
+        seeds = dedupe([*references, *seeds, default], space.members)  # SGLang's default stays where seeds put it
         ranking = options.prior.ranking(problem, bench.device_name) if options.prior else []
         sampler = make_sampler(
             sampler_name, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M, ranking=ranking
