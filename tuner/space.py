@@ -5,9 +5,10 @@ The bottom layer: every other part of the tuner imports these names and retypes 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import kernels
@@ -53,6 +54,8 @@ _SGLANG_KEYS = {
 SGLANG_KEYS = kernels.CONFIG_KEYS
 assert SGLANG_KEYS == tuple(_SGLANG_KEYS.values())
 HOPPER_KEYS = kernels.HOPPER_KEYS
+# A trial's parameter (SGLang's key) -> Config's field.
+_FIELDS = {**{key: name for name, key in _SGLANG_KEYS.items()}, "SPLIT_K": "split_k", "SWAP_AB": "swap_ab"}
 
 
 @dataclass(frozen=True, order=True, kw_only=True)
@@ -80,8 +83,7 @@ class Config:
 
     def params(self, keys: Sequence[str]) -> dict[str, int | bool]:
         """The values of keys (SGLang's six, and SPLIT_K and SWAP_AB in a Hopper study): a trial's parameters."""
-        entry = {**self.as_sglang(), "SPLIT_K": self.split_k, "SWAP_AB": self.swap_ab}
-        return {key: entry[key] for key in keys}
+        return {key: getattr(self, _FIELDS[key]) for key in keys}
 
     @property
     def hopper(self) -> bool:
@@ -130,7 +132,13 @@ class Config:
         With a single row of tiles (M <= BLOCK_SIZE_M) the grouped order is the identity whatever
         GROUP_SIZE_M is, so those configs differ only in a constant that changes nothing.
         """
-        return Config(**{**asdict(self), "group_m": 1}) if M <= self.block_m else self
+        return self._one_group if M <= self.block_m else self
+
+    @functools.cached_property
+    def _one_group(self) -> Config:
+        # Made once per config: a study counts the schedules of its whole space (15,360 configs in the
+        # Hopper space) at each batch size, and a new Config per question cost seconds a shape.
+        return replace(self, group_m=1)
 
 
 def default_config(block_n: int, block_k: int) -> Config:

@@ -770,13 +770,14 @@ def test_a_dry_run_in_replay_says_what_it_would_use_and_find(tuned, landscape, c
     before = _files(tmp)
     assert run_main([*argv[3:], "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[:2] == ["plan: 1 shape x 2 batch sizes x 8 trials = 16 timed configs in 2 studies",
+    assert out[:2] == ["plan: 1 shape x 2 batch sizes x 8 trials = 16 timed configs in 2 studies, fp8 in [128, 128] "
+                       "blocks, float16 out",
                        "  N=256    K=512    (given)  M = 1 16"]  # fmt: skip
     assert out[2:8] == [
         f"mode: replay of {landscape}, recorded on Synthetic_GPU: no GPU is used",
         "files: SGLang's file: --space base (SGLang runs Hopper entries on SM90 GPUs alone, and Synthetic_GPU is not "
         "one), 1280 configs per batch size",
-        "sampler: auto (local); prior: none",
+        "sampler: auto (local); prior: none (--no-prior)",
         f"save path: {tmp}/cfg/ (SGLang's file names)",
         f"storage: sqlite:///{tmp}/s.db",
         "2 of 2 studies finished earlier; nothing to time",  # what the storage already holds
@@ -809,7 +810,7 @@ def test_a_dry_run_counts_each_study_at_the_budget_the_run_caps_it_to(tmp_path, 
     argv = command(tmp_path, landscape, {"--trials": "400"})[3:]
     assert run_main([*argv, "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "plan: 1 shape x 2 batch sizes x 400 trials = 640 timed configs in 2 studies"
+    assert out[0].startswith("plan: 1 shape x 2 batch sizes x 400 trials = 640 timed configs in 2 studies, ")
     assert "note: 2 of 2 studies can time fewer than --trials 400 distinct configs (M=1: 320, M=16: 320); each " \
            "stops there." in out  # fmt: skip
     assert out[-1].startswith("estimate: no GPU time, the latencies are the landscape's; about 6 s of CPU")
@@ -820,7 +821,7 @@ def test_a_live_dry_run_caps_the_budget_at_the_spaces_schedules(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert run_main(["--N", "7168", "--K", "18432", "--batch-sizes", "1", "4096", "--trials", "1000", "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "plan: 1 shape x 2 batch sizes x 1000 trials = 1320 timed configs in 2 studies"  # 320 + 1000
+    assert out[0].startswith("plan: 1 shape x 2 batch sizes x 1000 trials = 1320 timed configs in 2 studies, ")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")

@@ -11,7 +11,7 @@ import pytest
 from tuner.benchmarkers import HEADER, LandscapeWriter, Measurement, ReplayBenchmarker, Row, read_rows
 from tuner.cli.run import main as run_main
 from tuner.dispatch import HOPPER_NOTE
-from tuner.export import read_config_file
+from tuner.export import config_file_name, read_config_file, write_configs
 from tuner.samplers import neighbours
 from tuner.space import HOPPER_KEYS, SGLANG_KEYS, Config, Problem, search_space
 
@@ -139,3 +139,21 @@ def test_the_recorded_hopper_grid_replays_through_the_whole_run(tmp_path, capsys
         entry = json.loads(path.read_text())[str(M)]
         assert set(entry) == ({*SGLANG_KEYS, *HOPPER_KEYS} if config.hopper else set(SGLANG_KEYS))
     assert sorted(entries) == [1, 16, 64] and all(c.hopper for c in entries.values())
+
+
+@pytest.mark.parametrize("faster", [True, False], ids=["faster-kept", "slower-replaced"])
+def test_a_hopper_entry_in_the_file_is_replaced_under_the_base_space_only_by_a_faster_config(tmp_path, capsys, faster):
+    # The file a --space base run writes into already holds a Hopper entry at its M: the run says so, times it
+    # beside its search, and keeps it unless the search found a faster base config.
+    landscape = _hopper_landscape(tmp_path / "h.csv.gz", H100)
+    bench = ReplayBenchmarker.from_file(landscape)
+    problem = Problem(N=576, K=7168, M=1, out_dtype="bfloat16")
+    hopper = [c for c in search_space(128, "hopper") if c.hopper and bench.latency(problem, c) is not None]
+    held = (min if faster else max)(hopper, key=lambda c: bench.latency(problem, c))
+    path = tmp_path / "cfg" / config_file_name(576, 7168, H100, "fp8", 128, 128)
+    write_configs(path, {1: held})
+    assert _run(tmp_path, landscape, "--space", "base") == 0  # the last --space wins
+    out = capsys.readouterr().out
+    assert f"note: {path.name} holds Hopper entries (SPLIT_K, SWAP_AB) at M 1: --space base times each" in out
+    exported = read_config_file(path)[1]
+    assert (exported == held) is faster and (exported.hopper is faster)

@@ -82,3 +82,35 @@ def test_the_prior_reads_exactly_what_package_data_ships():
     folder = root / PRIOR_PACKAGE.replace(".", "/") / PRIOR_FOLDER
     shipped = sorted(folder.glob(SHIPPED))
     assert shipped and Prior.shipped().shapes == Prior.from_files(shipped).shapes == len(shipped)
+
+
+def test_the_shipped_prior_says_which_blocks_it_learned_and_a_32_block_dry_run_says_it_has_none(tmp_path, capsys):
+    from tests.tuner.synthetic import write_landscape
+    from tuner.cli.run import main as run_main
+    from tuner.samplers import Prior
+
+    assert Prior.shipped().blocks == {(128, 128)}  # a [32, 32] study warm-starts from no other block's landscapes
+    landscape = write_landscape(tmp_path / "l.csv", [(96, 160)], [1], block=(32, 32))
+    argv = [
+        "--N",
+        "96",
+        "--K",
+        "160",
+        "--block-n",
+        "32",
+        "--block-k",
+        "32",
+        "--batch-sizes",
+        "1",
+        "--replay",
+        str(landscape),
+        "--storage",
+        f"sqlite:///{tmp_path}/s.db",
+        "--save-path",
+        str(tmp_path),
+        "--dry-run",
+    ]
+    assert run_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "prior: none (no shipped landscape was recorded at [32, 32] blocks)" in out
+    assert "fp8 in [32, 32] blocks, float16 out" in out

@@ -173,13 +173,16 @@ def _study_names(url: str) -> set[str]:
 
 
 def test_a_release_that_changes_a_choice_tunes_a_new_study_beside_the_old_one(tmp_path, monkeypatch, request):
-    request.addfinalizer(tuner.study._tuning._space.cache_clear)  # the space is built once per process
+    caches = (tuner.study._tuning._space, tuner.study._tuning._members, tuner.study._tuning._searchable)
+    for cache in caches:  # the space is built once per process
+        request.addfinalizer(cache.cache_clear)
     url = f"sqlite:///{tmp_path}/s.db"
     bench = ReplayBenchmarker(synthetic_rows([(PROBLEM.N, PROBLEM.K)], [PROBLEM.M]))
     tune_problem(make_storage(url), PROBLEM, bench, TuneOptions(trials=3, seed=0), seeds=[])
     (before,) = _study_names(url)
     monkeypatch.setattr(tuner.space, "NUM_STAGES", (2, 3, 4))  # the release drops a choice
-    tuner.study._tuning._space.cache_clear()  # as a new process would build it
+    for cache in caches:  # as a new process would build it
+        cache.cache_clear()
     after = study_name(PROBLEM, bench.device_name, bench.kind, bench.software)
     assert after != before
     result = tune_problem(make_storage(url), PROBLEM, bench, TuneOptions(trials=3, seed=0), seeds=[])

@@ -50,8 +50,10 @@ def plan(
 ) -> str:
     """The shapes, batch sizes and budget a run would tune; capped: each study's budget (see budgets)."""
     lines = [model.headline()] if model is not None else []
+    p = shapes[0][0]
     lines += [f"plan: {count(len(shapes), 'shape')} x {count(len(shapes[0]), 'batch size')} x {trials} trials = "
-             f"{sum(capped.values())} timed configs in {count(len(capped), 'study', 'studies')}"]  # fmt: skip
+              f"{sum(capped.values())} timed configs in {count(len(capped), 'study', 'studies')}, {p.input_type} in "
+              f"[{p.block_n}, {p.block_k}] blocks, {p.out_dtype} out"]  # fmt: skip
     for problems in shapes:
         p = problems[0]
         lines.append(f"  N={p.N:<6} K={p.K:<6} ({names[p.N, p.K]})  M = {' '.join(str(q.M) for q in problems)}")
@@ -90,10 +92,21 @@ def setup_lines(
         configs = len(search_space(args.block_k, target.space))
         lines.append(f"files: {target.describe()}, {configs} configs per batch size")
     sampler = f"{args.sampler} ({resolve(args.sampler)})" if args.sampler == "auto" else args.sampler
-    lines.append(f"sampler: {sampler}; prior: {'none' if args.no_prior else 'the shipped landscapes'}")
+    lines.append(f"sampler: {sampler}; prior: {_prior(args)}")
     written = " and ".join(f"{engine.name}'s" for target in targets for engine in target.engines)
     lines.append(f"save path: {save_path}/ ({written} file names)")
     return lines
+
+
+def _prior(args: argparse.Namespace) -> str:
+    """Where warm starts from other shapes come from: the shipped landscapes of this block shape, or none."""
+    from tuner.samplers import Prior
+
+    if args.no_prior:
+        return "none (--no-prior)"
+    if (args.block_n, args.block_k) not in Prior.shipped().blocks:
+        return f"none (no shipped landscape was recorded at [{args.block_n}, {args.block_k}] blocks)"
+    return "the shipped landscapes"
 
 
 def _duration(seconds: float) -> str:

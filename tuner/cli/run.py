@@ -326,10 +326,11 @@ def _visible_gpus(gpus: list[int] | None) -> list[int]:
     return gpus
 
 
-def _existing_file(path: Path) -> None:
-    """A corrupt config file where the run would merge stops it before anything is tuned, saying what to do."""
+def _existing_file(path: Path) -> dict:
+    """A config file the run would merge into, read; a corrupt one stops the run before anything is tuned,
+    saying what to do."""
     try:
-        read_config_file(path)
+        return read_config_file(path)
     except ValueError as error:
         raise ValueError(
             f"{error} (the run merges its entries into that file and never overwrites one it cannot read: move it "
@@ -394,12 +395,17 @@ def _prepare(args: argparse.Namespace, shapes: list[list[Problem]], gpus: list[i
     check_writable(save_path, "--save-path", folder=True)
     for problems in shapes if device_name is not None else ():
         p = problems[0]
-        for engine in (engine for target in targets for engine in target.engines):
+        for space, engine in ((target.space, engine) for target in targets for engine in target.engines):
             path = save_path / engine.file_name(p.N, p.K, device_name, p.input_type, p.block_n, p.block_k)
             if path.exists():
-                _existing_file(path)
+                entries = _existing_file(path)
                 if warning := other_out_dtype(path, [q.M for q in problems], p.out_dtype):
                     print(f"warning: {warning}", file=sys.stderr, flush=True)
+                hopper = " ".join(str(q.M) for q in problems if q.M in entries and entries[q.M].hopper)
+                if hopper and space == "base":
+                    print(f"note: {path.name} holds Hopper entries (SPLIT_K, SWAP_AB) at M {hopper}: --space base "
+                          "times each beside its search and replaces it only with a faster config (move the file "
+                          "aside for base entries alone)", flush=True)  # fmt: skip
     spec = WorkerSpec(
         storage_url=args.storage,
         save_path=str(save_path),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 
@@ -25,6 +26,12 @@ def resolve(name: str) -> str:
     return AUTO if name == "auto" else name
 
 
+@functools.lru_cache(maxsize=64)
+def _distributions(space: tuple[Config, ...]) -> dict:
+    """distributions, once per space a run searches: a Hopper space of 15,360 configs took 0.1 s a study."""
+    return distributions(space)
+
+
 def make_sampler(
     name: str,
     *,
@@ -41,7 +48,7 @@ def make_sampler(
     With the prior's ranking, local search tries each config's neighbours in the prior's order.
     """
     name = resolve(name)
-    params = distributions(space)  # once for the sampler and the wrapper it may sit in
+    params = _distributions(space if isinstance(space, tuple) else tuple(space))  # once for sampler and wrapper
     with warnings.catch_warnings():  # TPE's multivariate and group options are marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         inner: BaseSampler

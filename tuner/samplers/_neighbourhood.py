@@ -61,8 +61,8 @@ def parameter_keys(space: Sequence[Config]) -> tuple[str, ...]:
 def distributions(space: Sequence[Config]) -> dict[str, CategoricalDistribution]:
     """One categorical parameter per key, over the values the space holds."""
     keys = parameter_keys(space)
-    entries = [c.params(keys) for c in space]
-    return {key: CategoricalDistribution(sorted({entry[key] for entry in entries})) for key in keys}
+    columns = zip(*(c.params(keys).values() for c in space))
+    return {key: CategoricalDistribution(sorted(set(values))) for key, values in zip(keys, columns)}
 
 
 def _step(entry: dict[str, int], key: str, direction: int) -> dict[str, int] | None:

@@ -71,6 +71,11 @@ class Prior:
         """How many recorded shapes the prior holds (over every device)."""
         return len(self._by_shape)
 
+    @property
+    def blocks(self) -> set[tuple[int, int]]:
+        """The blocks [block_n, block_k] the recorded shapes were quantized in: a study learns from its own alone."""
+        return {(block_n, block_k) for (*_, block_n, block_k) in self._by_shape}
+
     def _other_shapes(self, problem: Problem, device_name: str) -> Iterator[dict[int, dict[Config, float | None]]]:
         """The recorded shapes of device_name with problem's input type and block, bar problem's own."""
         for (device, input_type, N, K, block_n, block_k), by_m in self._by_shape.items():

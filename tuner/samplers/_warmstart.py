@@ -16,6 +16,7 @@ from the optimum at 32 configs).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
 from tuner.space import BLOCK_SIZE_M, Config, Problem, default_config
@@ -73,7 +74,7 @@ def warm_start_seeds(
     return [*found, default, *fitted, *distinct_tiles(ranking, prior_seeds)]
 
 
-def dedupe(configs: Iterable[Config | None], space: Sequence[Config] | frozenset[Config]) -> list[Config]:
-    """Keep the first occurrence of each config that belongs to the space."""
-    members = set(space)
+def dedupe(configs: Iterable[Config | None], space: Sequence[Config] | AbstractSet[Config]) -> list[Config]:
+    """Keep the first occurrence of each config that belongs to the space (a set of it is asked, not copied)."""
+    members = space if isinstance(space, AbstractSet) else set(space)
     return list(dict.fromkeys(c for c in configs if c is not None and c in members))

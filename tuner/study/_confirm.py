@@ -94,16 +94,20 @@ def decide(
 
 
 def contenders(
-    trials: Sequence[FrozenTrial], problem: Problem, references: Sequence[Config], default: Config | None = None
+    trials: Sequence[FrozenTrial],
+    problem: Problem,
+    references: Sequence[Config],
+    default: Config | None = None,
+    outsiders: Sequence[Config] = (),
 ) -> list[Config]:
     """The study's best few completed configs, the default (SGLang's unless given) and the references,
-    where they completed."""
+    where they completed, and outsiders (configs outside the study's space, measured apart from it)."""
     complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     ran = {config_of(t) for t in complete}
     best = list(dict.fromkeys(config_of(t) for t in complete))[:CONTENDERS]
     default = default if default is not None else default_config(problem.block_n, problem.block_k)
     kept_unless_beaten = [default, *references]
-    return list(dict.fromkeys([*best, *(c for c in kept_unless_beaten if c in ran)]))
+    return list(dict.fromkeys([*best, *(c for c in kept_unless_beaten if c in ran), *outsiders]))
 
 
 def confirmation_of(user_attrs: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -154,6 +158,7 @@ def confirm(
     default: Config | None = None,
     trials: Sequence[FrozenTrial] | None = None,
     rounds: int = ROUNDS,
+    outsiders: Sequence[Config] = (),
     clock: RunClock | None = None,
 ) -> Confirmation:
     """Re-time the contenders in interleaved rounds, decide, and record the round on the study in one write.
@@ -163,7 +168,7 @@ def confirm(
     """
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     default = default if default is not None else default_config(problem.block_n, problem.block_k)
-    configs = contenders(trials, problem, references, default)
+    configs = contenders(trials, problem, references, default, outsiders)
     times = bench.retime(problem, configs, rounds=rounds)
     if any(times.values()):
         decision = decide(times, default=default, references=references)

@@ -136,22 +136,40 @@ def _tuned_bests(
     return configs
 
 
-def searchable(problem: Problem, bench: Benchmarker, space: str) -> list[Config]:
+def searchable(problem: Problem, bench: Benchmarker, space: str) -> tuple[Config, ...]:
     """The configs a study searches: the space's members that fit the device and that bench can measure.
 
     On a GPU that is the whole space bar tiles too large for shared memory; in replay of a partial
     landscape it is the recorded configs alone, so a search over a recorded subset of the space is
     judged on that subset (see tuner.benchmarkers._replay).
     """
-    measurable = bench.measurable(problem)
-    configs = [
-        c
-        for c in _space(problem.block_k, space)
-        if c.fits(bench.shared_memory_limit) and (measurable is None or c in measurable)
-    ]
+    configs = _searchable(problem.block_k, space, bench.shared_memory_limit, bench.measurable(problem))
     if not configs:
         raise TuningError(f"{bench.kind} can measure no config of the {space} space for {problem}.")
     return configs
+
+
+class _Searched(tuple):
+    """The configs a study searches, hashed and compared by identity: the caches keyed on it (its schedules,
+    its sampler's distributions) then cost nothing to ask, where hashing 15,360 configs costs milliseconds."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    @functools.cached_property
+    def members(self) -> frozenset[Config]:
+        return frozenset(self)
+
+
+@functools.lru_cache(maxsize=256)  # asked twice per study: the same configs for every M on a GPU
+def _searchable(
+    block_k: int, space: str, shared_memory_limit: int | None, measurable: frozenset[Config] | None
+) -> _Searched:
+    return _Searched(
+        c for c in _space(block_k, space) if c.fits(shared_memory_limit) and (measurable is None or c in measurable)
+    )
 
 
 def schedules(configs: Sequence[Config], M: int) -> int:
@@ -160,6 +178,11 @@ def schedules(configs: Sequence[Config], M: int) -> int:
     Where M fits in one row of tiles every GROUP_SIZE_M launches the same schedule, so the space's
     1280 configs hold 320 distinct ones at M <= 16 (see Config.schedule_key).
     """
+    return _schedules(configs if isinstance(configs, tuple) else tuple(configs), M)
+
+
+@functools.lru_cache(maxsize=256)  # a Hopper space's 15,360 configs took 50 ms a count
+def _schedules(configs: tuple[Config, ...], M: int) -> int:
     return len({same_schedule(c, M) for c in configs})
 
 
@@ -179,6 +202,7 @@ def tune_problem(
     existing: Config | None = None,
     baselines: Mapping[str, Config] | None = None,
     defaults: Sequence[Config] = (),
+    outsider: Config | None = None,
     clock: RunClock | None = None,
     found: Found | None = None,
 ) -> StudyResult:
@@ -189,8 +213,10 @@ def tune_problem(
     without a file (tuner.engines; the first is "the default", SGLang's if none is given): the
     references, timed first and in full, and contenders of the confirmation round, which exports
     none of them unless it is slower than the round's fastest beyond the round's spread. References
-    outside the searched configs are not compared. progress (a tqdm bar) advances by one per config timed now.
-    found, if given, gets this study's best configs (see Found).
+    outside the searched configs are not compared, but outsider, the entry the written file holds at
+    this M where it lies outside the space (a Hopper entry under --space base), is checked and joins
+    the confirmation round, so it is replaced only by a faster config. progress (a tqdm bar) advances by
+    one per config timed now. found, if given, gets this study's best configs (see Found).
 
     A new study is made with the sampler options.sampler names, which proposes the seeds first
     (after the references); a study made earlier resumes with the sampler that made it, so one
@@ -206,8 +232,8 @@ def tune_problem(
     sampler_name = made_with(attrs) or resolve(options.sampler)
     default = defaults[0] if defaults else default_config(problem.block_n, problem.block_k)
     with clock.timing(SAMPLING):
-        references = dedupe([existing, *(baselines or {}).values(), *defaults[1:]], space)
-        seeds = dedupe([*references, default, *seeds], space)
+        references = dedupe([existing, *(baselines or {}).values(), *defaults[1:]], space.members)
+        seeds = dedupe([*references, *seeds, default], space.members)  # SGLang's default stays where seeds put it
         ranking = options.prior.ranking(problem, bench.device_name) if options.prior else []
         sampler = make_sampler(
             sampler_name, space=space, seeds=seeds, seed=options.seed, batch_size=problem.M, ranking=ranking
@@ -246,8 +272,11 @@ def tune_problem(
     if best(trials) is not None:
         with clock.timing(STORAGE):
             user_attrs = study.user_attrs
-        if not is_current(user_attrs, contenders(trials, problem, references, default)):
-            confirm(study, problem, bench, references=references, default=default, trials=trials, clock=clock)
+        outsiders = [] if outsider is None or outsider in space.members else [outsider]
+        if not is_current(user_attrs, contenders(trials, problem, references, default, outsiders)):
+            outsiders = [c for c in outsiders if bench.measure(problem, c).status == "ok"]  # checked before the round
+            confirm(study, problem, bench, references=[*references, *outsiders], default=default, trials=trials,
+                    outsiders=outsiders, clock=clock)  # fmt: skip
     result = study_result(study, problem, trials, default=default)
     if found is not None:
         complete = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
@@ -334,7 +363,7 @@ def warm_starts(
     if options.space == "hopper" and bench.sm_count is not None:  # the most trusted base config, split
         base = next(c for c in seeds if c is not None and not c.hopper)
         seeds.append(split_seed(problem, base, bench.sm_count))
-    return dedupe(seeds, _space(problem.block_k, options.space))
+    return dedupe(seeds, _members(problem.block_k, options.space))
 
 
 def _given_seeds(bench: Benchmarker, problem: Problem, options: TuneOptions, existing: dict[int, Config]) -> list:
@@ -352,6 +381,12 @@ def _given_seeds(bench: Benchmarker, problem: Problem, options: TuneOptions, exi
 def _space(block_k: int, space: str) -> tuple[Config, ...]:
     """search_space, built once per run (each study asks for it several times)."""
     return tuple(search_space(block_k, space))
+
+
+@functools.cache
+def _members(block_k: int, space: str) -> frozenset[Config]:
+    """search_space as a set, built once per run: which seeds belong to it."""
+    return frozenset(_space(block_k, space))
 
 
 def split_seed(problem: Problem, base: Config, sm_count: int) -> Config:
@@ -408,7 +443,7 @@ def tune_shape(
             start_from_baseline(path, engine, baselines)
         existing = read_config_file(paths[0]) if paths[0].exists() else {}
     batch_sizes = [p.M for p in problems]
-    seeds_space = _space(p0.block_k, options.space)
+    seeds_space = _members(p0.block_k, options.space)
     found: Found = {}
     bests: dict[int, list[Config]] = {}  # each tuned M's fastest configs: candidates of the coverage check
     results = []
@@ -418,6 +453,10 @@ def tune_shape(
             seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing, found=found)
             ahead = [] if after is None else dedupe(_given_seeds(bench, after, options, existing), seeds_space)
         pick = nearest_entry(existing, problem.M) if existing else None
+        held = existing.get(problem.M)  # what this run's entry replaces: kept if faster, even outside the space
+        outsider = (
+            held if held is not None and all(e.takes_hopper_entries or not held.hopper for e in engines) else None
+        )
         picks = {baseline.name: baseline.pick(problem.M) for baseline in baselines}
         # This problem's seeds in place of the last one's lookahead that no compile process took yet.
         bench.prepare(problem, seeds[: options.trials], replace=True)
@@ -427,7 +466,7 @@ def tune_shape(
             prepare_ahead(bench, [r.problem for r in results], {r.problem.M: r.best for r in results}, bests)
         result = tune_problem(
             storage, problem, bench, options, seeds, progress, existing=pick, baselines=picks, defaults=defaults,
-            clock=clock, found=found,
+            outsider=outsider, clock=clock, found=found,
         )  # fmt: skip
         with clock.timing(CONFIG_FILES):
             for path in paths:
