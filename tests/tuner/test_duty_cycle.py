@@ -128,3 +128,23 @@ def test_the_command_prints_the_line_once_per_worker(tmp_path, gpus, lines):
     closing = sorted(line for line in done.stdout.splitlines() if "configs read from the landscape" in line)
     assert [line.split(":")[0] for line in closing] == [f"replay worker {i}" for i in range(lines)], done.stdout
     assert "configs read" not in done.stderr  # stdout only, apart from the progress bar
+
+
+def test_the_next_shapes_first_seeds_compile_while_this_shapes_last_study_is_searched(tmp_path):
+    # A shape's first study otherwise waits for its seeds' compiles: the pool gets them one study early.
+    shapes = [(256, 512), (512, 256)]
+    landscape = write_landscape(tmp_path / "l.csv", shapes, [1, 16])
+    events: list[tuple[str, tuple[int, int, int]]] = []
+
+    class Recording(ReplayBenchmarker):
+        def prepare(self, problem, configs, *, replace=False):
+            events.append(("prepare", (problem.N, problem.K, problem.M)))
+
+        def measure(self, problem, config, *, prune_above_us=None):
+            events.append(("measure", (problem.N, problem.K, problem.M)))
+            return super().measure(problem, config, prune_above_us=prune_above_us)
+
+    units = [[Problem(N=N, K=K, M=M) for M in (1, 16)] for N, K in shapes]
+    tune_units(_spec(tmp_path, landscape), 0, units, benchmarker=lambda clock: Recording.from_file(landscape))
+    last_of_first = max(i for i, (kind, key) in enumerate(events) if kind == "measure" and key == (256, 512, 16))
+    assert ("prepare", (512, 256, 1)) in events[:last_of_first]

@@ -173,13 +173,14 @@ def tune_units(
         total = sum(budgets.values())
         with held_outside_waits(), tqdm(total=total, initial=done, desc="timed configs", unit="cfg", mininterval=2,
                                         disable=not progress or done == total) as bar:  # fmt: skip
-            for unit in units:
-                for target in spec.targets:
-                    results, paths = tune_shape(
-                        storage, counted, unit, replace(options, space=target.space), spec.save_path, progress=bar,
-                        engines=target.engines, clock=clock, baseline_folders=folders, made_by=spec.made_by,
-                    )  # fmt: skip
-                    outcome.append((results, paths))
+            order = [(unit, target) for unit in units for target in spec.targets]
+            for (unit, target), following in zip(order, [*order[1:], None]):
+                results, paths = tune_shape(
+                    storage, counted, unit, replace(options, space=target.space), spec.save_path, progress=bar,
+                    engines=target.engines, clock=clock, baseline_folders=folders, made_by=spec.made_by,
+                    next_first=None if following is None else min(following[0], key=lambda p: p.M),
+                )  # fmt: skip
+                outcome.append((results, paths))
     finally:
         close = getattr(bench, "close", None)
         if close is not None:

@@ -418,9 +418,11 @@ def tune_shape(
     clock: RunClock | None = None,
     baseline_folders: Sequence[ConfigFolder] = (),
     made_by: Mapping[str, str] | None = None,
+    next_first: Problem | None = None,
 ) -> tuple[list[StudyResult], list[Path]]:
     """Tune every batch size of one (N, K), smallest first, merging each best into the engines' config files,
-    with made_by as its provenance (tuner.export.write_configs).
+    with made_by as its provenance (tuner.export.write_configs). next_first, the study the run tunes after
+    this shape, has its seeds compiled while this shape's last study is searched (and its check runs).
 
     The next batch size's seeds that do not depend on this one's result (an existing file's entry,
     the default, the prior) compile while this one is searched. The files of baseline_folders that
@@ -448,10 +450,11 @@ def tune_shape(
     bests: dict[int, list[Config]] = {}  # each tuned M's fastest configs: candidates of the coverage check
     results = []
     ordered = sorted(problems, key=lambda p: p.M)
-    for problem, after in zip(ordered, [*ordered[1:], None]):
+    for problem, after in zip(ordered, [*ordered[1:], next_first]):
         with clock.timing(SAMPLING):
             seeds = warm_starts(storage, bench, problem, batch_sizes, options, existing, found=found)
-            ahead = [] if after is None else dedupe(_given_seeds(bench, after, options, existing), seeds_space)
+            known = existing if after in ordered else {}  # the next shape's own file is read when it starts
+            ahead = [] if after is None else dedupe(_given_seeds(bench, after, options, known), seeds_space)
         pick = nearest_entry(existing, problem.M) if existing else None
         held = existing.get(problem.M)  # what this run's entry replaces: kept if faster, even outside the space
         outsider = (
