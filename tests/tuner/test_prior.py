@@ -114,3 +114,14 @@ def test_the_shipped_prior_says_which_blocks_it_learned_and_a_32_block_dry_run_s
     out = capsys.readouterr().out
     assert "prior: none (no shipped landscape was recorded at [32, 32] blocks)" in out
     assert "fp8 in [32, 32] blocks, float16 out" in out
+
+
+def test_a_config_a_shape_did_not_record_is_unknown_there_and_one_that_failed_counts_as_failed():
+    # A cut-short sweep records part of the space. Scored as failures there, the configs it lacks all
+    # ranked low: with the partial (24576, 1536) sweep in the prior, every 64-row tile did.
+    complete = Problem(N=512, K=512, M=16)
+    partial = Problem(N=1024, K=512, M=16)
+    recorded = [Row(H100, complete, WIDE, "ok", 10.0), Row(H100, complete, NARROW, "ok", 11.0)]
+    assert Prior([*recorded, Row(H100, partial, NARROW, "ok", 10.0)]).ranking(PROBLEM, H100) == [WIDE, NARROW]
+    failed = Row(H100, partial, WIDE, "out_of_resources", None)
+    assert Prior([*recorded, Row(H100, partial, NARROW, "ok", 10.0), failed]).ranking(PROBLEM, H100) == [NARROW, WIDE]

@@ -146,6 +146,25 @@ def test_a_hopper_neighbour_takes_its_base_configs_rank_in_the_priors_order():
     assert _neighbourhood(space, ranking=[DEFAULT]) == own + [c for c in near if c not in own]
 
 
+def test_a_hopper_neighbour_takes_the_rank_of_its_base_configs_best_split():
+    # Where splits win (the recorded Hopper grids) a base config ranks low at SPLIT_K 1 and first split:
+    # ranked by the former, 16-config studies tried every move to a base whose unsplit config ranked
+    # higher before the one stage move to the optimum.
+    space = search_space(128, "hopper")
+    deeper, narrower = replace(DEFAULT, num_stages=4), replace(DEFAULT, block_n=64)
+    proposed = _neighbourhood(space, ranking=[replace(deeper, split_k=8), narrower, deeper])
+    bases = [replace(c, split_k=1, swap_ab=False) for c in proposed]
+    first = bases.count(deeper)
+    assert first and bases[:first] == [deeper] * first
+    assert bases[first : first + bases.count(narrower)] == [narrower] * bases.count(narrower)
+
+
+def test_a_base_configs_splits_and_swaps_come_in_the_priors_order():
+    deeper = replace(DEFAULT, num_stages=4)
+    split = replace(deeper, split_k=2)  # a move of two parameters, after the stage move in the fixed order
+    assert _neighbourhood(search_space(128, "hopper"), ranking=[split, deeper])[:2] == [split, deeper]
+
+
 def test_a_resumed_study_skips_the_warm_starts_it_tried_and_keeps_the_sampler_that_made_it():
     # One study is one search: a larger --trials extends it with its own sampler; another --sampler
     # applies to new studies (the run's announcement says so).
