@@ -35,7 +35,7 @@ from tests.tuner.synthetic import fresh_database, write_landscape
 from tuner.benchmarkers import CATEGORIES, DEVICE_CATEGORIES, LABELS, ReplayBenchmarker, RunClock
 from tuner.shapes import deepseek_v3_shapes, load_model_config, model_plan
 from tuner.space import DEFAULT_BATCH_SIZES, Config, Problem
-from tuner.study import WorkerSpec, make_storage, tune_units
+from tuner.study import WorkerSpec, tune_units
 
 EARLIER_MODEL = Path(__file__).parent.parent / "tests" / "tuner" / "models" / "qwen3_32b_fp8.json"
 
@@ -113,14 +113,15 @@ class Outcome:
 
 def _run(url: str, landscape: ReplayBenchmarker, shapes, trials: int, save: Path) -> Outcome:
     """One whole-model run in one process, as tuner.run does with one GPU (the announcement included)."""
-    from tuner.cli.run import _announce
+    from tuner.cli.run import _announce, _storage
 
     spec = WorkerSpec(storage_url=url, save_path=str(save), trials=trials, seed=0, use_prior=True, replay="synthetic")
     problems = [[Problem(N=N, K=K, M=M) for M in batch_sizes] for (N, K), batch_sizes in shapes]
     watch = _Watch(landscape)
     started, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        _announce(spec, make_storage(url), landscape.device_name, "replay", landscape.software, problems)
+        storage, where = _storage(url, dry_run=False)
+        _announce(spec, storage, where, landscape.device_name, "replay", landscape.software, problems, files=True)
         tune_units(spec, 0, problems, benchmarker=watch.made)
     wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu
     watch.close()
