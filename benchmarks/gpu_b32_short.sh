@@ -5,13 +5,10 @@
 # Usage on the GPU machine, from a copy of the repo root, with .whl carried:
 #   setsid nohup bash benchmarks/gpu_b32_short.sh /tmp/ev > /tmp/ev.log 2>&1 &
 set -u
-out=${1:?OUTDIR}
+. benchmarks/device_setup.sh "${1:?OUTDIR}"
 mkdir -p "$out/shipped32"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_CACHE_DIR=/tmp/triton-cache-b32
+export TRITON_CACHE_DIR=/tmp/triton-cache-b32
 device=$(python3 -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "_"))')
-{ nvidia-smi --query-gpu=name,driver_version --format=csv; date -u; nproc
-  python3 -c 'import sys, torch, triton, optuna; print("python", sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, "optuna", optuna.__version__)'; } > "$out/env.txt" 2>&1
 for shape in 576,K=5120 1152,K=5120 5120,K=1024 5120,K=288 4096,K=1280; do
   f=$(ls benchmarks/sglang_shipped/"N=$shape,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[32, 32].json")
   name=$(basename "$f"); cp "$f" "$out/shipped32/${name/device_name=NVIDIA_H200,/device_name=$device,}"

@@ -11,14 +11,9 @@
 #   setsid nohup bash benchmarks/gpu_evidence.sh /tmp/ev > /tmp/ev.log 2>&1 < /dev/null &
 # then poll OUTDIR/progress.txt; fetch the results as one archive (the device tool returns eight files).
 set -u
-out=${1:?OUTDIR}
-mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_CACHE_DIR=$out/triton_cache
-step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
+. benchmarks/device_setup.sh "${1:?OUTDIR}"
+export TRITON_CACHE_DIR=$out/triton_cache
 dev=$(python3 -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "_"))')
-{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; date -u; nproc
-  python3 -c 'import sys, torch, triton, optuna; print("python", sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, "optuna", optuna.__version__)'; } > "$out/env.txt" 2>&1
 # What a process tree leaves behind: processes, shared memory, file handles, memory, disk.
 snapshot() { { date -u +%T; ps -eo pid,ppid,stat,rss,etime,cmd --sort=pid | grep -v ' ps -eo'
   echo "--- /dev/shm"; ls -la /dev/shm; echo "--- file-nr $(cat /proc/sys/fs/file-nr)"; free -m; df -h / /tmp

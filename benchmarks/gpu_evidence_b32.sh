@@ -16,14 +16,10 @@ out=${1:?OUTDIR}
 shift
 steps=" ${*:-b32 compare32 tp8 compare_tp8} "
 want() { [[ $steps == *" $1 "* ]]; }
+. benchmarks/device_setup.sh "$out"
 mkdir -p "$out/shipped32"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
 timed() { local start=$SECONDS; "$@"; local rc=$?; echo "exit $rc wall_s $((SECONDS - start))"; return $rc; }
 device=$(python3 -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "_"))')
-{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; date -u; nproc
-  python3 -c 'import sys, torch, triton, optuna; print("python", sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, "optuna", optuna.__version__)'; } > "$out/env.txt" 2>&1
 for f in benchmarks/sglang_shipped/*"block_shape=[32, 32].json"; do
   name=$(basename "$f"); cp "$f" "$out/shipped32/${name/device_name=NVIDIA_H200,/device_name=$device,}"
 done

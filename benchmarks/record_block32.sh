@@ -8,13 +8,7 @@
 #   setsid nohup bash benchmarks/record_block32.sh /tmp/b32 > /tmp/b32.log 2>&1 &
 # Each step appends to OUTDIR/progress.txt when it ends; the sweeps resume from their files if rerun.
 set -u
-out=${1:?OUTDIR}
-mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
-{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; date -u; nproc
-  python3 -c 'import sys, torch, triton, optuna; print("python", sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, "optuna", optuna.__version__)'; } > "$out/env.txt" 2>&1
+. benchmarks/device_setup.sh "${1:?OUTDIR}"
 python3 -m pytest -q -m gpu tests/gpu > "$out/gpu_tests.txt" 2>&1
 step gpu tests exit $?
 python3 benchmarks/block_k_check.py > "$out/block_k_check.txt" 2>&1

@@ -9,13 +9,7 @@
 # shapes (576, 7168), (512, 7168) and (3072, 7168) at M 1 4 16 64 256. Each step appends to
 # OUTDIR/progress.txt when it ends; the sweeps resume from their files if rerun.
 set -u
-out=${1:?OUTDIR}
-mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-step() { echo "$(date -u +%T) $*" >> "$out/progress.txt"; }
-{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv; date -u; nproc
-  python3 -c 'import sys, torch, triton, optuna; print("python", sys.version.split()[0], "torch", torch.__version__, "triton", triton.__version__, "optuna", optuna.__version__)'; } > "$out/env.txt" 2>&1
+. benchmarks/device_setup.sh "${1:?OUTDIR}"
 python3 benchmarks/device_ceilings.py > "$out/ceilings.txt" 2>&1
 step ceilings done
 for shape in 576x7168 4608x7168 5120x6400; do
