@@ -188,19 +188,6 @@ def _record(path: Path, held: Mapping[int, Config], entries: Mapping[int, Config
     _replace_atomically(provenance_path(path), json.dumps({"about": about, "entries": ordered}, indent=4) + "\n")
 
 
-def write_provenance(path: str | Path, entries: Mapping[int, Config], made_by: Mapping[str, str]) -> None:
-    """Record made_by for those of entries that the config file at path holds now, under the file's lock:
-    for a file written by other means than write_configs (e.g. copied). The config file is not touched."""
-    path = Path(path)
-    try:
-        with _locked(path.parent):
-            held = read_config_file(path) if path.exists() else {}
-            ours = {M: config for M, config in entries.items() if held.get(M) == config}
-            _record(path, held, ours, made_by)
-    except OSError as error:
-        raise ExportError(f"cannot write {provenance_path(path)}: {error.strerror or error}") from error
-
-
 def other_out_dtype(path: str | Path, batch_sizes: Iterable[int], out_dtype: str) -> str | None:
     """A line for a run about to replace entries that its provenance records made for another output dtype.
 

@@ -20,7 +20,6 @@ from tuner.export import (
     read_config_file,
     render,
     write_configs,
-    write_provenance,
 )
 from tuner.space import Config
 
@@ -225,14 +224,6 @@ def test_provenance_follows_the_merge(tmp_path):
     write_configs(path, {64: DEFAULT}, later)  # the next run's record drops the stale one of M=16
     records = _records(path)
     assert records == {"1": {**MADE_BY, "entry": FAST.as_sglang()}, "64": {**later, "entry": DEFAULT.as_sglang()}}
-
-
-def test_a_file_written_by_other_means_gets_records_for_the_entries_it_holds(tmp_path):
-    path = tmp_path / SGLANG_NAME
-    write_configs(path, {1: FAST, 16: WIDE})  # e.g. a copy of the file an engine loads now
-    write_provenance(path, {1: FAST, 16: DEFAULT}, MADE_BY)  # the file holds WIDE at 16: no record of DEFAULT
-    assert _records(path) == {"1": {**MADE_BY, "entry": FAST.as_sglang()}}
-    assert path.read_bytes() == render({1: FAST, 16: WIDE}).encode()
 
 
 def test_an_unreadable_provenance_record_is_replaced(tmp_path):
