@@ -133,10 +133,11 @@ def write_configs(
             merged.update(entries)
             if is_vllm_name(path.name) and any(config.hopper for config in merged.values()):
                 raise ExportError(f"{path} is vLLM's file name, and {VLLM_TAKES_NO_HOPPER_ENTRIES}.")
-            _replace_atomically(path, render(merged))
-            if made_by is not None:
+            if made_by is not None:  # the record first: a run killed between the two leaves no entry unrecorded
                 written = provenance_path(path)
                 _record(path, merged, entries, made_by)
+                written = path
+            _replace_atomically(path, render(merged))
     except OSError as error:
         raise ExportError(f"cannot write {written}: {error.strerror or error}") from error
     return merged
@@ -177,9 +178,10 @@ def _records(path: Path, held: Mapping[int, Config]) -> dict[str, dict]:
 
 
 def _record(path: Path, held: Mapping[int, Config], entries: Mapping[int, Config], made_by: Mapping[str, str]) -> None:
-    """Record made_by for entries, which the file at path now holds among held; the caller holds the lock.
+    """Record made_by for entries, which the file at path is about to hold among held; the caller holds the lock.
 
-    So the record never credits the wrong run, however runs interleave or stop.
+    Each record names its entry, so the record never credits the wrong run, however runs interleave
+    or stop: written before the file, a record of an entry the file did not get is dropped later.
     """
     kept = _records(path, held)
     kept.update({str(M): {**made_by, "entry": config.as_sglang()} for M, config in entries.items()})
