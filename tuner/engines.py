@@ -12,6 +12,7 @@ machine set up for tuning alone).
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -94,12 +95,16 @@ class Target:
     why: str
 
     def defaults(self, block_n: int, block_k: int) -> list[Config]:
-        """What each engine runs without a file, the first engine's first (the run's "default")."""
-        return list(dict.fromkeys(engine.default(block_n, block_k) for engine in self.engines))
+        return defaults(self.engines, block_n, block_k)
 
     def describe(self) -> str:
-        return f"{' and '.join(e.name for e in self.engines)}'s file{'s' if len(self.engines) > 1 else ''}: " \
-               f"--space {self.space} ({self.why})"  # fmt: skip
+        files = f"{' and '.join(e.name for e in self.engines)}'s file{'s' if len(self.engines) > 1 else ''}"
+        return f"{files}: --space {self.space} ({self.why})"
+
+
+def defaults(engines: Sequence[Engine], block_n: int, block_k: int) -> list[Config]:
+    """What each engine runs without a file, the first engine's first (a run's "default")."""
+    return list(dict.fromkeys(engine.default(block_n, block_k) for engine in engines))
 
 
 def plan_targets(space: str, file_format: str, input_type: str, device_name: str | None) -> list[Target]:

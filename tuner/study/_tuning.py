@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.baselines import BASELINES, USER_FOLDER, Baseline, ConfigFolder, find_baselines, folders_for
 from tuner.benchmarkers import CONFIG_FILES, SAMPLING, STORAGE, Benchmarker, RunClock
 from tuner.engines import SGLANG, Engine
+from tuner.engines import defaults as engine_defaults
 from tuner.export import nearest_entry, read_config_file, write_configs
 from tuner.samplers import PRIOR_DEVICE, Prior, dedupe, make_sampler, resolve, same_schedule, warm_start_seeds
 from tuner.space import SAMPLER, SPLIT_K, Config, Problem, config_of, default_config, search_space
@@ -437,7 +438,7 @@ def tune_shape(
     p0 = problems[0]
     paths = [Path(save_path) / e.file_name(p0.N, p0.K, bench.device_name, p0.input_type, p0.block_n, p0.block_k)
              for e in engines]  # fmt: skip
-    defaults = list(dict.fromkeys(e.default(p0.block_n, p0.block_k) for e in engines))
+    defaults = engine_defaults(engines, p0.block_n, p0.block_k)
     with clock.timing(CONFIG_FILES):
         folders = folders_for(baseline_folders, engines)
         baselines, _ = find_baselines(folders, p0, bench.device_name)  # the run said which, at its start
